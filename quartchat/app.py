@@ -1,0 +1,98 @@
+"""The ASGI app: the page, ``/healthz`` and the ``/ws`` chat socket.
+
+The only module that imports Quart. It reads the settings, opens the store,
+starts the hub in the app's nursery, and adapts Quart's websocket to the
+:class:`~quartchat.session.Transport` a session speaks through. Run it with
+``hypercorn --config hypercorn.toml quartchat:app``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from quart import Response, send_from_directory, websocket
+from quart_trio import QuartTrio
+
+from .broker import LocalBroker
+from .config import Settings
+from .hub import Hub
+from .session import Session
+from .store import AsyncStore
+
+HUB_KEY = "quartchat.hub"
+
+
+class QuartTransport:
+    """Quart's websocket as a session transport.
+
+    Quart-Trio cancels the handler when the client goes away, so ``receive``
+    never sees a departed peer: the session's cleanup runs on cancellation.
+    """
+
+    async def receive(self) -> str | bytes:
+        return await websocket.receive()
+
+    async def send(self, data: str) -> None:
+        await websocket.send(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        await websocket.close(code, reason)
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Browsers always send ``Origin``; other clients may not, and are let in.
+
+    With no allowed list the page's own origin is the only one accepted.
+    """
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    if allowed:
+        return "*" in allowed or origin in allowed
+    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+
+
+def create_app(settings: Settings | None = None) -> QuartTrio:
+    settings = settings if settings is not None else Settings.from_env()
+    app = QuartTrio(__name__, static_folder=str(settings.static_dir), static_url_path="/static")
+    # Connections are all closed when the lifespan ends; the hub can stop at once.
+    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None
+    logging.basicConfig(level=logging.INFO)
+
+    def hub() -> Hub:
+        found: Hub = app.extensions[HUB_KEY]
+        return found
+
+    @app.before_serving
+    async def start_hub() -> None:
+        store = await AsyncStore.open(settings.db_path)
+        the_hub = Hub(settings, store, LocalBroker())
+        await app.nursery.start(the_hub.run)
+        app.extensions[HUB_KEY] = the_hub
+
+    @app.after_serving
+    async def close_store() -> None:
+        await hub().store.aclose()
+
+    @app.get("/")
+    async def index() -> Response:
+        return await send_from_directory(settings.static_dir, "index.html")
+
+    @app.get("/healthz")
+    async def healthz() -> tuple[dict[str, Any], int]:
+        last_id = await hub().store.last_id()
+        return {"status": "ok", "last_id": last_id, "epoch": hub().store.epoch}, 200
+
+    @app.websocket("/ws")
+    async def chat_socket() -> tuple[str, int] | None:
+        if not origin_allowed(
+            websocket.headers.get("Origin"), websocket.headers.get("Host"), settings.allowed_origins
+        ):
+            return "origin not allowed", 403
+        await websocket.accept()
+        await Session(hub(), QuartTransport()).serve()
+        return None
+
+    return app

@@ -1,0 +1,133 @@
+"""One typed settings object, read once from the environment.
+
+Every knob has a default that runs the chat on one process with SQLite. A bad
+value fails at start with a :class:`ConfigError` that names the variable, so a
+typo never turns into a silently different server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+#: The page and its assets live beside the package, not in the working directory.
+DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server can be told; see the README's table for meanings."""
+
+    #: SQLite file that holds the log of record.
+    db_path: Path = Path("chat.db")
+    #: Messages sent on a first visit (``last_id`` null).
+    backlog: int = 50
+    #: Most messages replayed after a cursor; a larger gap gives ``recovered: false``.
+    replay_limit: int = 500
+    #: Largest ``limit`` a ``history`` request may ask for.
+    history_max: int = 200
+    #: Server frames (one JSON object each) queued for one connection before it is
+    #: cut with 4008. At ~300 bytes a message that is about 300 KiB per client.
+    queue_size: int = 1000
+    #: Origins allowed to open the socket; empty means same-origin only.
+    allowed_origins: tuple[str, ...] = ()
+    #: Largest client frame in bytes; larger closes with 1009.
+    max_frame_bytes: int = 64 * 1024
+    #: Seconds a new socket has to send ``hello``.
+    hello_timeout: float = 10.0
+    #: Seconds after the last ``typing`` before the server clears it.
+    typing_timeout: float = 5.0
+    #: Sustained messages per second one user may send, and the burst above it.
+    send_rate: float = 10.0
+    send_burst: int = 20
+    #: Client frames of any kind per second per connection, and the burst.
+    frame_rate: float = 50.0
+    frame_burst: int = 100
+    #: Bad frames tolerated per connection (refilled one per 2 s) before 1008.
+    strikes: int = 10
+    #: Folder with index.html and the page's assets.
+    static_dir: Path = field(default=DEFAULT_STATIC_DIR)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``QUARTCHAT_*`` variables; raise :class:`ConfigError` on a bad one."""
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        d = cls()  # the defaults (a slotted class has no per-field class attributes)
+        settings = cls(
+            db_path=reader.get("QUARTCHAT_DB", Path, d.db_path),
+            backlog=reader.get("QUARTCHAT_BACKLOG", _count, d.backlog),
+            replay_limit=reader.get("QUARTCHAT_REPLAY_LIMIT", _positive, d.replay_limit),
+            history_max=reader.get("QUARTCHAT_HISTORY_MAX", _positive, d.history_max),
+            queue_size=reader.get("QUARTCHAT_QUEUE_SIZE", _positive, d.queue_size),
+            allowed_origins=reader.get("QUARTCHAT_ALLOWED_ORIGINS", _origins, d.allowed_origins),
+            max_frame_bytes=reader.get("QUARTCHAT_MAX_FRAME", _positive, d.max_frame_bytes),
+            hello_timeout=reader.get("QUARTCHAT_HELLO_TIMEOUT", _seconds, d.hello_timeout),
+            typing_timeout=reader.get("QUARTCHAT_TYPING_TIMEOUT", _seconds, d.typing_timeout),
+            send_rate=reader.get("QUARTCHAT_SEND_RATE", _rate, d.send_rate),
+            send_burst=reader.get("QUARTCHAT_SEND_BURST", _positive, d.send_burst),
+            frame_rate=reader.get("QUARTCHAT_FRAME_RATE", _rate, d.frame_rate),
+            frame_burst=reader.get("QUARTCHAT_FRAME_BURST", _positive, d.frame_burst),
+            strikes=reader.get("QUARTCHAT_STRIKES", _positive, d.strikes),
+            static_dir=reader.get("QUARTCHAT_STATIC_DIR", Path, d.static_dir),
+        )
+        if not (settings.static_dir / "index.html").is_file():
+            raise ConfigError(f"QUARTCHAT_STATIC_DIR: no index.html in {settings.static_dir}")
+        return settings
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r}: {exc}") from None
+
+
+def _count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be 1 or more")
+    return value
+
+
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a number of seconds above 0")
+    return value
+
+
+def _rate(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a rate above 0 per second")
+    return value
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and "://" not in origin:
+            raise ValueError(f"{origin!r} is not an origin like https://chat.example.org")
+    return origins

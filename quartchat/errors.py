@@ -1,0 +1,53 @@
+"""The small, named set of things that go wrong in quartchat.
+
+``FrameError`` becomes an ``error`` frame and the socket stays open;
+``CloseConnection`` ends the socket with a WebSocket close code. Both carry
+what the client is told, so no handler has to invent wording.
+"""
+
+from __future__ import annotations
+
+
+class QuartchatError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(QuartchatError):
+    """A setting from the environment is unusable; the message names it."""
+
+
+class StoreError(QuartchatError):
+    """The store could not do what was asked (disk full, corrupt file...)."""
+
+
+class PeerGone(QuartchatError):
+    """The client went away; there is nobody left to answer."""
+
+
+class FrameError(QuartchatError):
+    """A client frame was refused; answered with an ``error`` frame."""
+
+    def __init__(self, code: str, message: str, client_offset: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.client_offset = client_offset
+
+
+class CloseConnection(QuartchatError):
+    """The socket must end with ``code`` (see the close-code table)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+# Close codes, named once (docs/protocol.md has the table).
+GOING_AWAY = 1001
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+NO_HELLO = 4001
+UNKNOWN_TOKEN = 4003
+TOO_SLOW = 4008

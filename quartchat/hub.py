@@ -1,0 +1,277 @@
+"""The hub owns the delivery rules: identity, presence, typing, posting.
+
+Sessions (one per socket) call in; the hub decides who hears what and hands
+it to the broker. Everything a cancelled handler must undo (presence, typing)
+is a plain synchronous method here, so ``finally`` blocks can call it without
+awaiting.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .broker import Broker, Deliver, Event, Subscription
+from .committer import Committer
+from .config import Settings
+from .errors import UNKNOWN_TOKEN, CloseConnection, FrameError
+from .limits import TokenBucket
+from .models import Draft, Message, Posted, User
+from .presence import Presence
+from .protocol import Hello, History, Send, clean_nick
+from .store import AsyncStore
+
+#: Typing relays per user and conversation are at most this often.
+TYPING_RELAY_INTERVAL = 1.0
+
+
+@dataclass(slots=True)
+class Identity:
+    """Who a ``hello`` turned out to be, before they are counted online."""
+
+    stored: User
+    token: str
+    wanted_nick: str | None
+    errors: list[FrameError] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Typing:
+    conn_id: int
+    scope: trio.CancelScope
+    relayed_at: float
+
+
+class Hub:
+    def __init__(self, settings: Settings, store: AsyncStore, broker: Broker) -> None:
+        self.settings = settings
+        self.store = store
+        self.broker = broker
+        self.presence = Presence()
+        self.committer = Committer(store, self._publish_committed)
+        self._conn_ids = itertools.count(1)
+        self._send_buckets: dict[str, TokenBucket] = {}
+        self._typing: dict[tuple[str, str | None], _Typing] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The hub's own tasks (the committer, typing timers); runs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self.committer.run)
+            task_status.started()
+
+    def new_conn_id(self) -> int:
+        return next(self._conn_ids)
+
+    # ----- session start ---------------------------------------------------
+
+    async def identify(self, hello: Hello) -> Identity:
+        """Look up or create the user of a ``hello``; 4003 for an unknown token."""
+        errors: list[FrameError] = []
+        wanted: str | None = None
+        if hello.nick is not None:
+            try:
+                wanted = clean_nick(hello.nick)
+            except FrameError as exc:
+                errors.append(exc)
+        if hello.token is not None:
+            user = await self.store.user_by_token(hello.token)
+            if user is None:
+                raise CloseConnection(UNKNOWN_TOKEN, "unknown token")
+            return Identity(user, hello.token, wanted, errors)
+        nick = wanted if wanted is not None else f"guest-{secrets.token_hex(2)}"
+        user, token = await self.store.create_user(self.presence.free_variant(nick, None))
+        return Identity(user, token, wanted, errors)
+
+    def attach(
+        self, conn_id: int, identity: Identity, deliver: Deliver
+    ) -> tuple[User, Subscription]:
+        """Subscribe a connection and count it online; synchronous, so nothing
+        can slip between the nick check and the claim. Returns the user as
+        they are now online (their nick may differ from the stored one)."""
+        subscription = self.broker.subscribe(deliver)
+        stored, wanted = identity.stored, identity.wanted_nick
+        online = self.presence.get(stored.id)
+        if online is None:
+            nick = stored.nick
+            if wanted is not None:
+                if self.presence.is_free(wanted, stored.id):
+                    nick = wanted
+                else:
+                    identity.errors.append(_nick_taken(wanted))
+            user = User(stored.id, self.presence.free_variant(nick, stored.id))
+            self.presence.add(conn_id, user)
+            self.broker.publish(
+                Event.of(
+                    {"type": "presence", "event": "join", "user": user.ref()}, skip_user=user.id
+                )
+            )
+            self._send_buckets[user.id] = TokenBucket(
+                self.settings.send_rate, self.settings.send_burst, trio.current_time()
+            )
+            return user, subscription
+        self.presence.add(conn_id, online)
+        if wanted is not None and wanted != online.nick:
+            try:
+                return self._rename_online(stored.id, wanted), subscription
+            except FrameError as exc:
+                identity.errors.append(exc)
+        return online, subscription
+
+    def detach(self, conn_id: int, user_id: str, subscription: Subscription) -> None:
+        """Undo :meth:`attach`: stop delivery, clear typing, publish a leave
+        if this was the user's last connection. Synchronous, never raises."""
+        subscription.close()
+        for key, entry in list(self._typing.items()):
+            if key[0] == user_id and entry.conn_id == conn_id:
+                self._stop_typing(key)
+        gone = self.presence.remove(conn_id, user_id)
+        if gone is not None:
+            self._send_buckets.pop(user_id, None)
+            self.broker.publish(
+                Event.of(
+                    {"type": "presence", "event": "leave", "user": gone.ref()}, skip_user=user_id
+                )
+            )
+
+    def welcome(self, user: User, token: str, last_id: int, recovered: bool) -> dict[str, Any]:
+        return {
+            "type": "welcome",
+            "user": user.ref(),
+            "token": token,
+            "online": [u.ref() for u in self.presence.online()],
+            "last_id": last_id,
+            "epoch": self.store.epoch,
+            "recovered": recovered,
+        }
+
+    async def replay(self, user_id: str, hello: Hello) -> tuple[list[Message], int, bool]:
+        """What a new connection is owed: newest backlog, or all after its cursor."""
+        cursor = hello.last_id
+        if hello.epoch is not None and hello.epoch != self.store.epoch:
+            cursor = None
+        if cursor is None:
+            messages, last, _ = await self.store.replay(user_id, None, self.settings.backlog)
+            return messages, last, False
+        return await self.store.replay(user_id, cursor, self.settings.replay_limit)
+
+    # ----- requests ----------------------------------------------------------
+
+    async def post(self, conn_id: int, user_id: str, send: Send) -> Posted:
+        """Store and publish a message; return what to ack.
+
+        Raises ``rate_limited`` or ``unknown_user`` (nothing stored), or
+        :class:`~quartchat.errors.StoreError` (nothing acked: the client retries).
+        """
+        bucket = self._send_buckets.get(user_id)
+        if bucket is not None and not bucket.take(trio.current_time()):
+            raise FrameError("rate_limited", "sending too fast; retry shortly", send.client_offset)
+        sender = self.presence.get(user_id)
+        assert sender is not None, "a session posts only while attached"
+        recipient = None
+        if send.to is not None:
+            recipient = self.presence.get(send.to) or await self.store.get_user(send.to)
+            if recipient is None:
+                raise FrameError("unknown_user", "no user with that id", send.client_offset)
+        self._stop_typing((user_id, send.to))
+        draft = Draft(sender, send.client_offset, send.text, recipient, origin=conn_id)
+        return await self.committer.post(draft)
+
+    def _publish_committed(self, committed: list[tuple[Draft, Posted]]) -> None:
+        for draft, posted in committed:
+            if posted.duplicate:
+                continue
+            message = posted.message
+            only = None
+            if message.recipient is not None:
+                only = frozenset((message.sender.id, message.recipient.id))
+            self.broker.publish(
+                Event.of(
+                    {"type": "message", **message.body()},
+                    message_id=message.id,
+                    only_users=only,
+                    skip_conn=draft.origin,
+                )
+            )
+
+    async def rename(self, user_id: str, raw_nick: str) -> None:
+        """Change an online user's nick, tell everyone, then persist it."""
+        self._rename_online(user_id, clean_nick(raw_nick))
+        user = self.presence.get(user_id)
+        if user is not None:
+            with trio.CancelScope(shield=True):
+                await self.store.set_nick(user_id, user.nick)
+
+    def _rename_online(self, user_id: str, nick: str) -> User:
+        current = self.presence.get(user_id)
+        assert current is not None
+        if nick == current.nick:
+            return current
+        if not self.presence.is_free(nick, user_id):
+            raise _nick_taken(nick)
+        old = self.presence.rename(user_id, nick)
+        user = User(user_id, nick)
+        frame = {"type": "presence", "event": "nick", "user": user.ref(), "old_nick": old.nick}
+        self.broker.publish(Event.of(frame))
+        return user
+
+    async def history(self, user_id: str, request: History) -> dict[str, Any]:
+        messages, has_more = await self.store.history(
+            user_id, request.before_id, request.limit, request.with_user
+        )
+        return {"type": "history", "messages": [m.body() for m in messages], "has_more": has_more}
+
+    # ----- typing ------------------------------------------------------------
+
+    def typing(self, conn_id: int, user_id: str, active: bool, to: str | None) -> None:
+        """Relay a typing state; the server clears it after ``typing_timeout``."""
+        key = (user_id, to)
+        if not active:
+            self._stop_typing(key)
+            return
+        if to is not None and self.presence.get(to) is None:
+            return  # nobody online to tell; nothing leaks about who exists
+        now = trio.current_time()
+        entry = self._typing.get(key)
+        if entry is None:
+            assert self._nursery is not None, "Hub.run must be started first"
+            scope = trio.CancelScope(deadline=now + self.settings.typing_timeout)
+            entry = self._typing[key] = _Typing(conn_id, scope, relayed_at=now)
+            self._nursery.start_soon(self._expire_typing, key, entry)
+        else:
+            entry.scope.deadline = now + self.settings.typing_timeout
+            entry.conn_id = conn_id
+            if now - entry.relayed_at < TYPING_RELAY_INTERVAL:
+                return
+            entry.relayed_at = now
+        self._publish_typing(user_id, to, active=True)
+
+    async def _expire_typing(self, key: tuple[str, str | None], entry: _Typing) -> None:
+        with entry.scope:
+            await trio.sleep_forever()
+        if self._typing.get(key) is entry:
+            self._stop_typing(key)
+
+    def _stop_typing(self, key: tuple[str, str | None]) -> None:
+        entry = self._typing.pop(key, None)
+        if entry is None:
+            return
+        entry.scope.cancel()
+        self._publish_typing(key[0], key[1], active=False)
+
+    def _publish_typing(self, user_id: str, to: str | None, *, active: bool) -> None:
+        user = self.presence.get(user_id)
+        if user is None:
+            return
+        frame = {"type": "typing", "user": user.ref(), "active": active, "to": to}
+        only = None if to is None else frozenset((to,))
+        self.broker.publish(Event.of(frame, only_users=only, skip_user=user_id))
+
+
+def _nick_taken(nick: str) -> FrameError:
+    return FrameError("nick_taken", f"the nickname {nick!r} is in use")

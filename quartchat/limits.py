@@ -1,0 +1,28 @@
+"""Token buckets: how fast a user may send, and how much abuse a socket gets."""
+
+from __future__ import annotations
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up.
+
+    The caller passes the time (``trio.current_time()``), so tests drive it
+    with a fake clock and the bucket itself stays free of I/O.
+    """
+
+    __slots__ = ("_level", "_stamp", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._level = float(burst)
+        self._stamp = now
+
+    def take(self, now: float, cost: float = 1.0) -> bool:
+        """Spend ``cost`` tokens if there are that many; say whether it did."""
+        self._level = min(self.burst, self._level + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._level >= cost:
+            self._level -= cost
+            return True
+        return False

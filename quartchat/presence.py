@@ -1,0 +1,82 @@
+"""Who is online: users, not connections, and the nicks they hold.
+
+Pure bookkeeping with no I/O and no awaits, so the hub can update it from a
+``finally`` block of a cancelled handler. Nicks are unique among online users,
+compared case-insensitively.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .models import User
+from .protocol import MAX_NICK, nick_key
+
+
+@dataclass(slots=True)
+class _Online:
+    user: User
+    conns: set[int] = field(default_factory=set)
+
+
+class Presence:
+    def __init__(self) -> None:
+        self._users: dict[str, _Online] = {}
+        self._nick_holders: dict[str, str] = {}
+
+    def online(self) -> list[User]:
+        return [entry.user for entry in self._users.values()]
+
+    def get(self, user_id: str) -> User | None:
+        entry = self._users.get(user_id)
+        return None if entry is None else entry.user
+
+    def is_free(self, nick: str, user_id: str | None) -> bool:
+        """True when no other online user holds ``nick``."""
+        holder = self._nick_holders.get(nick_key(nick))
+        return holder is None or holder == user_id
+
+    def free_variant(self, nick: str, user_id: str | None) -> str:
+        """``nick`` itself if free, else the first free ``nick-2``, ``nick-3``..."""
+        candidate, n = nick, 1
+        while not self.is_free(candidate, user_id):
+            n += 1
+            suffix = f"-{n}"
+            candidate = nick[: MAX_NICK - len(suffix)] + suffix
+        return candidate
+
+    def add(self, conn_id: int, user: User) -> bool:
+        """Count a connection; True when it is the user's first (a join).
+
+        The user's nick must be free (see :meth:`free_variant`).
+        """
+        entry = self._users.get(user.id)
+        first = entry is None
+        if entry is None:
+            entry = self._users[user.id] = _Online(user)
+            self._nick_holders[nick_key(user.nick)] = user.id
+        entry.conns.add(conn_id)
+        return first
+
+    def remove(self, conn_id: int, user_id: str) -> User | None:
+        """Forget a connection; return the user when it was their last (a leave)."""
+        entry = self._users.get(user_id)
+        if entry is None or conn_id not in entry.conns:
+            return None
+        entry.conns.discard(conn_id)
+        if entry.conns:
+            return None
+        del self._users[user_id]
+        if self._nick_holders.get(nick_key(entry.user.nick)) == user_id:
+            del self._nick_holders[nick_key(entry.user.nick)]
+        return entry.user
+
+    def rename(self, user_id: str, nick: str) -> User:
+        """Give an online user a (free) nick; return the user as it was."""
+        entry = self._users[user_id]
+        old = entry.user
+        if self._nick_holders.get(nick_key(old.nick)) == user_id:
+            del self._nick_holders[nick_key(old.nick)]
+        self._nick_holders[nick_key(nick)] = user_id
+        entry.user = User(user_id, nick)
+        return old

@@ -1,0 +1,196 @@
+"""Protocol v1 without I/O: parse and validate client frames, build server frames.
+
+Everything here is synchronous and pure, so the rules of docs/protocol.md are
+tested without a socket. A client frame becomes one of the frozen dataclasses
+below or raises :class:`~quartchat.errors.FrameError` with the protocol's code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import FrameError
+
+MAX_TEXT = 2000
+MAX_NICK = 32
+OFFSET_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+#: Long enough for any token or id we issue, short enough to bound a lookup.
+MAX_ID_LEN = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    token: str | None
+    nick: str | None
+    last_id: int | None
+    epoch: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    client_offset: str
+    text: str
+    to: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Nick:
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    active: bool
+    to: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    before_id: int | None
+    limit: int
+    #: Addition to v1: only the private conversation with this user.
+    with_user: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+ClientFrame = Hello | Send | Nick | Typing | History | Ping
+
+
+def parse_frame(raw: str | bytes, *, history_max: int = 200) -> ClientFrame:
+    """Turn one client frame into a dataclass, or raise ``FrameError``."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FrameError("bad_json", "frames must be UTF-8 JSON text") from None
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise FrameError("bad_json", "frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise FrameError("bad_request", "frame must be a JSON object")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise FrameError("bad_request", "field 'type' must be a string")
+    fields = _Fields(obj)
+    if kind == "send":
+        return _parse_send(fields)
+    if kind == "hello":
+        last_id = fields.optional_int("last_id")
+        return Hello(
+            token=fields.optional_str("token", MAX_ID_LEN),
+            nick=fields.optional_str("nick", 1000),
+            last_id=last_id if last_id is not None and last_id >= 0 else None,
+            epoch=fields.optional_str("epoch", MAX_ID_LEN),
+        )
+    if kind == "nick":
+        return Nick(nick=fields.required_str("nick", 1000))
+    if kind == "typing":
+        active = obj.get("active")
+        if not isinstance(active, bool):
+            raise FrameError("bad_request", "field 'active' must be true or false")
+        return Typing(active=active, to=fields.optional_str("to", MAX_ID_LEN))
+    if kind == "history":
+        limit = fields.optional_int("limit")
+        return History(
+            before_id=fields.optional_int("before_id"),
+            limit=min(max(limit if limit is not None else 50, 1), history_max),
+            with_user=fields.optional_str("with", MAX_ID_LEN),
+        )
+    if kind == "ping":
+        return Ping()
+    raise FrameError("bad_request", f"unknown frame type {kind[:40]!r}")
+
+
+def _parse_send(fields: _Fields) -> Send:
+    offset = fields.obj.get("client_offset")
+    if not isinstance(offset, str) or not OFFSET_RE.fullmatch(offset):
+        raise FrameError(
+            "bad_offset",
+            "client_offset must be 1-64 characters of A-Z a-z 0-9 _ . : -",
+            offset if isinstance(offset, str) and len(offset) <= 64 else None,
+        )
+    text = fields.obj.get("text")
+    if not isinstance(text, str):
+        raise FrameError("bad_request", "field 'text' must be a string", offset)
+    if len(text) > MAX_TEXT:
+        raise FrameError("too_long", f"text over {MAX_TEXT} characters", offset)
+    if not text.strip():
+        raise FrameError("empty", "text is empty", offset)
+    if "\x00" in text:
+        raise FrameError("bad_request", "text must not contain NUL", offset)
+    to = fields.obj.get("to")
+    if to is not None and (not isinstance(to, str) or not 0 < len(to) <= MAX_ID_LEN):
+        raise FrameError("bad_request", "field 'to' must be a user id or null", offset)
+    return Send(client_offset=offset, text=text, to=to)
+
+
+class _Fields:
+    """Typed access to a frame's fields, raising ``bad_request`` on a wrong type."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+
+    def optional_str(self, name: str, max_len: int) -> str | None:
+        value = self.obj.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value) > max_len:
+            raise FrameError("bad_request", f"field '{name}' must be a string or null")
+        return value
+
+    def required_str(self, name: str, max_len: int) -> str:
+        value = self.optional_str(name, max_len)
+        if value is None:
+            raise FrameError("bad_request", f"field '{name}' is required")
+        return value
+
+    def optional_int(self, name: str) -> int | None:
+        value = self.obj.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FrameError("bad_request", f"field '{name}' must be an integer or null")
+        return value
+
+
+def clean_nick(raw: str) -> str:
+    """Trim a wanted nickname and check it; raise ``bad_nick`` when unusable."""
+    nick = raw.strip()
+    if not 1 <= len(nick) <= MAX_NICK:
+        raise FrameError("bad_nick", f"nickname must be 1-{MAX_NICK} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in nick):
+        raise FrameError("bad_nick", "nickname must not contain control characters")
+    return nick
+
+
+def nick_key(nick: str) -> str:
+    """The form two nicks are compared in: case-insensitive."""
+    return nick.casefold()
+
+
+# ----- server frames -------------------------------------------------------
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """One server object as one line of compact JSON (no raw newlines inside)."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def error_frame(exc: FrameError) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message}
+    if exc.client_offset is not None:
+        frame["client_offset"] = exc.client_offset
+    return frame
+
+
+def user_ref(user_id: str, nick: str) -> dict[str, str]:
+    return {"id": user_id, "nick": nick}

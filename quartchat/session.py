@@ -1,0 +1,252 @@
+"""One WebSocket connection, from ``hello`` to close, as a cursor on the log.
+
+A session runs two tasks in one nursery: the reader handles client frames,
+the writer is the only task that writes to the socket. Everything for the
+client goes through one bounded queue (``Settings.queue_size`` frames): the
+broker drops live events in without waiting, the reader drops in replies.
+When the queue is full the client is not keeping up, and the session ends
+with 4008; the client resumes from its cursor when it reconnects.
+
+Ordering: the session subscribes *before* it reads what it missed from the
+store, so nothing committed meanwhile falls between the two; the writer then
+sends the replay and skips queued messages at or below the replay's snapshot.
+
+The session speaks to the socket only through :class:`Transport`, so tests
+can drive it with a fake and :mod:`quartchat.app` adapts Quart's websocket.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import trio
+
+from .broker import Event
+from .errors import (
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    MESSAGE_TOO_BIG,
+    NO_HELLO,
+    POLICY_VIOLATION,
+    TOO_SLOW,
+    CloseConnection,
+    FrameError,
+    PeerGone,
+    StoreError,
+)
+from .hub import Hub
+from .limits import TokenBucket
+from .protocol import Hello, History, Nick, Ping, Send, Typing, encode, error_frame, parse_frame
+
+log = logging.getLogger(__name__)
+
+#: Most queued frames the writer joins into one WebSocket frame.
+MAX_COALESCE = 256
+#: Seconds a socket gets to take our close frame before we give up on it.
+CLOSE_TIMEOUT = 2.0
+#: One strike comes back this often, so an occasional mistake never adds up.
+STRIKE_REFILL_PER_S = 0.5
+
+
+class Transport(Protocol):
+    async def receive(self) -> str | bytes:
+        """The next client frame; raises :class:`PeerGone` once the client left."""
+
+    async def send(self, data: str) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class Session:
+    def __init__(self, hub: Hub, transport: Transport) -> None:
+        self.hub = hub
+        self.settings = hub.settings
+        self.transport = transport
+        self.conn_id = hub.new_conn_id()
+        self.user_id = ""
+        self._outbox_send, self._outbox = trio.open_memory_channel[str | Event](
+            self.settings.queue_size
+        )
+        self._scope = trio.CancelScope()
+        self._close: CloseConnection | None = None
+        now = trio.current_time()
+        self._frames = TokenBucket(self.settings.frame_rate, self.settings.frame_burst, now)
+        self._strikes = TokenBucket(STRIKE_REFILL_PER_S, self.settings.strikes, now)
+
+    async def serve(self) -> None:
+        """Run the connection to its end and close the socket with the right code."""
+        try:
+            with self._scope:
+                await self._run()
+        except CloseConnection as exc:
+            self._close = exc
+        except PeerGone:
+            return
+        except StoreError:
+            log.exception("store failed during session start")
+            self._close = CloseConnection(INTERNAL_ERROR, "store unavailable")
+        finally:
+            # Reached on every path, cancellation by a departed client included;
+            # the socket may be gone, so the close is shielded and bounded.
+            close = self._close or CloseConnection(GOING_AWAY, "server shutting down")
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+                try:
+                    await self.transport.close(close.code, close.reason)
+                except Exception:  # the peer is already gone: nothing to tell it
+                    log.debug("close of connection %s failed", self.conn_id, exc_info=True)
+
+    async def _run(self) -> None:
+        hello = await self._receive_hello()
+        identity = await self.hub.identify(hello)
+        self.user_id = identity.stored.id  # before attach: its join must skip us
+        user, subscription = self.hub.attach(self.conn_id, identity, self._deliver)
+        self.user_id = user.id
+        try:
+            if user.nick != identity.stored.nick:
+                await self.hub.store.set_nick(user.id, user.nick)
+            messages, last_id, recovered = await self.hub.replay(user.id, hello)
+            welcome = self.hub.welcome(user, identity.token, last_id, recovered)
+            first = [encode(welcome)]
+            first += [encode({"type": "message", **m.body()}) for m in messages]
+            first += [encode(error_frame(e)) for e in identity.errors]
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._guarded, self._write, first, last_id)
+                await self._guarded(self._read)
+                nursery.cancel_scope.cancel()
+        finally:
+            self.hub.detach(self.conn_id, self.user_id, subscription)
+
+    async def _guarded(self, task: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run one of the two tasks; whatever ends it ends the whole session
+        with the right close code instead of escaping as an exception group."""
+        try:
+            await task(*args)
+        except CloseConnection as exc:
+            self._cut(exc)
+        except PeerGone:
+            self._cut(CloseConnection(GOING_AWAY, "peer gone"))
+        except Exception:
+            log.exception("connection %s failed", self.conn_id)
+            self._cut(CloseConnection(INTERNAL_ERROR, "internal error"))
+        else:
+            self._cut(CloseConnection(GOING_AWAY, "done"))
+
+    async def _receive_hello(self) -> Hello:
+        with trio.move_on_after(self.settings.hello_timeout):
+            raw = await self.transport.receive()
+            self._check_size(raw)
+            try:
+                frame = parse_frame(raw)
+            except FrameError as exc:
+                raise CloseConnection(
+                    NO_HELLO, f"first frame must be hello ({exc.message})"
+                ) from None
+            if not isinstance(frame, Hello):
+                raise CloseConnection(NO_HELLO, "first frame must be hello")
+            return frame
+        raise CloseConnection(NO_HELLO, "no hello in time")
+
+    # ----- outbound ------------------------------------------------------------
+
+    def _deliver(self, event: Event) -> None:
+        """Broker callback: queue ``event`` if it is for us; never blocks."""
+        if event.is_for(self.conn_id, self.user_id):
+            self._queue(event)
+
+    def _queue(self, item: str | Event) -> None:
+        try:
+            self._outbox_send.send_nowait(item)
+        except trio.WouldBlock:
+            self._cut(CloseConnection(TOO_SLOW, "too slow: outbound queue overflowed"))
+        except trio.ClosedResourceError:
+            pass
+
+    def _reply(self, frame: dict[str, Any]) -> None:
+        self._queue(encode(frame))
+
+    def _cut(self, close: CloseConnection) -> None:
+        if self._close is None:
+            self._close = close
+        self._scope.cancel()
+
+    async def _write(self, first: list[str], cursor: int) -> None:
+        """The only writer: replay first, then queued frames, coalesced."""
+        for start in range(0, len(first), MAX_COALESCE):
+            await self.transport.send("\n".join(first[start : start + MAX_COALESCE]))
+        while True:
+            batch = [await self._outbox.receive()]
+            while len(batch) < MAX_COALESCE:
+                try:
+                    batch.append(self._outbox.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            lines = []
+            for item in batch:
+                if isinstance(item, str):
+                    lines.append(item)
+                    continue
+                if item.message_id is not None:
+                    if item.message_id <= cursor:
+                        continue  # already sent in the replay
+                    cursor = item.message_id
+                lines.append(item.line)
+            if lines:
+                await self.transport.send("\n".join(lines))
+
+    # ----- inbound -------------------------------------------------------------
+
+    async def _read(self) -> None:
+        while True:
+            raw = await self.transport.receive()
+            self._check_size(raw)
+            if not self._frames.take(trio.current_time()):
+                self._strike()
+                self._reply(error_frame(FrameError("rate_limited", "too many frames; slow down")))
+                continue
+            try:
+                await self._handle(parse_frame(raw, history_max=self.settings.history_max))
+            except FrameError as exc:
+                if exc.code not in ("rate_limited", "nick_taken"):
+                    self._strike()
+                self._reply(error_frame(exc))
+
+    def _check_size(self, raw: str | bytes) -> None:
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+        if size > self.settings.max_frame_bytes:
+            raise CloseConnection(MESSAGE_TOO_BIG, "frame over the size limit")
+
+    def _strike(self) -> None:
+        if not self._strikes.take(trio.current_time()):
+            raise CloseConnection(POLICY_VIOLATION, "too many bad frames")
+
+    async def _handle(self, frame: object) -> None:
+        match frame:
+            case Send():
+                try:
+                    posted = await self.hub.post(self.conn_id, self.user_id, frame)
+                except StoreError:
+                    log.exception("could not store a message")
+                    raise FrameError(
+                        "internal", "could not store the message; retry", frame.client_offset
+                    ) from None
+                message = posted.message
+                self._reply(
+                    {
+                        "type": "ack",
+                        "client_offset": frame.client_offset,
+                        "id": message.id,
+                        "ts": message.ts,
+                    }
+                )
+            case Typing():
+                self.hub.typing(self.conn_id, self.user_id, frame.active, frame.to)
+            case Nick():
+                await self.hub.rename(self.user_id, frame.nick)
+            case History():
+                self._reply(await self.hub.history(self.user_id, frame))
+            case Ping():
+                self._reply({"type": "pong"})
+            case Hello():
+                raise FrameError("bad_request", "hello was already received")

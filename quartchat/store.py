@@ -1,0 +1,326 @@
+"""The SQLite log of record (through sqlite-utils), and its thread discipline.
+
+:class:`Store` is synchronous and must only run on worker threads. One writer
+connection does every write; reads use a small pool of their own connections,
+so WAL lets replays and history pages run while a batch commits.
+:class:`AsyncStore` is what Trio code calls: each method hops to a worker
+thread with ``trio.to_thread.run_sync`` under a limiter (one thread for
+writes, ``READERS`` for reads), so SQLite never blocks the event loop.
+
+Schema versions live in ``PRAGMA user_version``; :func:`migrate` brings any
+older file (including the Socket.IO tutorial's ``chat.db``) up to date and is
+safe to run on every start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+import trio
+
+from .errors import StoreError
+from .models import Draft, Message, Posted, User
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+READERS = 4
+#: Seconds a connection waits for another process's write lock.
+BUSY_TIMEOUT_MS = 10_000
+
+_COLUMNS = "m.id, m.sender, m.nick, m.recipient, m.recipient_nick, m.text, m.ts"
+_VISIBLE = "(m.recipient IS NULL OR m.recipient = :viewer OR m.sender = :viewer)"
+_BETWEEN = (
+    "(m.recipient IS NOT NULL AND ((m.sender = :viewer AND m.recipient = :other)"
+    " OR (m.sender = :other AND m.recipient = :viewer)))"
+)
+
+
+def hash_token(token: str) -> str:
+    """Tokens are stored only as this hash."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def connect(path: Path | str) -> sqlite_utils.Database:
+    """A connection with the pragmas every quartchat connection uses."""
+    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    db = sqlite_utils.Database(conn)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # FULL makes an acked message survive power loss, not just a crash;
+    # batched commits keep its fsync cost per batch, not per message.
+    db.execute("PRAGMA synchronous = FULL")
+    db.execute("PRAGMA foreign_keys = ON")
+    return db
+
+
+def migrate(db: sqlite_utils.Database) -> str:
+    """Create or upgrade the schema; return this database's epoch."""
+    db.enable_wal()
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"database schema {version} is newer than this server ({SCHEMA_VERSION})")
+    with db.atomic():
+        if version < 1:
+            _create_v1(db)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        row = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+        if row is None:
+            epoch = secrets.token_hex(8)
+            db.table("meta").insert({"key": "epoch", "value": epoch})
+            return epoch
+        return str(row[0])
+
+
+def _create_v1(db: sqlite_utils.Database) -> None:
+    tutorial = "messages" in db.table_names() and "content" in db.table("messages").columns_dict
+    if tutorial:
+        db.execute("ALTER TABLE messages RENAME TO tutorial_messages")
+    db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+    db.table("users").create(
+        {"id": str, "nick": str, "token_hash": str, "created": int},
+        pk="id",
+        not_null={"nick", "token_hash", "created"},
+        if_not_exists=True,
+    )
+    db.table("users").create_index(["token_hash"], unique=True, if_not_exists=True)
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            sender TEXT NOT NULL REFERENCES users(id),
+            nick TEXT NOT NULL,
+            recipient TEXT REFERENCES users(id),
+            recipient_nick TEXT,
+            text TEXT NOT NULL,
+            ts INTEGER NOT NULL,
+            client_offset TEXT NOT NULL,
+            UNIQUE (sender, client_offset)
+        )
+        """
+    )
+    db.table("messages").create_index(["recipient", "id"], if_not_exists=True)
+    if tutorial:
+        _import_tutorial(db)
+
+
+def _import_tutorial(db: sqlite_utils.Database) -> None:
+    """Keep the tutorial's messages (ids included) under one 'tutorial' user."""
+    legacy = "u-tutorial"
+    db.table("users").insert(
+        {
+            "id": legacy,
+            "nick": "tutorial",
+            "token_hash": secrets.token_hex(32),
+            "created": now_ms(),
+        },
+        ignore=True,
+    )
+    db.execute(
+        "INSERT INTO messages (id, sender, nick, text, ts, client_offset)"
+        " SELECT id, ?, 'tutorial', COALESCE(content, ''), ?,"
+        " COALESCE(client_offset, 'tutorial-' || id)"
+        " FROM tutorial_messages ORDER BY id",
+        [legacy, now_ms()],
+    )
+    db.execute("DROP TABLE tutorial_messages")
+
+
+def _row_to_message(row: Sequence[Any]) -> Message:
+    msg_id, sender, nick, recipient, recipient_nick, text, ts = row
+    return Message(
+        id=msg_id,
+        sender=User(sender, nick),
+        recipient=None if recipient is None else User(recipient, recipient_nick),
+        text=text,
+        ts=ts,
+    )
+
+
+class Store:
+    """Synchronous access to one SQLite file. Worker threads only."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._writer = connect(self.path)
+        self.epoch = migrate(self._writer)
+        self._readers: queue.SimpleQueue[sqlite_utils.Database] = queue.SimpleQueue()
+        self._all = [self._writer]
+
+    def close(self) -> None:
+        for db in self._all:
+            db.close()
+
+    @contextmanager
+    def _reader(self) -> Iterator[sqlite_utils.Database]:
+        try:
+            db = self._readers.get_nowait()
+        except queue.Empty:
+            db = connect(self.path)
+            self._all.append(db)
+        try:
+            yield db
+        finally:
+            self._readers.put(db)
+
+    # ----- users -------------------------------------------------------
+
+    def create_user(self, nick: str) -> tuple[User, str]:
+        """A new identity; returns it and its secret token (stored only hashed)."""
+        token = secrets.token_urlsafe(32)
+        user = User(id="u" + secrets.token_hex(8), nick=nick)
+        with self._writer.atomic():
+            self._writer.table("users").insert(
+                {"id": user.id, "nick": nick, "token_hash": hash_token(token), "created": now_ms()}
+            )
+        return user, token
+
+    def user_by_token(self, token: str) -> User | None:
+        with self._reader() as db:
+            row = db.execute(
+                "SELECT id, nick FROM users WHERE token_hash = ?", [hash_token(token)]
+            ).fetchone()
+        return None if row is None else User(row[0], row[1])
+
+    def get_user(self, user_id: str) -> User | None:
+        with self._reader() as db:
+            row = db.execute("SELECT id, nick FROM users WHERE id = ?", [user_id]).fetchone()
+        return None if row is None else User(row[0], row[1])
+
+    def set_nick(self, user_id: str, nick: str) -> None:
+        with self._writer.atomic():
+            self._writer.execute("UPDATE users SET nick = ? WHERE id = ?", [nick, user_id])
+
+    # ----- messages ----------------------------------------------------
+
+    def insert(self, drafts: Iterable[Draft]) -> list[Posted]:
+        """Store drafts in one transaction; a known ``(sender, client_offset)``
+        gives back the original message, marked ``duplicate``."""
+        ts = now_ms()
+        out: list[Posted] = []
+        conn = self._writer.conn
+        with self._writer.atomic():
+            for d in drafts:
+                to_id = None if d.recipient is None else d.recipient.id
+                to_nick = None if d.recipient is None else d.recipient.nick
+                row = conn.execute(
+                    "INSERT INTO messages"
+                    " (sender, nick, recipient, recipient_nick, text, ts, client_offset)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (sender, client_offset) DO NOTHING RETURNING id",
+                    [d.sender.id, d.sender.nick, to_id, to_nick, d.text, ts, d.client_offset],
+                ).fetchone()
+                if row is not None:
+                    message = Message(row[0], d.sender, d.recipient, d.text, ts)
+                    out.append(Posted(message, duplicate=False))
+                    continue
+                old = conn.execute(
+                    f"SELECT {_COLUMNS} FROM messages m WHERE m.sender = ? AND m.client_offset = ?",
+                    [d.sender.id, d.client_offset],
+                ).fetchone()
+                out.append(Posted(_row_to_message(old), duplicate=True))
+        return out
+
+    def last_id(self) -> int:
+        with self._reader() as db:
+            return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0])
+
+    def replay(
+        self, viewer: str, after_id: int | None, limit: int
+    ) -> tuple[list[Message], int, bool]:
+        """What ``viewer`` may see after ``after_id`` (or the newest ``limit``
+        when ``after_id`` is None), oldest first; the store's newest id; and
+        whether the list is complete (no visible message was left out)."""
+        with self._reader() as db, db.atomic():
+            last = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0])
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM messages m WHERE m.id > :after AND {_VISIBLE}"
+                " ORDER BY m.id DESC LIMIT :limit",
+                {"after": after_id or 0, "viewer": viewer, "limit": limit + 1},
+            ).fetchall()
+        complete = after_id is not None and len(rows) <= limit
+        return [_row_to_message(r) for r in reversed(rows[:limit])], last, complete
+
+    def history(
+        self, viewer: str, before_id: int | None, limit: int, with_user: str | None = None
+    ) -> tuple[list[Message], bool]:
+        """Up to ``limit`` visible messages below ``before_id``, oldest first,
+        and whether older ones exist. ``with_user`` narrows to one DM thread."""
+        where = _BETWEEN if with_user is not None else _VISIBLE
+        with self._reader() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM messages m WHERE m.id < :before AND {where}"
+                " ORDER BY m.id DESC LIMIT :limit",
+                {
+                    "before": before_id if before_id is not None else 2**63 - 1,
+                    "viewer": viewer,
+                    "other": with_user,
+                    "limit": limit + 1,
+                },
+            ).fetchall()
+        return [_row_to_message(r) for r in reversed(rows[:limit])], len(rows) > limit
+
+
+class AsyncStore:
+    """Trio-facing store: every call runs on a worker thread, never the loop."""
+
+    def __init__(self, store: Store) -> None:
+        self.sync = store
+        self.epoch = store.epoch
+        self._write = trio.CapacityLimiter(1)
+        self._read = trio.CapacityLimiter(READERS)
+
+    @classmethod
+    async def open(cls, path: Path | str) -> AsyncStore:
+        store = await trio.to_thread.run_sync(Store, path)
+        return cls(store)
+
+    async def aclose(self) -> None:
+        async with self._write, self._read:
+            await trio.to_thread.run_sync(self.sync.close)
+
+    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._write)
+
+    async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._read)
+
+    async def create_user(self, nick: str) -> tuple[User, str]:
+        return await self._on_writer(self.sync.create_user, nick)
+
+    async def set_nick(self, user_id: str, nick: str) -> None:
+        await self._on_writer(self.sync.set_nick, user_id, nick)
+
+    async def insert(self, drafts: Sequence[Draft]) -> list[Posted]:
+        return await self._on_writer(self.sync.insert, drafts)
+
+    async def user_by_token(self, token: str) -> User | None:
+        return await self._on_reader(self.sync.user_by_token, token)
+
+    async def get_user(self, user_id: str) -> User | None:
+        return await self._on_reader(self.sync.get_user, user_id)
+
+    async def last_id(self) -> int:
+        return await self._on_reader(self.sync.last_id)
+
+    async def replay(
+        self, viewer: str, after_id: int | None, limit: int
+    ) -> tuple[list[Message], int, bool]:
+        return await self._on_reader(self.sync.replay, viewer, after_id, limit)
+
+    async def history(
+        self, viewer: str, before_id: int | None, limit: int, with_user: str | None
+    ) -> tuple[list[Message], bool]:
+        return await self._on_reader(self.sync.history, viewer, before_id, limit, with_user)
