@@ -67,9 +67,9 @@ class ChatClient:
                 replay.append(frame)
         return replay
 
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def recv(self, within: float = 5.0) -> dict[str, Any]:
         """The next server object (frames are split on newlines)."""
-        with trio.fail_after(timeout):
+        with trio.fail_after(within):
             while not self._lines:
                 data = await self.ws.get_message()
                 assert isinstance(data, str)
@@ -77,11 +77,11 @@ class ChatClient:
         return self._lines.popleft()
 
     async def expect(
-        self, kind: str, timeout: float = 5.0, ignore: frozenset[str] = NOISE
+        self, kind: str, within: float = 5.0, ignore: frozenset[str] = NOISE
     ) -> dict[str, Any]:
         """The next frame of type ``kind``, skipping only ``ignore`` types."""
         while True:
-            frame = await self.recv(timeout)
+            frame = await self.recv(within)
             if frame["type"] == kind:
                 return frame
             assert frame["type"] in ignore, f"expected {kind}, got {frame}"
@@ -101,9 +101,9 @@ class ChatClient:
         await self.send(type="send", client_offset=offset, text=text, to=to)
         return await self.expect("ack")
 
-    async def close_code(self, timeout: float = 5.0) -> int | None:
+    async def close_code(self, within: float = 5.0) -> int | None:
         """Read until the server closes; return its close code."""
-        with trio.fail_after(timeout):
+        with trio.fail_after(within):
             try:
                 while True:
                     await self.ws.get_message()
