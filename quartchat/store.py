@@ -58,30 +58,36 @@ def connect(path: Path | str) -> sqlite_utils.Database:
     """A connection with the pragmas every quartchat connection uses."""
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
     db = sqlite_utils.Database(conn)
-    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    _pragma(db, f"busy_timeout = {BUSY_TIMEOUT_MS}")
     # FULL makes an acked message survive power loss, not just a crash;
     # batched commits keep its fsync cost per batch, not per message.
-    db.execute("PRAGMA synchronous = FULL")
-    db.execute("PRAGMA foreign_keys = ON")
+    _pragma(db, "synchronous = FULL")
+    _pragma(db, "foreign_keys = ON")
     return db
+
+
+def _pragma(db: sqlite_utils.Database, statement: str) -> Any:
+    """Run a PRAGMA to completion (a half-read one blocks later savepoints)."""
+    rows = db.conn.execute(f"PRAGMA {statement}").fetchall()
+    return rows[0][0] if rows else None
 
 
 def migrate(db: sqlite_utils.Database) -> str:
     """Create or upgrade the schema; return this database's epoch."""
     db.enable_wal()
-    version = db.execute("PRAGMA user_version").fetchone()[0]
+    version = _pragma(db, "user_version")
     if version > SCHEMA_VERSION:
         raise StoreError(f"database schema {version} is newer than this server ({SCHEMA_VERSION})")
     with db.atomic():
         if version < 1:
             _create_v1(db)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        row = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
-        if row is None:
+        _pragma(db, f"user_version = {SCHEMA_VERSION}")
+        rows = db.conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchall()
+        if not rows:
             epoch = secrets.token_hex(8)
             db.table("meta").insert({"key": "epoch", "value": epoch})
             return epoch
-        return str(row[0])
+        return str(rows[0][0])
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
@@ -138,6 +144,13 @@ def _import_tutorial(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE tutorial_messages")
 
 
+def _one(cursor: sqlite3.Cursor) -> Any:
+    """The first row, with the statement run to its end (RETURNING included),
+    so no statement is left open across a COMMIT."""
+    rows = cursor.fetchall()
+    return rows[0] if rows else None
+
+
 def _row_to_message(row: Sequence[Any]) -> Message:
     msg_id, sender, nick, recipient, recipient_nick, text, ts = row
     return Message(
@@ -189,14 +202,14 @@ class Store:
 
     def user_by_token(self, token: str) -> User | None:
         with self._reader() as db:
-            row = db.execute(
-                "SELECT id, nick FROM users WHERE token_hash = ?", [hash_token(token)]
-            ).fetchone()
+            row = _one(
+                db.execute("SELECT id, nick FROM users WHERE token_hash = ?", [hash_token(token)])
+            )
         return None if row is None else User(row[0], row[1])
 
     def get_user(self, user_id: str) -> User | None:
         with self._reader() as db:
-            row = db.execute("SELECT id, nick FROM users WHERE id = ?", [user_id]).fetchone()
+            row = _one(db.execute("SELECT id, nick FROM users WHERE id = ?", [user_id]))
         return None if row is None else User(row[0], row[1])
 
     def set_nick(self, user_id: str, nick: str) -> None:
@@ -215,27 +228,32 @@ class Store:
             for d in drafts:
                 to_id = None if d.recipient is None else d.recipient.id
                 to_nick = None if d.recipient is None else d.recipient.nick
-                row = conn.execute(
-                    "INSERT INTO messages"
-                    " (sender, nick, recipient, recipient_nick, text, ts, client_offset)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (sender, client_offset) DO NOTHING RETURNING id",
-                    [d.sender.id, d.sender.nick, to_id, to_nick, d.text, ts, d.client_offset],
-                ).fetchone()
+                row = _one(
+                    conn.execute(
+                        "INSERT INTO messages"
+                        " (sender, nick, recipient, recipient_nick, text, ts, client_offset)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (sender, client_offset) DO NOTHING RETURNING id",
+                        [d.sender.id, d.sender.nick, to_id, to_nick, d.text, ts, d.client_offset],
+                    )
+                )
                 if row is not None:
                     message = Message(row[0], d.sender, d.recipient, d.text, ts)
                     out.append(Posted(message, duplicate=False))
                     continue
-                old = conn.execute(
-                    f"SELECT {_COLUMNS} FROM messages m WHERE m.sender = ? AND m.client_offset = ?",
-                    [d.sender.id, d.client_offset],
-                ).fetchone()
+                old = _one(
+                    conn.execute(
+                        f"SELECT {_COLUMNS} FROM messages m"
+                        " WHERE m.sender = ? AND m.client_offset = ?",
+                        [d.sender.id, d.client_offset],
+                    )
+                )
                 out.append(Posted(_row_to_message(old), duplicate=True))
         return out
 
     def last_id(self) -> int:
         with self._reader() as db:
-            return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0])
+            return int(_one(db.execute("SELECT COALESCE(MAX(id), 0) FROM messages"))[0])
 
     def replay(
         self, viewer: str, after_id: int | None, limit: int
@@ -244,7 +262,7 @@ class Store:
         when ``after_id`` is None), oldest first; the store's newest id; and
         whether the list is complete (no visible message was left out)."""
         with self._reader() as db, db.atomic():
-            last = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0])
+            last = int(_one(db.execute("SELECT COALESCE(MAX(id), 0) FROM messages"))[0])
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM messages m WHERE m.id > :after AND {_VISIBLE}"
                 " ORDER BY m.id DESC LIMIT :limit",

@@ -112,3 +112,6 @@ class ChatClient:
 
     async def aclose(self) -> None:
         await self.ws.aclose()
+        # trio-websocket leaves its TCP stream open when the *server* closed
+        # the socket (its reader stops at EOF without closing): close it here.
+        await self.ws._stream.aclose()

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import trio
-from chatclient import ChatClient
 from hypercorn.config import Config
 from hypercorn.trio import serve
 from quart_trio import QuartTrio
 
+from chatclient import ChatClient
 from quartchat.app import HUB_KEY, create_app
 from quartchat.config import Settings
 from quartchat.hub import Hub

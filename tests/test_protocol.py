@@ -1,0 +1,134 @@
+"""Protocol v1 parsing and validation, with no socket: the sans-IO layer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from quartchat.errors import FrameError
+from quartchat.protocol import (
+    Hello,
+    History,
+    Nick,
+    Ping,
+    Send,
+    Typing,
+    clean_nick,
+    encode,
+    error_frame,
+    parse_frame,
+)
+
+
+def frame(**fields: object) -> str:
+    return json.dumps(fields)
+
+
+def refused(raw: str | bytes) -> FrameError:
+    with pytest.raises(FrameError) as info:
+        parse_frame(raw)
+    return info.value
+
+
+def test_hello_fields_are_read() -> None:
+    parsed = parse_frame(frame(type="hello", token="t", nick="al", last_id=7, epoch="e"))
+    assert parsed == Hello(token="t", nick="al", last_id=7, epoch="e")
+
+
+def test_hello_with_nulls_is_a_first_visit() -> None:
+    parsed = parse_frame(frame(type="hello", token=None, nick=None, last_id=None, epoch=None))
+    assert parsed == Hello(None, None, None, None)
+
+
+def test_every_client_frame_type_parses() -> None:
+    assert parse_frame(frame(type="send", client_offset="a-1", text="hi", to=None)) == Send(
+        "a-1", "hi", None
+    )
+    assert parse_frame(frame(type="nick", nick="bob")) == Nick("bob")
+    assert parse_frame(frame(type="typing", active=True, to="u1")) == Typing(True, "u1")
+    assert parse_frame(frame(type="history", before_id=10, limit=20)) == History(10, 20, None)
+    assert parse_frame(frame(type="ping")) == Ping()
+
+
+def test_history_limit_is_capped_and_defaulted() -> None:
+    assert parse_frame(frame(type="history", before_id=None, limit=10_000)) == History(
+        None, 200, None
+    )
+    assert parse_frame(frame(type="history"), history_max=200) == History(None, 50, None)
+    assert parse_frame(frame(type="history", limit=0)).limit == 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("{not json", "bad_json"),
+        (b"\xff\xfe", "bad_json"),
+        ("[1, 2]", "bad_request"),
+        ('"hello"', "bad_request"),
+        (frame(kind="send"), "bad_request"),
+        (frame(type=5), "bad_request"),
+        (frame(type="shout"), "bad_request"),
+        (frame(type="hello", token=5), "bad_request"),
+        (frame(type="hello", last_id="12"), "bad_request"),
+        (frame(type="hello", last_id=True), "bad_request"),
+        (frame(type="typing", active="yes"), "bad_request"),
+        (frame(type="nick"), "bad_request"),
+        (frame(type="history", before_id=1.5), "bad_request"),
+    ],
+)
+def test_malformed_frames_get_their_code(raw: str | bytes, code: str) -> None:
+    assert refused(raw).code == code
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"client_offset": "", "text": "hi"}, "bad_offset"),
+        ({"client_offset": "x" * 65, "text": "hi"}, "bad_offset"),
+        ({"client_offset": "has space", "text": "hi"}, "bad_offset"),
+        ({"client_offset": 12, "text": "hi"}, "bad_offset"),
+        ({"client_offset": "ok", "text": ""}, "empty"),
+        ({"client_offset": "ok", "text": " \n\t "}, "empty"),
+        ({"client_offset": "ok", "text": "x" * 2001}, "too_long"),
+        ({"client_offset": "ok", "text": 42}, "bad_request"),
+        ({"client_offset": "ok", "text": "hi", "to": 3}, "bad_request"),
+    ],
+)
+def test_bad_sends_are_refused_with_the_offset(fields: dict[str, object], code: str) -> None:
+    error = refused(frame(type="send", **fields))
+    assert error.code == code
+    offset = fields["client_offset"]
+    if isinstance(offset, str) and 0 < len(offset) <= 64:
+        assert error.client_offset == offset
+
+
+def test_text_length_counts_code_points_not_bytes() -> None:
+    parsed = parse_frame(frame(type="send", client_offset="e", text="é" * 2000))
+    assert isinstance(parsed, Send)
+    assert len(parsed.text) == 2000
+
+
+def test_nicks_are_trimmed_and_checked() -> None:
+    assert clean_nick("  alice  ") == "alice"
+    assert clean_nick("x" * 32) == "x" * 32
+    for bad in ["", "   ", "x" * 33, "bad\x07bell", "new\nline", "zero\u200bwidth"]:
+        with pytest.raises(FrameError) as info:
+            clean_nick(bad)
+        assert info.value.code == "bad_nick"
+
+
+def test_server_frames_are_one_line_each() -> None:
+    line = encode({"type": "message", "text": "two\nlines\u2028here"})
+    assert "\n" not in line
+    assert json.loads(line)["text"] == "two\nlines\u2028here"
+
+
+def test_error_frames_carry_the_offset_only_for_sends() -> None:
+    assert error_frame(FrameError("empty", "text is empty", "k-1")) == {
+        "type": "error",
+        "code": "empty",
+        "message": "text is empty",
+        "client_offset": "k-1",
+    }
+    assert "client_offset" not in error_frame(FrameError("bad_json", "nope"))

@@ -1,0 +1,155 @@
+"""The SQLite log: schema, migration, dedup, visibility, paging."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from quartchat.errors import StoreError
+from quartchat.models import Draft, User
+from quartchat.store import SCHEMA_VERSION, AsyncStore, Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "chat.db")
+
+
+def post(store: Store, sender: User, offset: str, text: str, to: User | None = None) -> int:
+    return store.insert([Draft(sender, offset, text, to)])[0].message.id
+
+
+def test_schema_creation_is_idempotent_and_keeps_the_epoch(tmp_path: Path) -> None:
+    first = Store(tmp_path / "chat.db")
+    alice, _ = first.create_user("alice")
+    post(first, alice, "a1", "hello")
+    first.close()
+    again = Store(tmp_path / "chat.db")
+    assert again.epoch == first.epoch
+    assert again.last_id() == 1
+    assert again.path.stat().st_size > 0
+
+
+def test_a_new_file_gets_a_new_epoch(tmp_path: Path) -> None:
+    assert Store(tmp_path / "a.db").epoch != Store(tmp_path / "b.db").epoch
+
+
+def test_tokens_are_stored_only_as_hashes(store: Store) -> None:
+    user, token = store.create_user("alice")
+    assert store.user_by_token(token) == user
+    assert store.user_by_token(token + "x") is None
+    with store._reader() as db:
+        stored = db.execute("SELECT token_hash FROM users").fetchone()[0]
+    assert token not in stored
+
+
+def test_a_retried_offset_returns_the_original_and_stores_nothing(store: Store) -> None:
+    alice, _ = store.create_user("alice")
+    bob, _ = store.create_user("bob")
+    first, retry, other = store.insert(
+        [
+            Draft(alice, "k-1", "hi", None),
+            Draft(alice, "k-1", "hi (retried)", None),
+            Draft(bob, "k-1", "same offset, other user", None),
+        ]
+    )
+    assert not first.duplicate
+    assert retry.duplicate
+    assert retry.message == first.message
+    assert not other.duplicate
+    assert store.last_id() == other.message.id
+    messages, _ = store.history(alice.id, None, 10)
+    assert [m.text for m in messages] == ["hi", "same offset, other user"]
+
+
+def test_private_messages_are_visible_to_their_two_ends_only(store: Store) -> None:
+    alice, _ = store.create_user("alice")
+    bob, _ = store.create_user("bob")
+    carol, _ = store.create_user("carol")
+    post(store, alice, "1", "public")
+    post(store, alice, "2", "for bob", to=bob)
+    for viewer, expected in [
+        (alice, ["public", "for bob"]),
+        (bob, ["public", "for bob"]),
+        (carol, ["public"]),
+    ]:
+        replayed, _, _ = store.replay(viewer.id, 0, 10)
+        assert [m.text for m in replayed] == expected
+        paged, _ = store.history(viewer.id, None, 10)
+        assert [m.text for m in paged] == expected
+    thread, _ = store.history(bob.id, None, 10, with_user=alice.id)
+    assert [m.text for m in thread] == ["for bob"]
+    assert thread[0].recipient == bob
+
+
+def test_replay_after_a_cursor_and_its_limit(store: Store) -> None:
+    alice, _ = store.create_user("alice")
+    ids = [post(store, alice, f"o{i}", f"m{i}") for i in range(10)]
+    messages, last, complete = store.replay(alice.id, ids[6], 5)
+    assert [m.id for m in messages] == ids[7:]
+    assert last == ids[-1]
+    assert complete
+    messages, _, complete = store.replay(alice.id, ids[0], 5)
+    assert [m.id for m in messages] == ids[5:]  # the newest five of the nine missed
+    assert not complete
+    messages, _, complete = store.replay(alice.id, None, 3)
+    assert [m.id for m in messages] == ids[7:]
+    assert not complete  # a first visit is never "recovered"
+
+
+def test_history_pages_backwards_without_gaps(store: Store) -> None:
+    alice, _ = store.create_user("alice")
+    ids = [post(store, alice, f"o{i}", f"m{i}") for i in range(7)]
+    page, more = store.history(alice.id, None, 3)
+    assert [m.id for m in page] == ids[4:] and more
+    page, more = store.history(alice.id, page[0].id, 3)
+    assert [m.id for m in page] == ids[1:4] and more
+    page, more = store.history(alice.id, page[0].id, 3)
+    assert [m.id for m in page] == ids[:1] and not more
+
+
+def test_the_tutorial_database_is_migrated_with_its_messages(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " client_offset TEXT UNIQUE, content TEXT)"
+    )
+    conn.executemany(
+        "INSERT INTO messages (client_offset, content) VALUES (?, ?)",
+        [("abc-0", "first"), (None, "second")],
+    )
+    conn.commit()
+    conn.close()
+
+    store = Store(path)
+    messages, more = store.history("anyone", None, 10)
+    assert [(m.id, m.text) for m in messages] == [(1, "first"), (2, "second")]
+    assert not more
+    alice, _ = store.create_user("alice")
+    assert post(store, alice, "n1", "after the migration") == 3
+    with store._reader() as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+    assert Store(path).history("anyone", None, 10)[0][-1].text == "after the migration"
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError):
+        Store(path)
+
+
+async def test_the_async_store_runs_off_the_event_loop(tmp_path: Path) -> None:
+    store = await AsyncStore.open(tmp_path / "chat.db")
+    user, token = await store.create_user("alice")
+    assert await store.user_by_token(token) == user
+    posted = await store.insert([Draft(user, "x", "hi", None)])
+    assert await store.last_id() == posted[0].message.id
+    await store.aclose()
