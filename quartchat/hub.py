@@ -224,7 +224,13 @@ class Hub:
         messages, has_more = await self.store.history(
             user_id, request.before_id, request.limit, request.with_user
         )
-        return {"type": "history", "messages": [m.body() for m in messages], "has_more": has_more}
+        return {
+            "type": "history",
+            "messages": [m.body() for m in messages],
+            "has_more": has_more,
+            "before_id": request.before_id,
+            "with": request.with_user,
+        }
 
     # ----- typing ------------------------------------------------------------
 
