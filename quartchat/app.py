@@ -44,14 +44,15 @@ class QuartTransport:
 def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
     """Browsers always send ``Origin``; other clients may not, and are let in.
 
-    With no allowed list the page's own origin is the only one accepted.
+    The page's own origin is always accepted; ``allowed`` adds others
+    (``*``: any).
     """
     if origin is None:
         return True
     origin = origin.rstrip("/")
-    if allowed:
-        return "*" in allowed or origin in allowed
-    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+    if host is not None and urlsplit(origin).netloc.lower() == host.lower():
+        return True
+    return "*" in allowed or origin in allowed
 
 
 def create_app(settings: Settings | None = None) -> QuartTrio:

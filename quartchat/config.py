@@ -36,7 +36,7 @@ class Settings:
     #: Server frames (one JSON object each) queued for one connection before it is
     #: cut with 4008. At ~300 bytes a message that is about 300 KiB per client.
     queue_size: int = 1000
-    #: Origins allowed to open the socket; empty means same-origin only.
+    #: Origins allowed to open the socket besides the page's own (``*``: any).
     allowed_origins: tuple[str, ...] = ()
     #: Largest client frame in bytes; larger closes with 1009.
     max_frame_bytes: int = 64 * 1024

@@ -111,9 +111,10 @@ class Hub:
                     {"type": "presence", "event": "join", "user": user.ref()}, skip_user=user.id
                 )
             )
-            self._send_buckets[user.id] = TokenBucket(
-                self.settings.send_rate, self.settings.send_burst, trio.current_time()
-            )
+            if user.id not in self._send_buckets:
+                self._send_buckets[user.id] = TokenBucket(
+                    self.settings.send_rate, self.settings.send_burst, trio.current_time()
+                )
             return user, subscription
         self.presence.add(conn_id, online)
         if wanted is not None and wanted != online.nick:
@@ -132,12 +133,20 @@ class Hub:
                 self._stop_typing(key)
         gone = self.presence.remove(conn_id, user_id)
         if gone is not None:
-            self._send_buckets.pop(user_id, None)
+            self._forget_idle_buckets()
             self.broker.publish(
                 Event.of(
                     {"type": "presence", "event": "leave", "user": gone.ref()}, skip_user=user_id
                 )
             )
+
+    def _forget_idle_buckets(self) -> None:
+        """Drop the send buckets of offline users that have refilled: a user who
+        reconnects to reset their allowance finds their old, spent bucket."""
+        now = trio.current_time()
+        for user_id, bucket in list(self._send_buckets.items()):
+            if self.presence.get(user_id) is None and bucket.is_full(now):
+                del self._send_buckets[user_id]
 
     def welcome(self, user: User, token: str, last_id: int, recovered: bool) -> dict[str, Any]:
         return {

@@ -26,3 +26,7 @@ class TokenBucket:
             self._level -= cost
             return True
         return False
+
+    def is_full(self, now: float) -> bool:
+        """True when waiting longer would add nothing: the bucket is idle."""
+        return self._level + (now - self._stamp) * self.rate >= self.burst

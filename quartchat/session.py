@@ -96,6 +96,19 @@ class Session:
                     await self.transport.close(close.code, close.reason)
                 except Exception:  # the peer is already gone: nothing to tell it
                     log.debug("close of connection %s failed", self.conn_id, exc_info=True)
+            await self._drain_until_closed()
+
+    async def _drain_until_closed(self) -> None:
+        """Read and drop what the peer still sends until it answers our close.
+
+        Closing a TCP socket with unread input makes the kernel send a reset,
+        and the peer would then see 1006 instead of our close code."""
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            try:
+                while True:
+                    await self.transport.receive()
+            except Exception:  # closed, reset or gone: all mean "done"
+                return
 
     async def _run(self) -> None:
         hello = await self._receive_hello()
