@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,10 +148,27 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         Store(path)
 
 
-async def test_the_async_store_runs_off_the_event_loop(tmp_path: Path) -> None:
+async def test_the_async_store_runs_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every SQLite call of the async store happens on a worker thread."""
+    threads: list[threading.Thread] = []
+    for name in ("create_user", "user_by_token", "insert", "last_id", "replay", "history"):
+        original = getattr(Store, name)
+
+        def spy(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            threads.append(threading.current_thread())
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(Store, name, spy)
+
     store = await AsyncStore.open(tmp_path / "chat.db")
     user, token = await store.create_user("alice")
     assert await store.user_by_token(token) == user
     posted = await store.insert([Draft(user, "x", "hi", None)])
     assert await store.last_id() == posted[0].message.id
+    await store.replay(user.id, None, 10)
+    await store.history(user.id, None, 10, None)
     await store.aclose()
+    assert len(threads) == 6
+    assert threading.main_thread() not in threads
