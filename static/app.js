@@ -8,8 +8,10 @@
 const STORE_PREFIX = "quartchat.";
 const ACK_TIMEOUT_MS = 10_000;
 const MAX_RETRIES = 3; // after the first send
-const PING_EVERY_MS = 20_000;
-const DEAD_AFTER_MS = 45_000;
+const PING_EVERY_MS = 10_000;
+// Any frame proves the socket alive; a pong answers each ping within one
+// interval, so this much silence means a dead connection the browser missed.
+const DEAD_AFTER_MS = 25_000;
 const WELCOME_TIMEOUT_MS = 15_000;
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 10_000;
@@ -219,6 +221,7 @@ function setStatus(next) {
   let text;
   if (next === "connected") text = "Connected";
   else if (next === "offline") text = "Offline";
+  else if (!started) text = "Not connected";
   else text = state.everWelcomed ? "Reconnecting…" : "Connecting…";
   if (dom.statusText.textContent !== text) dom.statusText.textContent = text;
   document.body.dataset.connection = next;
@@ -1356,6 +1359,7 @@ let started = false;
 function startConnecting() {
   if (started) return;
   started = true;
+  setStatus(navigator.onLine ? "reconnecting" : "offline");
   connect();
 }
 
