@@ -24,6 +24,9 @@ class Presence:
         self._users: dict[str, _Online] = {}
         self._nick_holders: dict[str, str] = {}
 
+    def __len__(self) -> int:
+        return len(self._users)
+
     def online(self) -> list[User]:
         return [entry.user for entry in self._users.values()]
 
