@@ -120,12 +120,14 @@ class Session:
             if user.nick != identity.stored.nick:
                 await self.hub.store.set_nick(user.id, user.nick)
             messages, last_id, recovered = await self.hub.replay(user.id, hello)
-            welcome = self.hub.welcome(user, identity.token, last_id, recovered)
-            first = [encode(welcome)]
-            first += [encode({"type": "message", **m.body()}) for m in messages]
-            first += [encode(error_frame(e)) for e in identity.errors]
+            # Only encoded lines outlive this point: the welcome's online list
+            # alone is O(users), and it must not stay alive per connection.
+            opening = [encode(self.hub.welcome(user, identity.token, last_id, recovered))]
+            opening += [encode({"type": "message", **m.body()}) for m in messages]
+            opening += [encode(error_frame(e)) for e in identity.errors]
+            del messages
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._guarded, self._write, first, last_id)
+                nursery.start_soon(self._guarded, self._write, opening, last_id)
                 await self._guarded(self._read)
                 nursery.cancel_scope.cancel()
         finally:
@@ -184,10 +186,11 @@ class Session:
             self._close = close
         self._scope.cancel()
 
-    async def _write(self, first: list[str], cursor: int) -> None:
-        """The only writer: replay first, then queued frames, coalesced."""
-        for start in range(0, len(first), MAX_COALESCE):
-            await self.transport.send("\n".join(first[start : start + MAX_COALESCE]))
+    async def _write(self, opening: list[str], cursor: int) -> None:
+        """The only writer: welcome and replay first, then queued frames, coalesced."""
+        for start in range(0, len(opening), MAX_COALESCE):
+            await self.transport.send("\n".join(opening[start : start + MAX_COALESCE]))
+        opening.clear()  # sent: free it for the life of the connection
         while True:
             batch = [await self._outbox.receive()]
             while len(batch) < MAX_COALESCE:
