@@ -206,7 +206,7 @@ class Hub:
                 only = frozenset((message.sender.id, message.recipient.id))
             self.broker.publish(
                 Event.of(
-                    {"type": "message", **message.body()},
+                    message.frame(),
                     message_id=message.id,
                     only_users=only,
                     skip_conn=draft.origin,

@@ -53,6 +53,10 @@ class Message:
             "ts": self.ts,
         }
 
+    def frame(self) -> dict[str, Any]:
+        """The live and replayed ``message`` frame."""
+        return {"type": "message", **self.body()}
+
 
 @dataclass(frozen=True, slots=True)
 class Posted:

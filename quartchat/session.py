@@ -115,7 +115,6 @@ class Session:
         identity = await self.hub.identify(hello)
         self.user_id = identity.stored.id  # before attach: its join must skip us
         user, subscription = self.hub.attach(self.conn_id, identity, self._deliver)
-        self.user_id = user.id
         try:
             if user.nick != identity.stored.nick:
                 await self.hub.store.set_nick(user.id, user.nick)
@@ -123,7 +122,7 @@ class Session:
             # Only encoded lines outlive this point: the welcome's online list
             # alone is O(users), and it must not stay alive per connection.
             opening = [encode(self.hub.welcome(user, identity.token, last_id, recovered))]
-            opening += [encode({"type": "message", **m.body()}) for m in messages]
+            opening += [encode(m.frame()) for m in messages]
             opening += [encode(error_frame(e)) for e in identity.errors]
             del messages
             async with trio.open_nursery() as nursery:
