@@ -28,7 +28,7 @@ HUB_KEY = "quartchat.hub"
 #: default, 700, makes a server with many live connections run frequent
 #: collections whose older-generation passes stall every client at once: with
 #: 100 receivers at 40 msg/s, p99 delivery latency went from ~75 ms to ~21 ms
-#: with this (scripts/bench.py, see the README).
+#: with this (scripts/bench.py, server and generator on separate cores).
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
