@@ -172,3 +172,26 @@ async def test_the_async_store_runs_off_the_event_loop(
     await store.aclose()
     assert len(threads) == 6
     assert threading.main_thread() not in threads
+
+
+def test_pages_walk_ids_instead_of_sorting_every_visible_row(store: Store) -> None:
+    """History and replay must read ids downwards and stop at the limit: an OR
+    answered through indexes sorts every public row (seconds on a million)."""
+    alice, _ = store.create_user("alice")
+    for i in range(3):
+        post(store, alice, f"o{i}", "hi")
+    statements: list[str] = []
+    with store._reader() as db:
+        db.conn.set_trace_callback(statements.append)
+    store.history(alice.id, None, 50)
+    store.history(alice.id, 3, 50)
+    store.replay(alice.id, None, 50)
+    store.replay(alice.id, 1, 50)
+    with store._reader() as db:
+        db.conn.set_trace_callback(None)
+        pages = [sql for sql in statements if "ORDER BY m.id DESC" in sql]
+        assert len(pages) == 4
+        for sql in pages:
+            plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "INTEGER PRIMARY KEY" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan
