@@ -20,7 +20,7 @@ pytestmark = pytest.mark.browser
 
 #: Milliseconds an expectation may take to come true.
 TIMEOUT = 10_000
-#: The page's ack timeout and retry budget (static/app.js).
+#: The page's ack timeout and retry budget (static/js/constants.js).
 ACK_TIMEOUT_S = 10
 SENDS = 1 + 3
 #: Time allowed for all four sends and the final ack timeout (40 s), with margin.

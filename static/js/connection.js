@@ -1,0 +1,182 @@
+// The WebSocket's lifecycle: connecting, hello, watchdog, reconnecting with backoff.
+
+import { BACKOFF_MAX_MS, BACKOFF_MIN_MS, DEAD_AFTER_MS, WELCOME_TIMEOUT_MS } from "./constants.js";
+import { storage } from "./storage.js";
+import { state } from "./state.js";
+import { setStatus } from "./status.js";
+import { sendFrame } from "./socket.js";
+import { clearTyping } from "./typing.js";
+import { updateAllMarkers } from "./conversations.js";
+import { nickRequestDone, setWantedNick } from "./nick.js";
+import { handleFrame } from "./frames.js";
+
+function socketUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws`;
+}
+
+export function startConnecting() {
+  if (state.started) return;
+  state.started = true;
+  setStatus(navigator.onLine ? "reconnecting" : "offline");
+  connect();
+}
+
+function connect() {
+  clearTimeout(state.reconnectTimer);
+  state.reconnectTimer = 0;
+  if (state.ws) return;
+  if (!navigator.onLine) {
+    setStatus("offline");
+    return;
+  }
+  setStatus("reconnecting");
+  let ws;
+  try {
+    ws = new WebSocket(socketUrl());
+  } catch {
+    scheduleReconnect();
+    return;
+  }
+  state.ws = ws;
+  state.welcomed = false;
+  state.lastFrameAt = Date.now();
+  state.socketOpenedAt = Date.now();
+
+  ws.addEventListener("open", () => {
+    if (state.ws !== ws) return;
+    state.lastFrameAt = Date.now();
+    // The stored nick is re-read: another tab of ours may have changed it.
+    const storedUser = storage.get("user") || state.user;
+    const nick = state.wantedNick || (storedUser ? storedUser.nick : null) || null;
+    state.helloNick = nick;
+    sendFrame({
+      type: "hello",
+      token: state.token || null,
+      nick,
+      last_id: state.cursor ?? null,
+      epoch: state.cursor !== null ? (state.epoch || null) : null,
+    });
+  });
+  ws.addEventListener("message", (event) => {
+    if (state.ws !== ws) return;
+    state.lastFrameAt = Date.now();
+    if (typeof event.data !== "string") return;
+    for (const line of event.data.split("\n")) {
+      if (!line.trim()) continue;
+      let frame;
+      try {
+        frame = JSON.parse(line);
+      } catch {
+        console.warn("quartchat: unreadable frame", line.slice(0, 200));
+        continue;
+      }
+      try {
+        handleFrame(frame);
+      } catch (err) {
+        console.error("quartchat: failed to handle frame", frame, err);
+      }
+    }
+  });
+  ws.addEventListener("close", (event) => {
+    if (state.ws !== ws) return;
+    onSocketGone(event.code, event.reason);
+  });
+  ws.addEventListener("error", () => {
+    /* a close event follows */
+  });
+
+  clearInterval(state.watchdogTimer);
+  state.watchdogTimer = setInterval(watchdog, 5000);
+}
+
+function watchdog() {
+  const ws = state.ws;
+  if (!ws) return;
+  const now = Date.now();
+  const silent = now - state.lastFrameAt;
+  if ((!state.welcomed && now - state.socketOpenedAt > WELCOME_TIMEOUT_MS) || silent > DEAD_AFTER_MS) {
+    killSocket(4000, "no traffic");
+  }
+}
+
+/** Give up on the current socket now, without waiting for the close handshake. */
+export function killSocket(code, reason) {
+  const ws = state.ws;
+  if (!ws) return;
+  state.ws = null; // the socket's own close event is ignored from here on
+  try { ws.close(1000, reason); } catch { /* already closing */ }
+  onSocketGone(code, reason, true);
+}
+
+function onSocketGone(code, reason, alreadyDetached = false) {
+  if (!alreadyDetached) state.ws = null;
+  const wasWelcomed = state.welcomed;
+  state.welcomed = false;
+  clearInterval(state.pingTimer);
+  clearInterval(state.watchdogTimer);
+  clearTimeout(state.pauseTimer);
+  // Unacked sends go back to the outbox; they are re-sent after the next welcome.
+  for (const meta of state.outboxMeta.values()) {
+    clearTimeout(meta.timer);
+    meta.inflight = false;
+    meta.sends = 0;
+  }
+  // Outstanding history requests are re-issued later.
+  const h = state.history;
+  clearTimeout(h.timer);
+  const pendingKeys = [...h.queue];
+  if (h.inflight && h.inflight.key) pendingKeys.push(h.inflight.key);
+  h.inflight = null;
+  h.queue = [];
+  for (const key of pendingKeys) {
+    const conv = state.convs.get(key);
+    if (conv) conv.loading = false;
+  }
+  if (state.nickRequest) nickRequestDone("The connection dropped; try again.");
+  state.typingOut.active = false;
+  for (const [key, map] of state.typingIn) for (const id of [...map.keys()]) clearTyping(key, id);
+  updateAllMarkers();
+
+  if (code === 4003) {
+    // Unknown token: start over as a new identity (keeping the nick).
+    state.token = null;
+    state.cursor = null;
+    storage.set("token", null);
+    storage.set("last_id", null);
+    storage.set("epoch", null);
+    state.epoch = null;
+    if (state.user && !state.wantedNick) setWantedNick(state.user.nick);
+    state.attempt = 0;
+    scheduleReconnect(50);
+    return;
+  }
+  if (code === 4001 || code === 1009) console.warn(`quartchat: server closed with ${code}`, reason);
+  // Back off from scratch only if that connection actually lived a while,
+  // so a server that welcomes and then drops at once is not hammered.
+  if (wasWelcomed && Date.now() - state.welcomedAt > 5000) state.attempt = 0;
+  scheduleReconnect(code === 1008 ? 10_000 : undefined);
+}
+
+function scheduleReconnect(fixedDelay) {
+  clearTimeout(state.reconnectTimer);
+  if (!navigator.onLine) {
+    setStatus("offline");
+    return;
+  }
+  setStatus("reconnecting");
+  let delay = fixedDelay;
+  if (delay === undefined) {
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** state.attempt);
+    delay = base / 2 + Math.random() * (base / 2);
+  }
+  state.attempt += 1;
+  state.reconnectTimer = setTimeout(connect, delay);
+}
+
+export function reconnectNow() {
+  if (!state.started) return;
+  if (state.ws) return;
+  state.attempt = 0;
+  connect();
+}

@@ -1,0 +1,136 @@
+// Handling frames from the server: welcome, live messages and errors; the rest is routed to its module.
+
+import { PING_EVERY_MS } from "./constants.js";
+import { storage } from "./storage.js";
+import { state } from "./state.js";
+import { dom } from "./dom.js";
+import { setStatus } from "./status.js";
+import { sendFrame } from "./socket.js";
+import { onTyping } from "./typing.js";
+import { renderTab, updateAllMarkers } from "./conversations.js";
+import { addMessage, addNotice, resetMessages, updateCursor } from "./messages.js";
+import { onAck, onSendError, pump } from "./outbox.js";
+import { ensureFilled, historyFailed, historyNext, onHistory } from "./history.js";
+import { nickRequestDone, onNickError, setWantedNick } from "./nick.js";
+import { onPresence, renderOnline } from "./presence.js";
+
+export function handleFrame(frame) {
+  switch (frame.type) {
+    case "welcome": onWelcome(frame); break;
+    case "message": onMessage(frame); break;
+    case "ack": onAck(frame); break;
+    case "presence": onPresence(frame); break;
+    case "typing": onTyping(frame); break;
+    case "history": onHistory(frame); break;
+    case "error": onError(frame); break;
+    case "pong": break;
+    default: break;
+  }
+}
+
+function onWelcome(frame) {
+  const user = frame.user || {};
+  const prevUserId = state.user ? state.user.id : null;
+  const identityChanged = prevUserId !== null && prevUserId !== user.id;
+  const epochChanged = state.knownEpoch !== null && frame.epoch !== state.knownEpoch;
+  const sentCursor = state.cursor;
+
+  if (identityChanged || epochChanged) {
+    state.cursor = null;
+    storage.set("last_id", null);
+    resetMessages();
+    if (state.everWelcomed) addNotice("all", epochChanged ? "The chat history was reset by the server." : "You are now using a new identity.");
+  }
+
+  state.token = frame.token || state.token;
+  state.user = { id: user.id, nick: user.nick };
+  state.epoch = frame.epoch ?? null;
+  state.knownEpoch = state.epoch;
+  storage.set("token", state.token);
+  storage.set("user", state.user);
+  storage.set("epoch", state.epoch);
+  dom.me.textContent = user.nick;
+  if (state.wantedNick && state.wantedNick === user.nick) {
+    setWantedNick(null);
+    state.wantedFromDialog = false;
+  }
+
+  state.online = new Map();
+  for (const u of Array.isArray(frame.online) ? frame.online : []) {
+    if (u && u.id) state.online.set(u.id, u.nick);
+  }
+  state.online.set(user.id, user.nick);
+
+  const empty = state.messages.size === 0;
+  if (frame.recovered) {
+    if (empty && sentCursor !== null && !identityChanged && !epochChanged) {
+      // Fresh page resuming from a stored cursor: everything after it follows;
+      // what came before is fetched with history.
+      state.floorAll = sentCursor + 1;
+    }
+    state.awaitFirstAfterWelcome = false;
+  } else {
+    state.awaitFirstAfterWelcome = true;
+    state.gapBelow = empty ? null : state.cursor;
+    if (!frame.last_id) state.floorAll = empty ? 0 : state.floorAll;
+  }
+
+  state.welcomed = true;
+  state.everWelcomed = true;
+  state.welcomedAt = Date.now();
+  state.rateStreak = 0;
+  setStatus("connected");
+  clearInterval(state.pingTimer);
+  state.pingTimer = setInterval(() => sendFrame({ type: "ping" }), PING_EVERY_MS);
+
+  renderOnline();
+  for (const conv of state.convs.values()) if (conv.tab && conv.key !== "all") renderTab(conv);
+  updateAllMarkers();
+
+  // A rename asked for while the hello was already on its way.
+  if (state.wantedNick && state.wantedNick !== user.nick && state.wantedNick !== state.helloNick) {
+    const nick = state.wantedNick;
+    setWantedNick(null);
+    sendFrame({ type: "nick", nick });
+    state.nickRequest = { nick, timer: setTimeout(() => nickRequestDone(null), 10_000) };
+  }
+
+  // Deliver what was written while offline, in order, once each.
+  pump();
+  historyNext();
+  setTimeout(() => ensureFilled(state.active), 50);
+}
+
+function onMessage(frame) {
+  if (!frame.from || frame.id === undefined) return;
+  const id = Number(frame.id);
+  if (state.awaitFirstAfterWelcome) {
+    state.awaitFirstAfterWelcome = false;
+    if (state.floorAll === null || state.messages.size === 0) {
+      state.floorAll = id;
+    } else if (state.gapBelow !== null && state.gapBelow !== undefined && id > state.gapBelow + 1) {
+      state.gap = { below: state.gapBelow, above: id, pages: 0 };
+      setTimeout(historyNext, 0);
+    }
+  }
+  const fresh = addMessage(frame, { source: "live" });
+  updateCursor(id);
+  if (fresh && state.floorAll === null) state.floorAll = id;
+}
+
+function onError(frame) {
+  const code = frame.code;
+  if (frame.client_offset) {
+    onSendError(frame);
+    return;
+  }
+  if (code === "nick_taken" || code === "bad_nick") {
+    onNickError(frame);
+    return;
+  }
+  if (state.history.inflight && ["bad_request", "unknown_user", "rate_limited", "internal"].includes(code)) {
+    historyFailed(code);
+    return;
+  }
+  console.warn("quartchat: server error", frame);
+}

@@ -1,0 +1,146 @@
+// History paging: loading older pages per conversation and stitching gaps after a resume.
+
+import { HISTORY_LIMIT, HISTORY_TIMEOUT_MS, NEAR_TOP_PX } from "./constants.js";
+import { el } from "./util.js";
+import { state } from "./state.js";
+import { dom, keepScroll } from "./dom.js";
+import { canSend, sendFrame } from "./socket.js";
+import { atBeginning, convFloor, updateAllMarkers, updateMarker } from "./conversations.js";
+import { addMessage, placeById } from "./messages.js";
+
+export function requestOlder(key) {
+  const conv = state.convs.get(key);
+  if (!conv || conv.loading || atBeginning(conv)) return;
+  const h = state.history;
+  if (h.queue.includes(key) || (h.inflight && h.inflight.key === key)) return;
+  conv.loading = true;
+  updateMarker(conv);
+  h.queue.push(key);
+  historyNext();
+}
+
+export function historyNext() {
+  const h = state.history;
+  if (h.inflight || !canSend()) return;
+  while (h.queue.length) {
+    const key = h.queue.shift();
+    const conv = state.convs.get(key);
+    if (!conv || atBeginning(conv)) {
+      if (conv) { conv.loading = false; updateMarker(conv); }
+      continue;
+    }
+    const floor = convFloor(conv);
+    const frame = { type: "history", before_id: floor, limit: HISTORY_LIMIT };
+    if (key !== "all") frame.with = key;
+    if (!sendFrame(frame)) {
+      h.queue.unshift(key);
+      return;
+    }
+    h.inflight = { key, before: floor, gap: false };
+    clearTimeout(h.timer);
+    h.timer = setTimeout(() => historyFailed("timeout"), HISTORY_TIMEOUT_MS);
+    return;
+  }
+  if (state.gap) fillGap();
+}
+
+function fillGap() {
+  const h = state.history;
+  const gap = state.gap;
+  if (h.inflight || !gap || !canSend()) return;
+  if (!sendFrame({ type: "history", before_id: gap.above, limit: 200 })) return;
+  h.inflight = { key: null, before: gap.above, gap: true };
+  clearTimeout(h.timer);
+  h.timer = setTimeout(() => historyFailed("timeout"), HISTORY_TIMEOUT_MS);
+}
+
+export function historyFailed(why) {
+  const h = state.history;
+  const ctx = h.inflight;
+  clearTimeout(h.timer);
+  h.inflight = null;
+  if (!ctx) return;
+  h.failures += 1;
+  if (ctx.key !== null) {
+    const conv = state.convs.get(ctx.key);
+    if (conv) {
+      conv.loading = false;
+      if (why === "unknown_user" && ctx.key !== "all") conv.floor = 0;
+      updateMarker(conv);
+    }
+  } else if (why === "unknown_user" || h.failures > 3) {
+    if (state.gap) markGap(state.gap.below);
+    state.gap = null;
+  }
+  if (h.failures <= 3 && why !== "unknown_user" && ctx.key !== null) {
+    setTimeout(() => ensureFilled(ctx.key), 2000 * h.failures);
+  }
+  historyNext();
+}
+
+export function onHistory(frame) {
+  const h = state.history;
+  const ctx = h.inflight;
+  clearTimeout(h.timer);
+  h.inflight = null;
+  h.failures = 0;
+  const list = Array.isArray(frame.messages) ? frame.messages : [];
+  const hasMore = frame.has_more !== false;
+  let minId = null;
+  for (const msg of list) {
+    const id = Number(msg.id);
+    if (Number.isSafeInteger(id) && (minId === null || id < minId)) minId = id;
+  }
+  keepScroll(() => {
+    for (const msg of list) if (msg && msg.from) addMessage(msg, { source: "history" });
+  });
+  if (ctx && ctx.gap) {
+    const gap = state.gap;
+    if (gap) {
+      if (!hasMore || minId === null || minId <= gap.below + 1) state.gap = null;
+      else {
+        gap.above = minId;
+        gap.pages += 1;
+        if (gap.pages >= 3) {
+          // Too far behind to stitch completely: keep everything on screen
+          // and mark where messages are missing.
+          markGap(gap.below);
+          state.gap = null;
+        }
+      }
+    }
+  } else if (ctx) {
+    // An empty page that claims more is treated as the end, so paging cannot spin.
+    const floor = !hasMore || minId === null ? 0 : minId;
+    if (ctx.key === "all") {
+      if (floor !== null) state.floorAll = state.floorAll === null ? floor : Math.min(state.floorAll, floor);
+    } else {
+      const conv = state.convs.get(ctx.key);
+      if (conv && floor !== null) conv.floor = conv.floor === null ? floor : Math.min(conv.floor, floor);
+    }
+    const conv = state.convs.get(ctx.key);
+    if (conv) conv.loading = false;
+  }
+  updateAllMarkers();
+  historyNext();
+  if (ctx && ctx.key) setTimeout(() => ensureFilled(state.active), 0);
+}
+
+function markGap(belowId) {
+  for (const conv of state.convs.values()) {
+    if (!conv.pane.querySelector(".msg[data-id]")) continue;
+    const node = el("div", "notice gap", "Some messages from while you were away are not shown here");
+    node.setAttribute("role", "note");
+    node.dataset.after = String(belowId);
+    placeById(conv.pane, node, belowId + 0.5);
+  }
+}
+
+/** Load older pages until the active view can scroll (or is complete). */
+export function ensureFilled(key) {
+  if (!state.welcomed || key !== state.active) return;
+  const conv = state.convs.get(key);
+  if (!conv || conv.loading || atBeginning(conv)) return;
+  const m = dom.messages;
+  if (m.scrollHeight <= m.clientHeight + NEAR_TOP_PX || m.scrollTop < NEAR_TOP_PX) requestOlder(key);
+}

@@ -1,0 +1,196 @@
+// Putting stored messages and notices into conversation panes, in id order, and tracking the cursor.
+
+import { storage } from "./storage.js";
+import { avatar, el, fullDate, hhmm, hue } from "./util.js";
+import { isMe, nickOf, state } from "./state.js";
+import { dom, isNearBottom, scrollToBottom } from "./dom.js";
+import { announce, updateTitle } from "./status.js";
+import { clearTyping } from "./typing.js";
+import { listConv, renderBadge, updateAllMarkers } from "./conversations.js";
+
+function convKeyOf(msg) {
+  if (!msg.to) return "all";
+  const fromId = msg.from && msg.from.id;
+  return isMe(fromId) ? msg.to.id : fromId;
+}
+
+export function buildMessageEl({ id, fromId, fromNick, to, text, ts, own, msgState, offset }) {
+  const node = el("article", "msg");
+  if (own) node.classList.add("own");
+  if (to) node.classList.add("private");
+  if (id !== null && id !== undefined) node.dataset.id = String(id);
+  if (offset) node.dataset.offset = offset;
+  if (own) node.dataset.state = msgState || "sent";
+  node.style.setProperty("--h", String(hue(fromId || "me")));
+
+  node.append(avatar(fromId || "me", fromNick));
+  const body = el("div", "msg-body");
+  const meta = el("div", "msg-meta");
+  meta.append(el("span", "msg-from", fromNick));
+  if (to) {
+    const tag = el("span", "msg-tag", "private");
+    meta.append(tag);
+    if (own) meta.append(el("span", "msg-to", `to ${to.nick || nickOf(to.id, "")}`));
+  }
+  const time = el("time", "msg-time", hhmm(ts));
+  time.dateTime = new Date(ts).toISOString();
+  time.title = fullDate(ts);
+  meta.append(time);
+  const textNode = el("p", "msg-text", text);
+  body.append(meta, textNode);
+  node.append(body);
+  if (own) {
+    const foot = el("div", "msg-status");
+    foot.setAttribute("aria-live", "polite");
+    body.append(foot);
+    renderOwnState(node, msgState || "sent");
+  }
+  return node;
+}
+
+export function renderOwnState(node, msgState, reason) {
+  node.dataset.state = msgState;
+  const foot = node.querySelector(".msg-status");
+  if (!foot) return;
+  foot.replaceChildren();
+  if (msgState === "pending") {
+    foot.append(el("span", "status-note", "sending…"));
+  } else if (msgState === "failed") {
+    foot.append(el("span", "status-note", reason ? `Not sent: ${reason}` : "Not sent"));
+    const retry = el("button", "retry", "Retry");
+    retry.type = "button";
+    retry.dataset.action = "retry";
+    const discard = el("button", "discard", "Discard");
+    discard.type = "button";
+    discard.dataset.action = "discard";
+    discard.setAttribute("aria-label", "Discard this unsent message");
+    foot.append(retry, discard);
+  }
+}
+
+/** Insert a message element at its place by id: after every lower id and
+ *  after notices that came later than those, before pending messages. */
+export function placeById(pane, node, id) {
+  let cursor = pane.lastElementChild;
+  let anchor = null; // insert before this
+  while (cursor && cursor !== pane.firstElementChild /* marker */) {
+    if (cursor.classList.contains("msg")) {
+      const cid = cursor.dataset.id;
+      if (cid === undefined) { anchor = cursor; cursor = cursor.previousElementSibling; continue; }
+      if (Number(cid) < id) break;
+    } else if (cursor.classList.contains("notice")) {
+      if (Number(cursor.dataset.after || 0) < id) break;
+    }
+    anchor = cursor;
+    cursor = cursor.previousElementSibling;
+  }
+  if (anchor) pane.insertBefore(node, anchor);
+  else pane.append(node);
+}
+
+/** Add a stored message (live, replay or history). Returns true if new. */
+export function addMessage(msg, { source }) {
+  const id = Number(msg.id);
+  if (!Number.isSafeInteger(id) || id <= 0) return false;
+  if (state.messages.has(id)) return false;
+  if (!msg.from || typeof msg.from.id !== "string") return false;
+  if (typeof msg.to === "string") msg = { ...msg, to: { id: msg.to, nick: nickOf(msg.to, "") } };
+  if (typeof msg.text !== "string") msg = { ...msg, text: String(msg.text ?? "") };
+  if (!Number.isFinite(Number(msg.ts))) msg = { ...msg, ts: Date.now() };
+  const key = convKeyOf(msg);
+  state.messages.set(id, { id, key });
+
+  const own = isMe(msg.from && msg.from.id);
+  let conv;
+  if (key === "all") conv = state.convs.get("all");
+  else {
+    const other = own ? msg.to : msg.from;
+    conv = listConv(key, other && other.nick);
+  }
+  const node = buildMessageEl({
+    id, fromId: msg.from.id, fromNick: msg.from.nick, to: msg.to, text: msg.text,
+    ts: msg.ts, own, msgState: "sent",
+  });
+
+  if (source === "history") {
+    // The caller keeps the scroll position for the whole batch.
+    placeById(conv.pane, node, id);
+    return true;
+  }
+
+  const isActive = conv.key === state.active;
+  const wasNearBottom = isActive && isNearBottom();
+  placeById(conv.pane, node, id);
+  clearTyping(conv.key, msg.from.id);
+
+  if (isActive) {
+    if (wasNearBottom || own) scrollToBottom();
+    else if (node.nextElementSibling === null || !node.nextElementSibling.dataset.id) {
+      dom.jump.hidden = false;
+    }
+  }
+  if (!own) {
+    if (!isActive) {
+      conv.unread += 1;
+      renderBadge(conv);
+    } else if (Date.now() - state.welcomedAt > 1500) {
+      announce(`${msg.from.nick}${msg.to ? " (private)" : ""}: ${msg.text}`);
+    }
+    if (document.hidden) {
+      state.unreadHidden += 1;
+      updateTitle();
+    }
+  }
+  return true;
+}
+
+export function addNotice(convKey, text) {
+  const conv = state.convs.get(convKey);
+  if (!conv) return;
+  const node = el("div", "notice", text);
+  node.setAttribute("role", "note");
+  node.dataset.after = String(state.cursor || 0);
+  const now = Date.now();
+  node.title = fullDate(now);
+  const isActive = conv.key === state.active;
+  const wasNearBottom = isActive && isNearBottom();
+  // Before pending own messages, after everything else.
+  let anchor = null;
+  let c = conv.pane.lastElementChild;
+  while (c && c.classList.contains("msg") && c.dataset.id === undefined) {
+    anchor = c;
+    c = c.previousElementSibling;
+  }
+  if (anchor) conv.pane.insertBefore(node, anchor);
+  else conv.pane.append(node);
+  if (wasNearBottom) scrollToBottom();
+}
+
+export function updateCursor(id) {
+  if (!Number.isSafeInteger(id)) return;
+  if (state.cursor === null || id > state.cursor) {
+    state.cursor = id;
+    storage.set("last_id", id);
+  }
+}
+
+export function resetMessages() {
+  state.messages.clear();
+  state.floorAll = null;
+  state.gap = null;
+  for (const conv of state.convs.values()) {
+    conv.pane.replaceChildren(conv.top);
+    conv.floor = null;
+    conv.loading = false;
+    conv.unread = 0;
+    renderBadge(conv);
+  }
+  // Unsent messages stay on screen.
+  for (const entry of state.outbox) {
+    const meta = state.outboxMeta.get(entry.offset);
+    if (!meta) continue;
+    const conv = entry.to ? listConv(entry.to, entry.toNick) : state.convs.get("all");
+    conv.pane.append(meta.el);
+  }
+  updateAllMarkers();
+}

@@ -1,0 +1,65 @@
+// The one mutable client state (restored from storage at load) and who-is-who lookups on it.
+
+import { storage } from "./storage.js";
+
+export const state = {
+  token: storage.get("token"),
+  user: storage.get("user"), // {id, nick}
+  cursor: storage.get("last_id"), // highest message id seen
+  epoch: storage.get("epoch"),
+  knownEpoch: storage.get("epoch"), // kept even when the cursor is dropped
+  wantedNick: storage.get("wanted_nick"), // asked for, not yet confirmed
+  wantedFromDialog: false,
+
+  status: "reconnecting",
+  started: false, // startConnecting() has run (the first-visit dialog holds it back)
+  ws: null,
+  welcomed: false,
+  everWelcomed: false,
+  attempt: 0,
+  reconnectTimer: 0,
+  pingTimer: 0,
+  watchdogTimer: 0,
+  lastFrameAt: 0,
+  socketOpenedAt: 0,
+
+  online: new Map(), // id -> nick
+  messages: new Map(), // id -> message (dedupe + conversation membership)
+  floorAll: null, // every visible message with id >= floorAll is loaded; 0 = from the start
+  awaitFirstAfterWelcome: false,
+  gap: null, // {below, above, pages}: ids missing after a non-recovered resume
+  gapBelow: null,
+  helloNick: null,
+  welcomedAt: 0,
+
+  convs: new Map(), // key -> conversation view
+  active: "all",
+
+  outbox: [], // [{offset, text, to, toNick, ts, state, reason}]
+  outboxMeta: new Map(), // offset -> {el, inflight, sends, timer}
+  pausedUntil: 0,
+  pauseTimer: 0,
+  rateStreak: 0, // consecutive rate-limited rounds, reset by an ack
+  lastRateAt: 0,
+  paceUntil: 0,
+  lastSendAt: 0,
+
+  history: { queue: [], inflight: null, timer: 0, failures: 0 },
+
+  typingOut: { active: false, to: null, lastSent: 0, idleTimer: 0 },
+  typingIn: new Map(), // convKey -> Map(userId -> {nick, timer})
+
+  nickRequest: null, // {nick, timer} while a nick change waits for an answer
+  unreadHidden: 0,
+};
+
+export function isMe(id) {
+  return !!state.user && id === state.user.id;
+}
+
+export function nickOf(id, fallback) {
+  if (state.online.has(id)) return state.online.get(id);
+  const conv = state.convs.get(id);
+  if (conv && conv.nick) return conv.nick;
+  return fallback || "someone";
+}

@@ -1,0 +1,37 @@
+// Connection status pill, toasts, screen-reader announcements and the tab title.
+
+import { el } from "./util.js";
+import { state } from "./state.js";
+import { dom } from "./dom.js";
+
+export function setStatus(next) {
+  if (!navigator.onLine) next = "offline";
+  state.status = next;
+  dom.status.dataset.state = next;
+  let text;
+  if (next === "connected") text = "Connected";
+  else if (next === "offline") text = "Offline";
+  else if (!state.started) text = "Not connected";
+  else text = state.everWelcomed ? "Reconnecting…" : "Connecting…";
+  if (dom.statusText.textContent !== text) dom.statusText.textContent = text;
+  document.body.dataset.connection = next;
+}
+
+let toastTimer = 0;
+export function toast(text) {
+  dom.toast.textContent = text;
+  dom.toast.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { dom.toast.hidden = true; }, 6000);
+}
+
+export function announce(text) {
+  const line = el("p", null, text);
+  dom.announcer.append(line);
+  while (dom.announcer.childElementCount > 5) dom.announcer.firstElementChild.remove();
+}
+
+export function updateTitle() {
+  const n = state.unreadHidden;
+  document.title = n > 0 ? `(${n}) quartchat` : "quartchat";
+}
