@@ -14,6 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from quart import Response, send_from_directory, websocket
+from quart.globals import websocket_ctx
+from quart.wrappers import Websocket
 from quart_trio import QuartTrio
 
 from .broker import LocalBroker
@@ -35,18 +37,24 @@ GC_THRESHOLDS = (50_000, 20, 100)
 class QuartTransport:
     """Quart's websocket as a session transport.
 
-    Quart-Trio cancels the handler when the client goes away, so ``receive``
-    never sees a departed peer: the session's cleanup runs on cancellation.
+    Holds the connection's own websocket object rather than Quart's
+    context-local proxy, so the hot path (one ``send`` per frame) skips a
+    context lookup. Quart-Trio cancels the handler when the client goes
+    away, so ``receive`` never sees a departed peer: the session's cleanup
+    runs on cancellation.
     """
 
+    def __init__(self, socket: Websocket) -> None:
+        self._socket = socket
+
     async def receive(self) -> str | bytes:
-        return await websocket.receive()
+        return await self._socket.receive()
 
     async def send(self, data: str) -> None:
-        await websocket.send(data)
+        await self._socket.send(data)
 
     async def close(self, code: int, reason: str) -> None:
-        await websocket.close(code, reason)
+        await self._socket.close(code, reason)
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
@@ -106,7 +114,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         ):
             return "origin not allowed", 403
         await websocket.accept()
-        await Session(hub(), QuartTransport()).serve()
+        await Session(hub(), QuartTransport(websocket_ctx.websocket)).serve()
         return None
 
     return app
