@@ -79,9 +79,6 @@ class LocalBroker:
         self._subscribers[key] = deliver
         return _LocalSubscription(self._subscribers, key)
 
-    def __len__(self) -> int:
-        return len(self._subscribers)
-
 
 class _LocalSubscription:
     def __init__(self, subscribers: dict[int, Deliver], key: int) -> None:

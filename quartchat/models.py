@@ -38,11 +38,6 @@ class Message:
     text: str
     ts: int
 
-    def visible_to(self, user_id: str) -> bool:
-        """Public messages are for everyone; private ones for their two ends."""
-        recipient = self.recipient
-        return recipient is None or recipient.id == user_id or self.sender.id == user_id
-
     def body(self) -> dict[str, Any]:
         """The message as ``history`` and ``message`` frames carry it (no ``type``)."""
         return {

@@ -190,7 +190,3 @@ def error_frame(exc: FrameError) -> dict[str, Any]:
     if exc.client_offset is not None:
         frame["client_offset"] = exc.client_offset
     return frame
-
-
-def user_ref(user_id: str, nick: str) -> dict[str, str]:
-    return {"id": user_id, "nick": nick}
