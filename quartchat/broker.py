@@ -70,8 +70,10 @@ class LocalBroker:
         self._ids = itertools.count()
 
     def publish(self, event: Event) -> None:
-        # A subscriber may unsubscribe while we iterate (it overflowed).
-        for deliver in list(self._subscribers.values()):
+        # No copy of the subscribers per event: a ``deliver`` only queues (an
+        # overflowing one cancels its session, which unsubscribes later, from
+        # its own task), so nothing changes the dict while we walk it.
+        for deliver in self._subscribers.values():
             deliver(event)
 
     def subscribe(self, deliver: Deliver) -> Subscription:

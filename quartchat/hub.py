@@ -106,11 +106,7 @@ class Hub:
                     identity.errors.append(_nick_taken(wanted))
             user = User(stored.id, self.presence.free_variant(nick, stored.id))
             self.presence.add(conn_id, user)
-            self.broker.publish(
-                Event.of(
-                    {"type": "presence", "event": "join", "user": user.ref()}, skip_user=user.id
-                )
-            )
+            self._publish_presence("join", user, skip_user=user.id)
             if user.id not in self._send_buckets:
                 self._send_buckets[user.id] = TokenBucket(
                     self.settings.send_rate, self.settings.send_burst, trio.current_time()
@@ -134,11 +130,7 @@ class Hub:
         gone = self.presence.remove(conn_id, user_id)
         if gone is not None:
             self._forget_idle_buckets()
-            self.broker.publish(
-                Event.of(
-                    {"type": "presence", "event": "leave", "user": gone.ref()}, skip_user=user_id
-                )
-            )
+            self._publish_presence("leave", gone, skip_user=user_id)
 
     def _forget_idle_buckets(self) -> None:
         """Drop the send buckets of offline users that have refilled: a user who
@@ -182,8 +174,8 @@ class Hub:
         Raises ``rate_limited`` or ``unknown_user`` (nothing stored), or
         :class:`~quartchat.errors.StoreError` (nothing acked: the client retries).
         """
-        bucket = self._send_buckets.get(user_id)
-        if bucket is not None and not bucket.take(trio.current_time()):
+        # Every online user has a bucket (made in attach, kept while online).
+        if not self._send_buckets[user_id].take(trio.current_time()):
             raise FrameError("rate_limited", "sending too fast; retry shortly", send.client_offset)
         sender = self.presence.get(user_id)
         assert sender is not None, "a session posts only while attached"
@@ -215,9 +207,9 @@ class Hub:
 
     async def rename(self, user_id: str, raw_nick: str) -> None:
         """Change an online user's nick, tell everyone, then persist it."""
-        self._rename_online(user_id, clean_nick(raw_nick))
-        user = self.presence.get(user_id)
-        if user is not None:
+        before = self.presence.get(user_id)
+        user = self._rename_online(user_id, clean_nick(raw_nick))
+        if user != before:
             with trio.CancelScope(shield=True):
                 await self.store.set_nick(user_id, user.nick)
 
@@ -230,9 +222,14 @@ class Hub:
             raise _nick_taken(nick)
         old = self.presence.rename(user_id, nick)
         user = User(user_id, nick)
-        frame = {"type": "presence", "event": "nick", "user": user.ref(), "old_nick": old.nick}
-        self.broker.publish(Event.of(frame))
+        self._publish_presence("nick", user, old_nick=old.nick)
         return user
+
+    def _publish_presence(
+        self, event: str, user: User, *, skip_user: str | None = None, **extra: str
+    ) -> None:
+        frame = {"type": "presence", "event": event, "user": user.ref(), **extra}
+        self.broker.publish(Event.of(frame, skip_user=skip_user))
 
     async def history(self, user_id: str, request: History) -> dict[str, Any]:
         messages, has_more = await self.store.history(
