@@ -228,8 +228,14 @@ class Session:
                 self._reply(error_frame(exc))
 
     def _check_size(self, raw: str | bytes) -> None:
-        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
-        if size > self.settings.max_frame_bytes:
+        limit = self.settings.max_frame_bytes
+        # A code point takes at most 4 UTF-8 bytes: only a text frame near the
+        # limit is encoded to be measured, not every frame on the hot path.
+        if isinstance(raw, bytes) or len(raw) > limit or 4 * len(raw) <= limit:
+            size = len(raw)
+        else:
+            size = len(raw.encode("utf-8", "surrogatepass"))
+        if size > limit:
             raise CloseConnection(MESSAGE_TOO_BIG, "frame over the size limit")
 
     def _strike(self) -> None:
