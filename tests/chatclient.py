@@ -101,6 +101,10 @@ class ChatClient:
         await self.send(type="send", client_offset=offset, text=text, to=to)
         return await self.expect("ack")
 
+    async def say_many(self, texts: list[str], prefix: str = "m") -> list[int]:
+        """Send each text in turn (offsets ``prefix0``, ``prefix1``...); return the acked ids."""
+        return [(await self.say(f"{prefix}{i}", text))["id"] for i, text in enumerate(texts)]
+
     async def close_code(self, within: float = 5.0) -> int | None:
         """Read until the server closes; return its close code."""
         with trio.fail_after(within):

@@ -163,7 +163,7 @@ async def test_a_reconnect_after_a_cursor_gets_exactly_what_it_missed(
     await alice.say("a0", "before")
     seen = (await bob.expect("message"))["id"]
     await bob.aclose()
-    missed = [(await alice.say(f"a{i}", f"missed {i}"))["id"] for i in range(1, 6)]
+    missed = await alice.say_many([f"missed {i}" for i in range(1, 6)], prefix="a-")
 
     again, replay = await clients.join(
         server, token=bob.welcome["token"], last_id=seen, epoch=bob.welcome["epoch"]
@@ -179,7 +179,7 @@ async def test_a_gap_over_the_replay_limit_is_not_recovered(
 ) -> None:
     server = await start_server(replay_limit=5)
     alice, _ = await clients.join(server, nick="alice")
-    ids = [(await alice.say(f"m{i}", f"m{i}"))["id"] for i in range(8)]
+    ids = await alice.say_many([f"m{i}" for i in range(8)])
     bob, replay = await clients.join(
         server, nick="bob", last_id=ids[0], epoch=server.hub.store.epoch
     )
@@ -192,7 +192,7 @@ async def test_a_first_visit_gets_the_newest_backlog(
 ) -> None:
     server = await start_server(backlog=4)
     alice, _ = await clients.join(server, nick="alice")
-    ids = [(await alice.say(f"m{i}", f"m{i}"))["id"] for i in range(6)]
+    ids = await alice.say_many([f"m{i}" for i in range(6)])
     _, replay = await clients.join(server, nick="bob")
     assert [m["id"] for m in replay] == ids[-4:]
 
@@ -202,7 +202,7 @@ async def test_a_cursor_from_another_epoch_counts_as_none(
 ) -> None:
     server = await start_server(backlog=3)
     alice, _ = await clients.join(server, nick="alice")
-    ids = [(await alice.say(f"m{i}", f"m{i}"))["id"] for i in range(5)]
+    ids = await alice.say_many([f"m{i}" for i in range(5)])
     bob, replay = await clients.join(server, nick="bob", last_id=ids[3], epoch="another-history")
     assert bob.welcome["recovered"] is False
     assert [m["id"] for m in replay] == ids[-3:]
@@ -212,7 +212,7 @@ async def test_history_pages_back_through_everything(
     server: RunningServer, clients: Clients
 ) -> None:
     alice, _ = await clients.join(server, nick="alice")
-    ids = [(await alice.say(f"m{i}", f"text {i}"))["id"] for i in range(7)]
+    ids = await alice.say_many([f"text {i}" for i in range(7)])
     await alice.send(type="history", before_id=None, limit=3)
     page = await alice.expect("history")
     assert [m["id"] for m in page["messages"]] == ids[4:]
@@ -273,7 +273,7 @@ async def test_messages_survive_a_restart_and_clients_resume(
 ) -> None:
     first = await start_server()
     alice, _ = await clients.join(first, nick="alice")
-    acked = [(await alice.say(f"m{i}", f"before restart {i}"))["id"] for i in range(3)]
+    acked = await alice.say_many([f"before restart {i}" for i in range(3)])
     bob, _ = await clients.join(first, nick="bob")
 
     first.shutdown.set()
