@@ -256,7 +256,7 @@ class Store:
 
     def last_id(self) -> int:
         with self._reader() as db:
-            return int(_one(db.execute("SELECT COALESCE(MAX(id), 0) FROM messages"))[0])
+            return _last_id(db)
 
     def replay(
         self, viewer: str, after_id: int | None, limit: int
@@ -264,15 +264,15 @@ class Store:
         """What ``viewer`` may see after ``after_id`` (or the newest ``limit``
         when ``after_id`` is None), oldest first; the store's newest id; and
         whether the list is complete (no visible message was left out)."""
-        with self._reader() as db, db.atomic():
-            last = int(_one(db.execute("SELECT COALESCE(MAX(id), 0) FROM messages"))[0])
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM messages m WHERE m.id > :after AND {_VISIBLE}"
-                " ORDER BY m.id DESC LIMIT :limit",
-                {"after": after_id or 0, "viewer": viewer, "limit": limit + 1},
-            ).fetchall()
-        complete = after_id is not None and len(rows) <= limit
-        return [_row_to_message(r) for r in reversed(rows[:limit])], last, complete
+        with self._reader() as db, db.atomic():  # one snapshot for both reads
+            last = _last_id(db)
+            messages, more = _newest(
+                db,
+                f"m.id > :after AND {_VISIBLE}",
+                {"after": after_id or 0, "viewer": viewer},
+                limit,
+            )
+        return messages, last, after_id is not None and not more
 
     def history(
         self, viewer: str, before_id: int | None, limit: int, with_user: str | None = None
@@ -280,18 +280,29 @@ class Store:
         """Up to ``limit`` visible messages below ``before_id``, oldest first,
         and whether older ones exist. ``with_user`` narrows to one DM thread."""
         where = _BETWEEN if with_user is not None else _VISIBLE
+        params = {
+            "before": before_id if before_id is not None else 2**63 - 1,
+            "viewer": viewer,
+            "other": with_user,
+        }
         with self._reader() as db:
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM messages m WHERE m.id < :before AND {where}"
-                " ORDER BY m.id DESC LIMIT :limit",
-                {
-                    "before": before_id if before_id is not None else 2**63 - 1,
-                    "viewer": viewer,
-                    "other": with_user,
-                    "limit": limit + 1,
-                },
-            ).fetchall()
-        return [_row_to_message(r) for r in reversed(rows[:limit])], len(rows) > limit
+            return _newest(db, f"m.id < :before AND {where}", params, limit)
+
+
+def _last_id(db: sqlite_utils.Database) -> int:
+    return int(_one(db.execute("SELECT COALESCE(MAX(id), 0) FROM messages"))[0])
+
+
+def _newest(
+    db: sqlite_utils.Database, where: str, params: dict[str, Any], limit: int
+) -> tuple[list[Message], bool]:
+    """The newest ``limit`` messages matching ``where``, oldest first, and
+    whether more matched (one extra row is read to tell)."""
+    rows = db.execute(
+        f"SELECT {_COLUMNS} FROM messages m WHERE {where} ORDER BY m.id DESC LIMIT :limit",
+        {**params, "limit": limit + 1},
+    ).fetchall()
+    return [_row_to_message(r) for r in reversed(rows[:limit])], len(rows) > limit
 
 
 class AsyncStore:
