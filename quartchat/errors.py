@@ -20,6 +20,11 @@ class StoreError(QuartchatError):
     """The store could not do what was asked (disk full, corrupt file...)."""
 
 
+class Unavailable(StoreError):
+    """The shared backend (Redis) cannot be reached now; nothing was stored,
+    and the same request may succeed once it is back."""
+
+
 class PeerGone(QuartchatError):
     """The client went away; there is nobody left to answer."""
 

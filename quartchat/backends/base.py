@@ -1,0 +1,170 @@
+"""The seams between the delivery rules and the state they share.
+
+The hub and the sessions speak only to these interfaces. One place
+(``quartchat.backends.open_backends``) picks the implementations from the
+settings: the embedded default (a SQLite log, in-process presence, events
+and limits: one process), or Redis (any number of hypercorn workers on any
+number of hosts sharing one chat).
+
+Every backend has a lifecycle: ``run`` is started with ``nursery.start`` and
+calls ``task_status.started()`` once the backend answers; cancelling it stops
+the backend's own tasks; ``aclose`` releases what it holds and waits for the
+calls in flight. At the seam a backend raises only the project's own errors
+(:class:`~quartchat.errors.StoreError`, :class:`~quartchat.errors.Unavailable`),
+never a driver's (``sqlite3``, ``coredis``) exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from ..models import Draft, Message, Posted, User
+
+#: A connection's id, unique across every worker of one chat
+#: (``"<worker id>.<counter>"``), so "no echo" and presence never confuse
+#: connection 5 of one worker with connection 5 of another.
+ConnId = str
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A message as the log's tail hands it out. The sending connection
+    rides along so that connection alone is not sent its own message."""
+
+    message: Message
+    origin: ConnId
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """What a connection is owed when it starts."""
+
+    #: Visible messages after the cursor (or the newest ones), oldest first.
+    messages: list[Message]
+    #: The newest id in the log when it was read: the snapshot that live
+    #: traffic is filtered against, so nothing is skipped or repeated.
+    last_id: int
+    #: True when no visible message after the cursor was left out.
+    complete: bool
+
+
+class MessageLog(Protocol):
+    """The ordered log of record, and the identities that write to it.
+
+    Ids are positive integers, strictly increasing in commit order across
+    every writer. ``append`` returns only once its messages are durable.
+    """
+
+    #: Names this log's history; a cursor from another epoch means nothing here.
+    epoch: str
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled (reconnects, tails, maintenance)."""
+
+    async def aclose(self) -> None:
+        """Wait for calls in flight, then release connections."""
+
+    async def append(self, drafts: Sequence[Draft]) -> list[Posted]:
+        """Store drafts atomically each: dedup ``(sender, client_offset)``
+        (a known one gives back the stored message, ``duplicate=True``, and no
+        new id), give new ones the next ids, commit; results in draft order.
+        Raises StoreError/Unavailable with nothing acked on failure."""
+
+    async def read_after(self, viewer: str, after_id: int | None, limit: int) -> Replay:
+        """Messages ``viewer`` may see with ids above ``after_id`` (or the
+        newest ``limit`` when None), at most ``limit``, with the snapshot id."""
+
+    async def history(
+        self, viewer: str, before_id: int | None, limit: int, with_user: str | None
+    ) -> tuple[list[Message], bool]:
+        """Up to ``limit`` visible messages below ``before_id`` (newest when
+        None), oldest first, and whether older ones exist; ``with_user``
+        narrows to the private conversation between the two."""
+
+    def tail(self, after_id: int) -> AsyncIterator[list[Committed]]:
+        """Every message committed with an id above ``after_id``, by anyone,
+        in id order and in batches, for ever; across an outage of the
+        backend it resumes where it stopped. One per worker, not per socket."""
+
+    async def last_id(self) -> int:
+        """The newest committed id (0 for an empty log)."""
+
+    async def create_user(self, nick: str) -> tuple[User, str]:
+        """A new identity and its secret token (the log keeps only a hash)."""
+
+    async def user_by_token(self, token: str) -> User | None: ...
+
+    async def get_user(self, user_id: str) -> User | None: ...
+
+    async def set_nick(self, user_id: str, nick: str) -> None: ...
+
+
+#: A subscriber's callback for events; it must only queue, never wait.
+Deliver = Callable[["BusEvent"], None]
+
+
+class BusEvent(Protocol):
+    """What travels on the event bus (see :class:`quartchat.broker.Event`)."""
+
+    line: str
+
+
+class EventBus(Protocol):
+    """Presence, nick and typing frames for every worker's connections.
+
+    Committed messages do not travel here: each worker reads them from the
+    log's tail, in id order. ``publish`` never waits for a client; events
+    may be lost across an outage (they are hints, not history).
+    """
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Relay events between workers until cancelled."""
+
+    def publish(self, event: BusEvent) -> None:
+        """Send ``event`` to every worker's subscribers (this one's included)."""
+
+
+class PresenceBoard(Protocol):
+    """Who is online across all workers: users (not tabs) and their nicks.
+
+    Nicks are unique among online users, compared by
+    :func:`quartchat.protocol.nick_key`; claiming one is atomic across workers.
+    A worker that dies without saying goodbye has its connections expire.
+    """
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Heartbeats and the expiry of dead workers' connections, until cancelled."""
+
+    async def connect(self, conn: ConnId, user: User) -> tuple[User, bool]:
+        """Count ``conn`` for ``user``; return the user as online now (an
+        already-online user keeps their nick; a new one gets ``user.nick`` or
+        its first free ``nick-2`` variant) and whether this made them online."""
+
+    async def disconnect(self, conn: ConnId, user_id: str) -> bool:
+        """Forget ``conn``; True when the user has no connection left anywhere."""
+
+    async def depart_if_idle(self, user_id: str) -> User | None:
+        """If the user still has no connection, take them offline (freeing
+        their nick) and return them: exactly one caller gets the user."""
+
+    async def rename(self, user_id: str, nick: str) -> User | None:
+        """Give an online user ``nick`` if no one else holds it; the old user
+        record, or None when the nick is taken."""
+
+    async def get(self, user_id: str) -> User | None: ...
+
+    async def online(self) -> list[User]: ...
+
+    async def is_free(self, nick: str, user_id: str | None) -> bool: ...
+
+
+class RateLimits(Protocol):
+    """Token buckets shared by every worker (a user's allowance does not
+    multiply with the number of workers)."""
+
+    async def take(self, key: str, rate: float, burst: int) -> bool:
+        """Spend one token of bucket ``key`` if it has one."""
