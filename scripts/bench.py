@@ -14,8 +14,11 @@ Usage, from the repository root with the server running::
     .venv/bin/python scripts/bench.py --receivers 1000 --senders 20 --rate 150 \\
         --duration 30 --server-pid 12345 --json /tmp/bench.json
 
-``--server-pid`` must be the process that serves: hypercorn runs the app in a
-worker process spawned by the one you started (``ps --ppid <that pid>``).
+``--server-pid`` must be a process that serves: hypercorn runs the app in
+worker processes spawned by the one you started (``pgrep -P <that pid>``).
+Repeat ``--url`` to spread the clients over several servers (workers on
+other ports, or hosts) in turn, and ``--server-pid`` to add up the CPU and
+memory of several processes (every worker, and Redis).
 
 Options (see ``--help``): ``--url`` (ws://127.0.0.1:8000/ws), ``--receivers``
 (100), ``--senders`` (10), ``--rate`` (total msg/s, 40), ``--duration`` (s of
@@ -60,6 +63,7 @@ from trio_websocket import (
 from wsproto.utilities import LocalProtocolError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_URL = "ws://127.0.0.1:8000/ws"
 #: Server frames may coalesce many objects, so allow large frames.
 MAX_MESSAGE_SIZE = 1 << 20
 #: Frames trio-websocket buffers per connection before it stops reading the socket.
@@ -105,13 +109,15 @@ class NoWelcome(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    url: str
+    #: Chat socket URLs; clients are spread over them in turn (one per worker or host).
+    urls: tuple[str, ...]
     receivers: int
     senders: int
     rate: float
     duration: float
     drain: float
-    server_pid: int | None
+    #: Processes whose CPU and memory are sampled and added up (workers, Redis).
+    server_pids: tuple[int, ...]
     json_path: Path
     connect_concurrency: int
 
@@ -138,13 +144,25 @@ def parse_args(argv: list[str] | None) -> Config:
         description="Load generator for quartchat (loopback servers only).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--url", default="ws://127.0.0.1:8000/ws", help="chat socket URL")
+    parser.add_argument(
+        "--url",
+        dest="urls",
+        action="append",
+        help="chat socket URL; repeat it to spread the clients over several servers"
+        " (default ws://127.0.0.1:8000/ws)",
+    )
     parser.add_argument("--receivers", type=int, default=100, help="clients that only listen")
     parser.add_argument("--senders", type=int, default=10, help="clients that send and listen")
     parser.add_argument("--rate", type=float, default=40.0, help="total messages/s")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of sending")
     parser.add_argument("--drain", type=float, default=10.0, help="max seconds to wait after")
-    parser.add_argument("--server-pid", type=int, default=None, help="sample this pid's RSS/CPU")
+    parser.add_argument(
+        "--server-pid",
+        dest="server_pids",
+        type=int,
+        action="append",
+        help="sample this pid's RSS/CPU; repeat it for several workers (and Redis): figures add up",
+    )
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="results file")
     parser.add_argument("--connect-concurrency", type=int, default=50, help="pending connects")
     args = parser.parse_args(argv)
@@ -155,7 +173,10 @@ def parse_args(argv: list[str] | None) -> Config:
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    check_loopback(args.url)
+    urls = tuple(args.urls or [DEFAULT_URL])
+    for url in urls:
+        check_loopback(url)
+    pids = tuple(args.server_pids or ())
     checks = [
         (0 <= args.receivers <= MAX_CLIENTS, f"--receivers must be 0..{MAX_CLIENTS}"),
         (1 <= args.senders <= MAX_CLIENTS, f"--senders must be 1..{MAX_CLIENTS}"),
@@ -168,18 +189,19 @@ def build_config(args: argparse.Namespace) -> Config:
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
-    if args.server_pid is not None and not Path(f"/proc/{args.server_pid}/stat").exists():
-        raise UsageError(f"--server-pid {args.server_pid}: no such process")
+    for pid in pids:
+        if not Path(f"/proc/{pid}/stat").exists():
+            raise UsageError(f"--server-pid {pid}: no such process")
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     json_path = args.json_path or REPO_ROOT / "bench-results" / f"bench-{stamp}.json"
     return Config(
-        url=args.url,
+        urls=urls,
         receivers=args.receivers,
         senders=args.senders,
         rate=args.rate,
         duration=args.duration,
         drain=args.drain,
-        server_pid=args.server_pid,
+        server_pids=pids,
         json_path=json_path,
         connect_concurrency=args.connect_concurrency,
     )
@@ -249,6 +271,8 @@ class Client:
     """One connection and what it has received of this run's messages."""
 
     nick: str
+    #: The server this client talks to.
+    url: str
     #: None for receivers; the sender's index (as in its nick) otherwise.
     sender_index: int | None = None
     ws: WebSocketConnection | None = None
@@ -306,14 +330,24 @@ class ProcSample:
 
 @dataclass(slots=True)
 class ProcProbe:
-    """Samples of /proc/PID (the server's or our own): named marks plus the peak RSS."""
+    """Samples of /proc for some processes (the server's workers and Redis, or
+    our own), added up: named marks plus the peak RSS."""
 
-    pid: int
+    pids: tuple[int, ...]
     marks: dict[str, ProcSample] = field(default_factory=dict)
     peak_rss_kb: int = 0
 
     def sample(self) -> ProcSample | None:
-        taken = read_proc(self.pid, trio.current_time())
+        now = trio.current_time()
+        samples = [s for s in (read_proc(pid, now) for pid in self.pids) if s is not None]
+        taken = None
+        if samples:
+            taken = ProcSample(
+                at=now,
+                cpu_seconds=sum(s.cpu_seconds for s in samples),
+                rss_kb=sum(s.rss_kb for s in samples),
+                hwm_kb=sum(s.hwm_kb for s in samples),
+            )
         if taken is not None:
             self.peak_rss_kb = max(self.peak_rss_kb, taken.rss_kb)
         return taken
@@ -365,7 +399,7 @@ class Bench:
     send_start: float = 0.0
     send_end: float = 0.0
     drain_end: float = 0.0
-    own: ProcProbe = field(default_factory=lambda: ProcProbe(os.getpid()))
+    own: ProcProbe = field(default_factory=lambda: ProcProbe((os.getpid(),)))
     #: How late the lag probe woke up, in seconds, during send and drain.
     loop_lags: list[float] = field(default_factory=list)
     hard_limit_hit: bool = False
@@ -377,12 +411,17 @@ class Bench:
         return cls(
             cfg=cfg,
             run=run,
-            receivers=[Client(f"r{i}-{run}") for i in range(cfg.receivers)],
-            senders=[Client(f"s{i}-{run}", sender_index=i) for i in range(cfg.senders)],
+            receivers=[
+                Client(f"r{i}-{run}", cfg.urls[i % len(cfg.urls)]) for i in range(cfg.receivers)
+            ],
+            senders=[
+                Client(f"s{i}-{run}", cfg.urls[i % len(cfg.urls)], sender_index=i)
+                for i in range(cfg.senders)
+            ],
             ledger=Ledger(),
             limiter=trio.CapacityLimiter(cfg.connect_concurrency),
             closed=Countdown(cfg.receivers + cfg.senders),
-            probe=ProcProbe(cfg.server_pid) if cfg.server_pid is not None else None,
+            probe=ProcProbe(cfg.server_pids) if cfg.server_pids else None,
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
 
@@ -555,7 +594,7 @@ async def open_client(
             with trio.fail_after(HANDSHAKE_TIMEOUT):
                 ws = await connect_websocket_url(
                     nursery,
-                    bench.cfg.url,
+                    client.url,
                     message_queue_size=MESSAGE_QUEUE_SIZE,
                     max_message_size=MAX_MESSAGE_SIZE,
                 )
@@ -857,7 +896,7 @@ def rss_mb(marks: dict[str, ProcSample], name: str) -> float | None:
 def proc_summary(probe: ProcProbe) -> dict[str, Any]:
     marks, end = probe.marks, probe.marks.get("drain_end")
     return {
-        "pid": probe.pid,
+        "pids": list(probe.pids),
         "cpu_pct_connect": cpu_pct(marks, "before_connect", "connected"),
         "cpu_pct_send": cpu_pct(marks, "send_start", "send_end"),
         "cpu_pct_send_and_drain": cpu_pct(marks, "send_start", "drain_end"),
@@ -898,7 +937,7 @@ def summarize(bench: Bench) -> dict[str, Any]:
         "run": bench.run,
         "started_at": bench.started_at,
         "config": {
-            "url": cfg.url,
+            "urls": list(cfg.urls),
             "receivers": cfg.receivers,
             "senders": cfg.senders,
             "rate": cfg.rate,
@@ -1012,7 +1051,8 @@ def report_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
         ),
     ]
     if res["server"] is not None:
-        rows += proc_rows(f"server pid {res['server']['pid']}", res["server"])
+        pids = " + ".join(str(pid) for pid in res["server"]["pids"])
+        rows += proc_rows(f"server pids {pids} (added up)", res["server"])
     gen = res["generator"]
     rows += proc_rows("generator (this process)", gen)
     rows += [
@@ -1038,7 +1078,8 @@ def proc_rows(title: str, proc: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def print_report(res: dict[str, Any]) -> None:
-    print(f"quartchat bench  run {res['run']}  {res['config']['url']}  {res['started_at']}")
+    urls = " ".join(res["config"]["urls"])
+    print(f"quartchat bench  run {res['run']}  {urls}  {res['started_at']}")
     rows = report_rows(res)
     width = max(len(label) for label, _ in rows) + 4
     for label, value in rows:
@@ -1062,10 +1103,11 @@ def main(argv: list[str] | None = None) -> int:
         per_user = cfg.rate / cfg.senders
         warn(f"{per_user:g} msg/s per sender is over the server's {PER_USER_RATE:g}/s per user;")
         warn("expect rate_limited errors (add --senders)")
-    children = child_pids(cfg.server_pid) if cfg.server_pid is not None else []
-    if children:
-        warn(f"--server-pid {cfg.server_pid} has child processes {' '.join(children)};")
-        warn("hypercorn serves from its worker process: pass that pid to measure the server")
+    for pid in cfg.server_pids:
+        children = child_pids(pid)
+        if children:
+            warn(f"--server-pid {pid} has child processes {' '.join(children)};")
+            warn("hypercorn serves from its worker processes: pass their pids instead")
     bench = Bench.create(cfg)
     try:
         trio.run(run_bench, bench)
