@@ -44,6 +44,10 @@ class Settings:
     hello_timeout: float = 10.0
     #: Seconds after the last ``typing`` before the server clears it.
     typing_timeout: float = 5.0
+    #: Seconds a user whose last connection closed still counts as online, so
+    #: a network blip that reconnects within it announces no leave and no join
+    #: (0: announce the leave at once).
+    leave_grace: float = 5.0
     #: Sustained messages per second one user may send, and the burst above it.
     send_rate: float = 10.0
     send_burst: int = 20
@@ -71,6 +75,7 @@ class Settings:
             max_frame_bytes=reader.get("QUARTCHAT_MAX_FRAME", _positive, d.max_frame_bytes),
             hello_timeout=reader.get("QUARTCHAT_HELLO_TIMEOUT", _seconds, d.hello_timeout),
             typing_timeout=reader.get("QUARTCHAT_TYPING_TIMEOUT", _seconds, d.typing_timeout),
+            leave_grace=reader.get("QUARTCHAT_LEAVE_GRACE", _seconds_or_zero, d.leave_grace),
             send_rate=reader.get("QUARTCHAT_SEND_RATE", _rate, d.send_rate),
             send_burst=reader.get("QUARTCHAT_SEND_BURST", _positive, d.send_burst),
             frame_rate=reader.get("QUARTCHAT_FRAME_RATE", _rate, d.frame_rate),
@@ -115,6 +120,13 @@ def _seconds(raw: str) -> float:
     value = float(raw)
     if not value > 0:
         raise ValueError("must be a number of seconds above 0")
+    return value
+
+
+def _seconds_or_zero(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("must be a number of seconds, 0 or more")
     return value
 
 

@@ -22,7 +22,7 @@ from .errors import UNKNOWN_TOKEN, CloseConnection, FrameError
 from .limits import TokenBucket
 from .models import Draft, Message, Posted, User
 from .presence import Presence
-from .protocol import Hello, History, Send, clean_nick
+from .protocol import MAX_NICK, MAX_TEXT, Hello, History, Send, clean_nick
 from .store import AsyncStore
 
 #: Typing relays per user and conversation are at most this often.
@@ -37,6 +37,14 @@ class Identity:
     token: str
     wanted_nick: str | None
     errors: list[FrameError] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Lingering:
+    """A user's last connection, closed but still counted during the leave grace."""
+
+    conn_id: int
+    scope: trio.CancelScope
 
 
 @dataclass(slots=True)
@@ -56,7 +64,19 @@ class Hub:
         self._conn_ids = itertools.count(1)
         self._send_buckets: dict[str, TokenBucket] = {}
         self._typing: dict[tuple[str, str | None], _Typing] = {}
+        self._lingering: dict[str, _Lingering] = {}
         self._nursery: trio.Nursery | None = None
+        #: What ``welcome`` tells clients, so pages need not copy the limits.
+        self._limits = {
+            "text": MAX_TEXT,
+            "nick": MAX_NICK,
+            "send_rate": settings.send_rate,
+            "send_burst": settings.send_burst,
+            "frame_rate": settings.frame_rate,
+            "frame_burst": settings.frame_burst,
+            "frame_bytes": settings.max_frame_bytes,
+            "history": settings.history_max,
+        }
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The hub's own tasks (the committer, typing timers); runs until cancelled."""
@@ -88,14 +108,29 @@ class Hub:
         user, token = await self.store.create_user(self.presence.free_variant(nick, None))
         return Identity(user, token, wanted, errors)
 
+    def check_nick_exact(self, hello: Hello) -> None:
+        """For a ``hello`` with ``nick_exact``: raise ``bad_nick``, or
+        ``nick_taken`` when a new identity asks for a nick someone online
+        holds, before any user is created. :meth:`attach` checks again as it
+        claims the nick."""
+        if not hello.nick_exact or hello.nick is None:
+            return
+        nick = clean_nick(hello.nick)
+        if hello.token is None and not self.presence.is_free(nick, None):
+            raise _nick_taken(nick)
+
     def attach(
-        self, conn_id: int, identity: Identity, deliver: Deliver
+        self, conn_id: int, identity: Identity, deliver: Deliver, *, exact: bool = False
     ) -> tuple[User, Subscription]:
         """Subscribe a connection and count it online; synchronous, so nothing
         can slip between the nick check and the claim. Returns the user as
-        they are now online (their nick may differ from the stored one)."""
-        subscription = self.broker.subscribe(deliver)
+        they are now online (their nick may differ from the stored one),
+        unless ``exact`` and the wanted nick is taken: then ``nick_taken`` is
+        raised before anything is claimed or announced."""
         stored, wanted = identity.stored, identity.wanted_nick
+        if exact and wanted is not None and not self.presence.is_free(wanted, stored.id):
+            raise _nick_taken(wanted)
+        subscription = self.broker.subscribe(deliver)
         online = self.presence.get(stored.id)
         if online is None:
             nick = stored.nick
@@ -113,6 +148,7 @@ class Hub:
                 )
             return user, subscription
         self.presence.add(conn_id, online)
+        self._end_grace(stored.id)
         if wanted is not None and wanted != online.nick:
             try:
                 return self._rename_online(stored.id, wanted), subscription
@@ -121,16 +157,57 @@ class Hub:
         return online, subscription
 
     def detach(self, conn_id: int, user_id: str, subscription: Subscription) -> None:
-        """Undo :meth:`attach`: stop delivery, clear typing, publish a leave
-        if this was the user's last connection. Synchronous, never raises."""
+        """Undo :meth:`attach`: stop delivery and clear typing at once; count
+        the connection out now, or, if it was the user's last, after the leave
+        grace. Synchronous, never raises."""
         subscription.close()
         for key, entry in list(self._typing.items()):
             if key[0] == user_id and entry.conn_id == conn_id:
                 self._stop_typing(key)
+        if not (self.presence.is_last(conn_id, user_id) and self._start_grace(conn_id, user_id)):
+            self._count_out(conn_id, user_id)
+
+    def _count_out(self, conn_id: int, user_id: str) -> None:
+        """Forget a connection; publish the leave if it was the user's last."""
         gone = self.presence.remove(conn_id, user_id)
         if gone is not None:
             self._forget_idle_buckets()
             self._publish_presence("leave", gone, skip_user=user_id)
+
+    # ----- leave grace ---------------------------------------------------------
+    # A user whose last connection closes stays online (in the list, holding
+    # their nick) for ``leave_grace`` seconds, kept by that closed connection.
+    # Coming back within it swaps in the new connection silently; otherwise
+    # the leave is announced when the grace ends. Typing is cleared at once.
+
+    def _start_grace(self, conn_id: int, user_id: str) -> bool:
+        """Keep ``conn_id`` counted for the grace; False when there is no grace
+        (disabled, or the hub is stopping) and the leave is due now."""
+        grace = self.settings.leave_grace
+        if grace <= 0 or self._nursery is None:
+            return False
+        lingering = _Lingering(conn_id, trio.CancelScope())
+        try:
+            self._nursery.start_soon(self._leave_after_grace, user_id, lingering, grace)
+        except RuntimeError:  # the hub's nursery is closed: the server is stopping
+            return False
+        self._lingering[user_id] = lingering
+        return True
+
+    async def _leave_after_grace(self, user_id: str, lingering: _Lingering, grace: float) -> None:
+        with lingering.scope:
+            await trio.sleep(grace)
+        if self._lingering.get(user_id) is lingering:
+            del self._lingering[user_id]
+            self._count_out(lingering.conn_id, user_id)
+
+    def _end_grace(self, user_id: str) -> None:
+        """The user is back within the grace: drop the closed connection that
+        kept them online, announcing nothing (their new one is counted)."""
+        lingering = self._lingering.pop(user_id, None)
+        if lingering is not None:
+            lingering.scope.cancel()
+            self.presence.remove(lingering.conn_id, user_id)
 
     def _forget_idle_buckets(self) -> None:
         """Drop the send buckets of offline users that have refilled: a user who
@@ -154,6 +231,7 @@ class Hub:
             "last_id": last_id,
             "epoch": self.store.epoch,
             "recovered": recovered,
+            "limits": self._limits,
         }
 
     async def replay(self, user_id: str, hello: Hello) -> tuple[list[Message], int, bool]:

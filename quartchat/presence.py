@@ -61,6 +61,11 @@ class Presence:
         entry.conns.add(conn_id)
         return first
 
+    def is_last(self, conn_id: int, user_id: str) -> bool:
+        """True when ``conn_id`` is the user's only connection."""
+        entry = self._users.get(user_id)
+        return entry is not None and entry.conns == {conn_id}
+
     def remove(self, conn_id: int, user_id: str) -> User | None:
         """Forget a connection; return the user when it was their last (a leave)."""
         entry = self._users.get(user_id)

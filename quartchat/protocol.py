@@ -28,6 +28,8 @@ class Hello:
     nick: str | None
     last_id: int | None
     epoch: str | None
+    #: Addition to v1: refuse a taken or bad nick instead of starting with another.
+    nick_exact: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,7 @@ def parse_frame(raw: str | bytes, *, history_max: int = 200) -> ClientFrame:
             nick=fields.optional_str("nick", 1000),
             last_id=last_id if last_id is not None and last_id >= 0 else None,
             epoch=fields.optional_str("epoch", MAX_ID_LEN),
+            nick_exact=obj.get("nick_exact") is True,
         )
     if kind == "nick":
         return Nick(nick=fields.required_str("nick", 1000))

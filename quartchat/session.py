@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import trio
 
-from .broker import Event
+from .broker import Event, Subscription
 from .errors import (
     GOING_AWAY,
     INTERNAL_ERROR,
@@ -36,8 +36,9 @@ from .errors import (
     PeerGone,
     StoreError,
 )
-from .hub import Hub
+from .hub import Hub, Identity
 from .limits import TokenBucket
+from .models import User
 from .protocol import Hello, History, Nick, Ping, Send, Typing, encode, error_frame, parse_frame
 
 log = logging.getLogger(__name__)
@@ -111,10 +112,7 @@ class Session:
                 return
 
     async def _run(self) -> None:
-        hello = await self._receive_hello()
-        identity = await self.hub.identify(hello)
-        self.user_id = identity.stored.id  # before attach: its join must skip us
-        user, subscription = self.hub.attach(self.conn_id, identity, self._deliver)
+        hello, identity, user, subscription = await self._start()
         try:
             if user.nick != identity.stored.nick:
                 await self.hub.store.set_nick(user.id, user.nick)
@@ -146,6 +144,26 @@ class Session:
             self._cut(CloseConnection(INTERNAL_ERROR, "internal error"))
         else:
             self._cut(CloseConnection(GOING_AWAY, "done"))
+
+    async def _start(self) -> tuple[Hello, Identity, User, Subscription]:
+        """Read hellos until one starts the session. A ``nick_exact`` hello
+        whose nick is bad or taken gets that error, and the client may send
+        another hello: nobody has been told about this connection yet."""
+        while True:
+            hello = await self._receive_hello()
+            try:
+                self.hub.check_nick_exact(hello)
+                identity = await self.hub.identify(hello)
+                self.user_id = identity.stored.id  # before attach: its join must skip us
+                user, subscription = self.hub.attach(
+                    self.conn_id, identity, self._deliver, exact=hello.nick_exact
+                )
+            except FrameError as exc:
+                if not self._frames.take(trio.current_time()):
+                    raise CloseConnection(POLICY_VIOLATION, "too many hellos") from None
+                await self.transport.send(encode(error_frame(exc)))
+                continue
+            return hello, identity, user, subscription
 
     async def _receive_hello(self) -> Hello:
         with trio.move_on_after(self.settings.hello_timeout):

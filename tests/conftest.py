@@ -71,6 +71,8 @@ async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
 
     async def start(hypercorn: dict[str, Any] | None = None, **overrides: Any) -> RunningServer:
         overrides.setdefault("db_path", tmp_path / f"chat{next(numbers)}.db")
+        # Leaves are announced at once unless a test is about the grace.
+        overrides.setdefault("leave_grace", 0.0)
         settings = dataclasses.replace(Settings(), **overrides)
         app = create_app(settings)
         shutdown = trio.Event()

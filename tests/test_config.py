@@ -15,6 +15,7 @@ def test_defaults_run_one_process_on_sqlite() -> None:
     assert settings.db_path == Path("chat.db")
     assert (settings.backlog, settings.replay_limit, settings.history_max) == (50, 500, 200)
     assert settings.max_frame_bytes == 64 * 1024
+    assert settings.leave_grace == 5.0
     assert (settings.static_dir / "index.html").is_file()
 
 
@@ -26,6 +27,7 @@ def test_values_are_read_and_typed() -> None:
             "QUARTCHAT_QUEUE_SIZE": "64",
             "QUARTCHAT_ALLOWED_ORIGINS": "https://a.example, https://b.example/",
             "QUARTCHAT_SEND_RATE": "2.5",
+            "QUARTCHAT_LEAVE_GRACE": "0",
         }
     )
     assert settings.db_path == Path("/tmp/x.db")
@@ -33,6 +35,7 @@ def test_values_are_read_and_typed() -> None:
     assert settings.queue_size == 64
     assert settings.allowed_origins == ("https://a.example", "https://b.example")
     assert settings.send_rate == 2.5
+    assert settings.leave_grace == 0.0
 
 
 @pytest.mark.parametrize(
@@ -44,6 +47,7 @@ def test_values_are_read_and_typed() -> None:
         ("QUARTCHAT_QUEUE_SIZE", "1.5"),
         ("QUARTCHAT_SEND_RATE", "0"),
         ("QUARTCHAT_HELLO_TIMEOUT", "soon"),
+        ("QUARTCHAT_LEAVE_GRACE", "-1"),
         ("QUARTCHAT_ALLOWED_ORIGINS", "example.org"),
         ("QUARTCHAT_STATIC_DIR", "/nonexistent"),
     ],
