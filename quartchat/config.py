@@ -58,6 +58,14 @@ class Settings:
     strikes: int = 10
     #: Folder with index.html and the page's assets.
     static_dir: Path = field(default=DEFAULT_STATIC_DIR)
+    #: ``redis://host:port/db``: share the chat through Redis (any number of
+    #: workers); None runs the embedded SQLite log in one process.
+    redis_url: str | None = None
+    #: Prefix of every Redis key, so several chats (or tests) share one Redis.
+    redis_prefix: str = "quartchat:"
+    #: Messages the Redis log keeps (approximately; older ones are trimmed);
+    #: 0 keeps all. Cursors older than the log get ``recovered: false``.
+    redis_max_messages: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -82,6 +90,11 @@ class Settings:
             frame_burst=reader.get("QUARTCHAT_FRAME_BURST", _positive, d.frame_burst),
             strikes=reader.get("QUARTCHAT_STRIKES", _positive, d.strikes),
             static_dir=reader.get("QUARTCHAT_STATIC_DIR", Path, d.static_dir),
+            redis_url=reader.get("QUARTCHAT_REDIS_URL", _redis_url, d.redis_url),
+            redis_prefix=reader.get("QUARTCHAT_REDIS_PREFIX", str, d.redis_prefix),
+            redis_max_messages=reader.get(
+                "QUARTCHAT_REDIS_MAX_MESSAGES", _count, d.redis_max_messages
+            ),
         )
         if not (settings.static_dir / "index.html").is_file():
             raise ConfigError(f"QUARTCHAT_STATIC_DIR: no index.html in {settings.static_dir}")
@@ -143,3 +156,9 @@ def _origins(raw: str) -> tuple[str, ...]:
         if origin != "*" and "://" not in origin:
             raise ValueError(f"{origin!r} is not an origin like https://chat.example.org")
     return origins
+
+
+def _redis_url(raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must look like redis://host:6379/0 (or rediss://, unix://)")
+    return raw

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, then run all of it.
 #   bash scripts/test.sh [pytest args...]
-# System packages (Debian): chromium for the browser tests. Python packages
+# System packages (Debian): chromium for the browser tests, redis-server for
+# the Redis backend's tests (each starts its own on a free port). Python packages
 # go into ./.venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then

@@ -23,6 +23,9 @@ from quartchat.hub import Hub
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: Private redis-server fixtures (``redis_server``, ``redis_url``).
+pytest_plugins = ["redis_server"]
+
 
 @dataclass
 class RunningServer:
