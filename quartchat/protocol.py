@@ -20,6 +20,19 @@ MAX_NICK = 32
 OFFSET_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 #: Long enough for any token or id we issue, short enough to bound a lookup.
 MAX_ID_LEN = 128
+#: Message ids, cursors and page sizes are 0..MAX_ID: the largest integer
+#: SQLite stores, so no number a client sends can overflow a query.
+MAX_ID = 2**63 - 1
+#: JSON's ``\ud800`` escapes decode to lone surrogates: not Unicode scalar
+#: values, so they cannot be encoded as UTF-8, stored or sent to anyone.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+#: Error codes that are the client's own fault, the only ones that count as
+#: strikes toward the 1008 close. Server failures (``internal``), the send
+#: rate every tab of a user shares (``rate_limited``) and another user
+#: holding a nick (``nick_taken``) are not.
+CLIENT_FAULTS = frozenset(
+    {"bad_json", "bad_request", "empty", "too_long", "bad_offset", "bad_nick", "unknown_user"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,26 +99,28 @@ def parse_frame(raw: str | bytes, *, history_max: int = 200) -> ClientFrame:
     if kind == "send":
         return _parse_send(fields)
     if kind == "hello":
-        last_id = fields.optional_int("last_id")
         return Hello(
             token=fields.optional_str("token", MAX_ID_LEN),
-            nick=fields.optional_str("nick", 1000),
-            last_id=last_id if last_id is not None and last_id >= 0 else None,
+            nick=fields.wanted_nick(),
+            last_id=fields.optional_int("last_id", 0),
             epoch=fields.optional_str("epoch", MAX_ID_LEN),
             nick_exact=obj.get("nick_exact") is True,
         )
     if kind == "nick":
-        return Nick(nick=fields.required_str("nick", 1000))
+        nick = fields.wanted_nick()
+        if nick is None:
+            raise FrameError("bad_request", "field 'nick' is required")
+        return Nick(nick=nick)
     if kind == "typing":
         active = obj.get("active")
         if not isinstance(active, bool):
             raise FrameError("bad_request", "field 'active' must be true or false")
         return Typing(active=active, to=fields.optional_str("to", MAX_ID_LEN))
     if kind == "history":
-        limit = fields.optional_int("limit")
+        limit = fields.optional_int("limit", 1)
         return History(
-            before_id=fields.optional_int("before_id"),
-            limit=min(max(limit if limit is not None else 50, 1), history_max),
+            before_id=fields.optional_int("before_id", 0),
+            limit=min(limit if limit is not None else 50, history_max),
             with_user=fields.optional_str("with", MAX_ID_LEN),
         )
     if kind == "ping":
@@ -130,8 +145,12 @@ def _parse_send(fields: _Fields) -> Send:
         raise FrameError("empty", "text is empty", offset)
     if "\x00" in text:
         raise FrameError("bad_request", "text must not contain NUL", offset)
+    if not is_scalar_text(text):
+        raise FrameError("bad_request", "text must be valid Unicode (no lone surrogates)", offset)
     to = fields.obj.get("to")
-    if to is not None and (not isinstance(to, str) or not 0 < len(to) <= MAX_ID_LEN):
+    if to is not None and (
+        not isinstance(to, str) or not 0 < len(to) <= MAX_ID_LEN or not is_scalar_text(to)
+    ):
         raise FrameError("bad_request", "field 'to' must be a user id or null", offset)
     return Send(client_offset=offset, text=text, to=to)
 
@@ -143,6 +162,16 @@ class _Fields:
         self.obj = obj
 
     def optional_str(self, name: str, max_len: int) -> str | None:
+        value = self._str_or_null(name, max_len)
+        if value is not None and not is_scalar_text(value):
+            raise FrameError("bad_request", f"field '{name}' must be valid Unicode text")
+        return value
+
+    def wanted_nick(self) -> str | None:
+        """The ``nick`` field as sent: :func:`clean_nick` judges it (``bad_nick``)."""
+        return self._str_or_null("nick", 1000)
+
+    def _str_or_null(self, name: str, max_len: int) -> str | None:
         value = self.obj.get(name)
         if value is None:
             return None
@@ -150,23 +179,27 @@ class _Fields:
             raise FrameError("bad_request", f"field '{name}' must be a string or null")
         return value
 
-    def required_str(self, name: str, max_len: int) -> str:
-        value = self.optional_str(name, max_len)
-        if value is None:
-            raise FrameError("bad_request", f"field '{name}' is required")
-        return value
-
-    def optional_int(self, name: str) -> int | None:
+    def optional_int(self, name: str, low: int) -> int | None:
+        """An integer in ``low..MAX_ID``, or None."""
         value = self.obj.get(name)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise FrameError("bad_request", f"field '{name}' must be an integer or null")
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_ID:
+            raise FrameError(
+                "bad_request", f"field '{name}' must be an integer from {low} to 2**63-1, or null"
+            )
         return value
+
+
+def is_scalar_text(text: str) -> bool:
+    """True when ``text`` holds only Unicode scalar values (no lone surrogates)."""
+    return _SURROGATE.search(text) is None
 
 
 def clean_nick(raw: str) -> str:
     """Trim a wanted nickname and check it; raise ``bad_nick`` when unusable."""
+    if not is_scalar_text(raw):
+        raise FrameError("bad_nick", "nickname must be valid Unicode (no lone surrogates)")
     nick = raw.strip()
     if not 1 <= len(nick) <= MAX_NICK:
         raise FrameError("bad_nick", f"nickname must be 1-{MAX_NICK} characters")

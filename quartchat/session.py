@@ -39,7 +39,18 @@ from .errors import (
 from .hub import Hub, Identity
 from .limits import TokenBucket
 from .models import User
-from .protocol import Hello, History, Nick, Ping, Send, Typing, encode, error_frame, parse_frame
+from .protocol import (
+    CLIENT_FAULTS,
+    Hello,
+    History,
+    Nick,
+    Ping,
+    Send,
+    Typing,
+    encode,
+    error_frame,
+    parse_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +252,7 @@ class Session:
             try:
                 await self._handle(parse_frame(raw, history_max=self.settings.history_max))
             except FrameError as exc:
-                if exc.code not in ("rate_limited", "nick_taken"):
+                if exc.code in CLIENT_FAULTS:
                     self._strike()
                 self._reply(error_frame(exc))
 

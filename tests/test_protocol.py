@@ -56,7 +56,60 @@ def test_history_limit_is_capped_and_defaulted() -> None:
         None, 200, None
     )
     assert parse_frame(frame(type="history"), history_max=200) == History(None, 50, None)
-    assert parse_frame(frame(type="history", limit=0)).limit == 1  # type: ignore[union-attr]
+
+
+def test_ids_and_limits_span_exactly_64_bits() -> None:
+    top = 2**63 - 1
+    assert parse_frame(frame(type="hello", last_id=top)) == Hello(None, None, top, None)
+    assert parse_frame(frame(type="history", before_id=top, limit=top)) == History(top, 200, None)
+    assert parse_frame(frame(type="history", before_id=0, limit=1)) == History(0, 1, None)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"type": "hello", "last_id": 2**63},
+        {"type": "hello", "last_id": -1},
+        {"type": "history", "before_id": 2**63},
+        {"type": "history", "before_id": -(2**63)},
+        {"type": "history", "before_id": 10**100},
+        {"type": "history", "limit": 0},
+        {"type": "history", "limit": -1},
+        {"type": "history", "limit": 2**64},
+    ],
+)
+def test_numbers_out_of_range_are_bad_requests(fields: dict[str, object]) -> None:
+    assert refused(json.dumps(fields)).code == "bad_request"
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"type": "send", "client_offset": "k", "text": "a\ud800b"}, "bad_request"),
+        ({"type": "send", "client_offset": "k", "text": "hi", "to": "\udc00"}, "bad_request"),
+        ({"type": "hello", "token": "\ud800"}, "bad_request"),
+        ({"type": "hello", "epoch": "\ud800"}, "bad_request"),
+        ({"type": "typing", "active": True, "to": "\ud800"}, "bad_request"),
+        ({"type": "history", "with": "\ud800"}, "bad_request"),
+    ],
+)
+def test_lone_surrogates_are_refused_in_every_field(fields: dict[str, object], code: str) -> None:
+    error = refused(json.dumps(fields))
+    assert error.code == code
+    assert error.client_offset == fields.get("client_offset")
+
+
+def test_a_surrogate_pair_is_one_valid_character() -> None:
+    parsed = parse_frame('{"type":"send","client_offset":"k","text":"\\ud83d\\ude00"}')
+    assert parsed == Send("k", "\U0001f600", None)
+
+
+def test_a_nick_with_a_lone_surrogate_is_a_bad_nick() -> None:
+    wanted = parse_frame(json.dumps({"type": "nick", "nick": "x\ud800"}))
+    assert isinstance(wanted, Nick)
+    with pytest.raises(FrameError) as info:
+        clean_nick(wanted.nick)
+    assert info.value.code == "bad_nick"
 
 
 @pytest.mark.parametrize(
