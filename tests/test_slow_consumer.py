@@ -31,6 +31,8 @@ class FakeTransport:
         self.sent: list[dict[str, Any]] = []
         self.close_code: int | None = None
         self.closed = trio.Event()
+        #: Set once a send has started that will never return.
+        self.stuck = trio.Event()
         self._to_server, self._inbox = trio.open_memory_channel[str](100)
 
     async def client_says(self, **frame: Any) -> None:
@@ -44,6 +46,7 @@ class FakeTransport:
 
     async def send(self, data: str) -> None:
         if self.stalled:
+            self.stuck.set()
             await trio.sleep_forever()
         self.sent.extend(json.loads(line) for line in data.split("\n"))
 
@@ -67,10 +70,18 @@ async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
     await store.aclose()
 
 
-async def open_session(nursery: trio.Nursery, hub: Hub, nick: str, **kw: bool) -> FakeTransport:
-    transport = FakeTransport(**kw)
+async def open_session(
+    nursery: trio.Nursery,
+    hub: Hub,
+    nick: str,
+    *,
+    stalled: bool = False,
+    token: str | None = None,
+    last_id: int | None = None,
+) -> FakeTransport:
+    transport = FakeTransport(stalled=stalled)
     nursery.start_soon(Session(hub, transport).serve)
-    await transport.client_says(type="hello", token=None, nick=nick, last_id=None, epoch=None)
+    await transport.client_says(type="hello", token=token, nick=nick, last_id=last_id, epoch=None)
     return transport
 
 
@@ -104,16 +115,43 @@ async def test_a_stalled_client_is_cut_and_the_rest_keep_receiving(hub: Hub) -> 
         nursery.cancel_scope.cancel()
 
 
-async def test_an_overflowing_queue_does_not_block_the_publisher(hub: Hub) -> None:
-    """Publishing to a full queue returns at once: the broker never awaits."""
+async def test_a_stalled_client_holds_its_place_until_its_queue_overflows(hub: Hub) -> None:
+    """While one client's socket takes nothing, the sender is acked and the
+    others get every message in lockstep; the stalled client stays connected
+    exactly as long as its queue has room, is cut with 4008 by the message
+    that overflows it, and on reconnecting gets every message it missed."""
+    room = hub.settings.queue_size
     async with trio.open_nursery() as nursery:
-        slow = await open_session(nursery, hub, "slow", stalled=True)
+        fast = await open_session(nursery, hub, "fast")
+        slow = await open_session(nursery, hub, "slow")
         sender = await open_session(nursery, hub, "sender")
-        await wait_for(lambda: sender.of_type("welcome"))
+        await wait_for(lambda: any(f.get("event") == "join" for f in slow.of_type("presence")))
+        slow.stalled = True
+
+        async def say(i: int) -> None:
+            await sender.client_says(type="send", client_offset=f"m{i}", text=f"n{i}", to=None)
+            await wait_for(lambda: len(sender.of_type("ack")) == i + 1)
+            await wait_for(lambda: len(fast.of_type("message")) == i + 1)
+
+        await say(0)
         with trio.fail_after(5):
-            for i in range(30):
-                await sender.client_says(type="send", client_offset=f"m{i}", text="x", to=None)
-            await wait_for(lambda: len(sender.of_type("ack")) == 30)
-        await slow.closed.wait()
+            await slow.stuck.wait()  # its writer holds message 0 in a send that never returns
+        for i in range(1, room + 1):  # ...and its queue takes one message each
+            await say(i)
+            assert not slow.closed.is_set(), f"cut at message {i} with room for {room}"
+        await say(room + 1)
+        with trio.fail_after(5):
+            await slow.closed.wait()
         assert slow.close_code == TOO_SLOW
+
+        sent_ids = [ack["id"] for ack in sender.of_type("ack")]
+        assert [frame["id"] for frame in fast.of_type("message")] == sent_ids
+        welcome = slow.of_type("welcome")[0]
+        back = await open_session(
+            nursery, hub, "slow", token=welcome["token"], last_id=welcome["last_id"]
+        )
+        await wait_for(lambda: back.of_type("welcome"))
+        await back.client_says(type="ping")
+        await wait_for(lambda: back.of_type("pong"))
+        assert [frame["id"] for frame in back.of_type("message")] == sent_ids
         nursery.cancel_scope.cancel()
