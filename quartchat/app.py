@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from quart import Response, send_from_directory, websocket
+from quart import Response, request, send_from_directory, websocket
 from quart.globals import websocket_ctx
 from quart.wrappers import Websocket
 from quart_trio import QuartTrio
@@ -57,18 +58,47 @@ class QuartTransport:
         await self._socket.close(code, reason)
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+def origin_allowed(origin: str | None, host: str | None, settings: Settings) -> bool:
     """Browsers always send ``Origin``; other clients may not, and are let in.
 
-    The page's own origin is always accepted; ``allowed`` adds others
-    (``*``: any).
+    The page's own origin is accepted: one of ``settings.public_origins``
+    exactly, when set; otherwise any origin whose host and port equal the
+    request's ``Host``, whatever its scheme. That default is for local use: a
+    DNS-rebinding page's Origin equals its Host too. ``allowed_origins`` adds
+    others (``*``: any).
     """
     if origin is None:
         return True
     origin = origin.rstrip("/")
-    if host is not None and urlsplit(origin).netloc.lower() == host.lower():
+    if "*" in settings.allowed_origins or origin in settings.allowed_origins:
         return True
-    return "*" in allowed or origin in allowed
+    if settings.public_origins:
+        return origin in settings.public_origins
+    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+
+
+#: A ``Host`` header fit to be named in a header: a name or an IP literal, and a port.
+HOST_PATTERN = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def security_headers(host: str | None) -> dict[str, str]:
+    """What every response tells the browser: the page runs only its own
+    scripts and styles, talks only to its own server (its socket included;
+    older browsers do not count ws: as 'self'), and is never framed."""
+    connect = "'self'"
+    if host is not None and HOST_PATTERN.fullmatch(host):
+        connect += f" ws://{host} wss://{host}"
+    policy = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src {connect}; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    )
+    return {
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+    }
 
 
 def create_app(settings: Settings | None = None) -> QuartTrio:
@@ -98,6 +128,11 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     async def close_store() -> None:
         await hub().store.aclose()
 
+    @app.after_request
+    async def add_security_headers(response: Response) -> Response:
+        response.headers.update(security_headers(request.headers.get("Host")))
+        return response
+
     @app.get("/")
     async def index() -> Response:
         return await send_from_directory(settings.static_dir, "index.html")
@@ -110,7 +145,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     @app.websocket("/ws")
     async def chat_socket() -> tuple[str, int] | None:
         if not origin_allowed(
-            websocket.headers.get("Origin"), websocket.headers.get("Host"), settings.allowed_origins
+            websocket.headers.get("Origin"), websocket.headers.get("Host"), settings
         ):
             return "origin not allowed", 403
         await websocket.accept()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -38,6 +39,9 @@ class Settings:
     queue_size: int = 1000
     #: Origins allowed to open the socket besides the page's own (``*``: any).
     allowed_origins: tuple[str, ...] = ()
+    #: The page's own origin(s), as browsers send them. Unset, the page's own
+    #: origin is whatever matches the request's ``Host``: for a local trial only.
+    public_origins: tuple[str, ...] = ()
     #: Largest client frame in bytes; larger closes with 1009.
     max_frame_bytes: int = 64 * 1024
     #: Seconds a new socket has to send ``hello``.
@@ -80,6 +84,7 @@ class Settings:
             history_max=reader.get("QUARTCHAT_HISTORY_MAX", _positive, d.history_max),
             queue_size=reader.get("QUARTCHAT_QUEUE_SIZE", _positive, d.queue_size),
             allowed_origins=reader.get("QUARTCHAT_ALLOWED_ORIGINS", _origins, d.allowed_origins),
+            public_origins=reader.get("QUARTCHAT_PUBLIC_ORIGIN", _public_origins, d.public_origins),
             max_frame_bytes=reader.get("QUARTCHAT_MAX_FRAME", _positive, d.max_frame_bytes),
             hello_timeout=reader.get("QUARTCHAT_HELLO_TIMEOUT", _seconds, d.hello_timeout),
             typing_timeout=reader.get("QUARTCHAT_TYPING_TIMEOUT", _seconds, d.typing_timeout),
@@ -162,3 +167,19 @@ def _redis_url(raw: str) -> str:
     if not raw.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("must look like redis://host:6379/0 (or rediss://, unix://)")
     return raw
+
+
+def _public_origins(raw: str) -> tuple[str, ...]:
+    """Origins exactly as a browser sends them: scheme, host and port only."""
+    origins = []
+    for origin in _origins(raw):
+        parts = urlsplit(origin)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or "@" in parts.netloc
+            or origin != f"{parts.scheme}://{parts.netloc}"
+        ):
+            raise ValueError(f"{origin!r} is not an origin like https://chat.example.org")
+        origins.append(origin.lower())
+    return tuple(origins)
