@@ -7,90 +7,23 @@ slow client's socket never accepts a byte.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 
-from quartchat.broker import LocalBroker
+from fakesession import open_session, running_hub, wait_for
 from quartchat.config import Settings
-from quartchat.errors import TOO_SLOW, PeerGone
+from quartchat.errors import TOO_SLOW
 from quartchat.hub import Hub
-from quartchat.session import Session
-from quartchat.store import AsyncStore
-
-
-class FakeTransport:
-    """Frames in through a channel; frames out into a list, or nowhere."""
-
-    def __init__(self, *, stalled: bool = False) -> None:
-        self.stalled = stalled
-        self.sent: list[dict[str, Any]] = []
-        self.close_code: int | None = None
-        self.closed = trio.Event()
-        #: Set once a send has started that will never return.
-        self.stuck = trio.Event()
-        self._to_server, self._inbox = trio.open_memory_channel[str](100)
-
-    async def client_says(self, **frame: Any) -> None:
-        await self._to_server.send(json.dumps(frame))
-
-    async def receive(self) -> str:
-        try:
-            return await self._inbox.receive()
-        except trio.EndOfChannel:
-            raise PeerGone from None
-
-    async def send(self, data: str) -> None:
-        if self.stalled:
-            self.stuck.set()
-            await trio.sleep_forever()
-        self.sent.extend(json.loads(line) for line in data.split("\n"))
-
-    async def close(self, code: int, reason: str) -> None:
-        self.close_code = code
-        self.closed.set()
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [frame for frame in self.sent if frame["type"] == kind]
 
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
     settings = Settings(db_path=tmp_path / "chat.db", queue_size=8, send_burst=1000)
-    store = await AsyncStore.open(settings.db_path)
-    hub = Hub(settings, store, LocalBroker())
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.run)
+    async with running_hub(settings) as hub:
         yield hub
-        nursery.cancel_scope.cancel()
-    await store.aclose()
-
-
-async def open_session(
-    nursery: trio.Nursery,
-    hub: Hub,
-    nick: str,
-    *,
-    stalled: bool = False,
-    token: str | None = None,
-    last_id: int | None = None,
-) -> FakeTransport:
-    transport = FakeTransport(stalled=stalled)
-    nursery.start_soon(Session(hub, transport).serve)
-    await transport.client_says(type="hello", token=token, nick=nick, last_id=last_id, epoch=None)
-    return transport
-
-
-async def wait_for(predicate: Any) -> None:
-    # Polling, because progress also comes from the store's worker threads,
-    # which no Trio event reports.
-    with trio.fail_after(5):
-        while not predicate():  # noqa: ASYNC110
-            await trio.sleep(0.01)
 
 
 async def test_a_stalled_client_is_cut_and_the_rest_keep_receiving(hub: Hub) -> None:
