@@ -5,7 +5,8 @@ waiting (up to ``max_batch`` drafts), stores it in one transaction on the
 store's writer thread, then hands the committed messages to ``on_commit``
 (the hub publishes them) before waking the senders, who then ack. So an ack
 always follows the commit, ids are published in the order they were
-committed, and under load one fsync serves a whole batch.
+committed, and under load one fsync serves a whole batch. A draft the store
+refuses (a bad value) fails alone: the others in its batch are still stored.
 """
 
 from __future__ import annotations
@@ -67,13 +68,19 @@ class Committer:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
-            posted = await self._store.insert([p.draft for p in batch])
+            results = await self._store.insert([p.draft for p in batch])
         except Exception as exc:  # the batch failed as a whole: nobody is acked
             for p in batch:
                 p.error = exc
                 p.done.set()
             return
-        self._on_commit([(p.draft, result) for p, result in zip(batch, posted, strict=True)])
-        for p, result in zip(batch, posted, strict=True):
-            p.result = result
+        # A draft the store refused fails alone; the rest of its batch committed.
+        self._on_commit(
+            [(p.draft, r) for p, r in zip(batch, results, strict=True) if isinstance(r, Posted)]
+        )
+        for p, result in zip(batch, results, strict=True):
+            if isinstance(result, Posted):
+                p.result = result
+            else:
+                p.error = result
             p.done.set()

@@ -272,15 +272,20 @@ class Session:
             raise CloseConnection(POLICY_VIOLATION, "too many bad frames")
 
     async def _handle(self, frame: object) -> None:
+        try:
+            await self._dispatch(frame)
+        except StoreError:
+            # The server's fault, not the client's: the socket stays open and
+            # the client retries (a send with the same client_offset).
+            log.exception("store failed on a %s frame", type(frame).__name__)
+            offset = frame.client_offset if isinstance(frame, Send) else None
+            message = "the server could not reach its store; retry"
+            raise FrameError("internal", message, offset) from None
+
+    async def _dispatch(self, frame: object) -> None:
         match frame:
             case Send():
-                try:
-                    posted = await self.hub.post(self.conn_id, self.user_id, frame)
-                except StoreError:
-                    log.exception("could not store a message")
-                    raise FrameError(
-                        "internal", "could not store the message; retry", frame.client_offset
-                    ) from None
+                posted = await self.hub.post(self.conn_id, self.user_id, frame)
                 message = posted.message
                 self._reply(
                     {

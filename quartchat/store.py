@@ -36,6 +36,9 @@ SCHEMA_VERSION = 1
 READERS = 4
 #: Seconds a connection waits for another process's write lock.
 BUSY_TIMEOUT_MS = 10_000
+#: Errors about one row's own values (a string that is not valid Unicode, a
+#: broken constraint): they fail that message, never the batch it came in.
+_REFUSED_ROW = (sqlite3.IntegrityError, sqlite3.DataError, ValueError, OverflowError)
 
 _COLUMNS = "m.id, m.sender, m.nick, m.recipient, m.recipient_nick, m.text, m.ts"
 # The unary ``+`` keeps SQLite from answering the OR with its indexes (a union
@@ -221,38 +224,52 @@ class Store:
 
     # ----- messages ----------------------------------------------------
 
-    def insert(self, drafts: Iterable[Draft]) -> list[Posted]:
+    def insert(self, drafts: Iterable[Draft]) -> list[Posted | StoreError]:
         """Store drafts in one transaction; a known ``(sender, client_offset)``
-        gives back the original message, marked ``duplicate``."""
+        gives back the original message, marked ``duplicate``.
+
+        Each draft runs in its own savepoint: a row SQLite refuses (a bad
+        value, a broken constraint) fails that draft alone, as a
+        :class:`StoreError` in its place, and the others still commit. Any
+        other error (locked, disk full) fails the whole batch.
+        """
         ts = now_ms()
-        out: list[Posted] = []
-        conn = self._writer.conn
+        out: list[Posted | StoreError] = []
         with self._writer.atomic():
             for d in drafts:
-                to_id = None if d.recipient is None else d.recipient.id
-                to_nick = None if d.recipient is None else d.recipient.nick
-                row = _one(
-                    conn.execute(
-                        "INSERT INTO messages"
-                        " (sender, nick, recipient, recipient_nick, text, ts, client_offset)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)"
-                        " ON CONFLICT (sender, client_offset) DO NOTHING RETURNING id",
-                        [d.sender.id, d.sender.nick, to_id, to_nick, d.text, ts, d.client_offset],
-                    )
-                )
-                if row is not None:
-                    message = Message(row[0], d.sender, d.recipient, d.text, ts)
-                    out.append(Posted(message, duplicate=False))
-                    continue
-                old = _one(
-                    conn.execute(
-                        f"SELECT {_COLUMNS} FROM messages m"
-                        " WHERE m.sender = ? AND m.client_offset = ?",
-                        [d.sender.id, d.client_offset],
-                    )
-                )
-                out.append(Posted(_row_to_message(old), duplicate=True))
+                try:
+                    with self._writer.atomic():  # a savepoint
+                        out.append(self._insert_one(d, ts))
+                except _REFUSED_ROW as exc:
+                    refused = StoreError("the message could not be stored")
+                    refused.__cause__ = exc
+                    out.append(refused)
         return out
+
+    def _insert_one(self, d: Draft, ts: int) -> Posted:
+        # Looked up first rather than left to ON CONFLICT: a conflicting
+        # INSERT on an AUTOINCREMENT key still spends an id, so retries would
+        # leave gaps in the ids.
+        conn = self._writer.conn
+        old = _one(
+            conn.execute(
+                f"SELECT {_COLUMNS} FROM messages m WHERE m.sender = ? AND m.client_offset = ?",
+                [d.sender.id, d.client_offset],
+            )
+        )
+        if old is not None:
+            return Posted(_row_to_message(old), duplicate=True)
+        to_id = None if d.recipient is None else d.recipient.id
+        to_nick = None if d.recipient is None else d.recipient.nick
+        row = _one(
+            conn.execute(
+                "INSERT INTO messages"
+                " (sender, nick, recipient, recipient_nick, text, ts, client_offset)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                [d.sender.id, d.sender.nick, to_id, to_nick, d.text, ts, d.client_offset],
+            )
+        )
+        return Posted(Message(row[0], d.sender, d.recipient, d.text, ts), duplicate=False)
 
     def last_id(self) -> int:
         with self._reader() as db:
@@ -306,13 +323,18 @@ def _newest(
 
 
 class AsyncStore:
-    """Trio-facing store: every call runs on a worker thread, never the loop."""
+    """Trio-facing store: every call runs on a worker thread, never the loop.
+
+    SQLite's errors stop here: callers see :class:`StoreError` (the original
+    chained), so one ``except StoreError`` covers disk full, locks and I/O.
+    """
 
     def __init__(self, store: Store) -> None:
         self.sync = store
         self.epoch = store.epoch
         self._write = trio.CapacityLimiter(1)
         self._read = trio.CapacityLimiter(READERS)
+        self._closed = False
 
     @classmethod
     async def open(cls, path: Path | str) -> AsyncStore:
@@ -320,14 +342,38 @@ class AsyncStore:
         return cls(store)
 
     async def aclose(self) -> None:
-        async with self._write, self._read:
-            await trio.to_thread.run_sync(self.sync.close)
+        """Close once every running call has finished; later calls get StoreError."""
+        if self._closed:
+            return
+        self._closed = True
+        # Holding every token of both limiters means no call is running, and
+        # none can start: each checks the flag once it holds its token.
+        borrowers = [object() for _ in range(READERS)]
+        async with self._write:
+            taken = []
+            try:
+                for borrower in borrowers:
+                    await self._read.acquire_on_behalf_of(borrower)
+                    taken.append(borrower)
+                await trio.to_thread.run_sync(self.sync.close)
+            finally:
+                for borrower in taken:
+                    self._read.release_on_behalf_of(borrower)
+
+    async def _call(self, limiter: trio.CapacityLimiter, fn: Callable[..., T], *args: Any) -> T:
+        async with limiter:
+            if self._closed:
+                raise StoreError("the store is closed")
+            try:
+                return await trio.to_thread.run_sync(fn, *args)
+            except sqlite3.Error as exc:
+                raise StoreError(f"the store failed: {exc}") from exc
 
     async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._write)
+        return await self._call(self._write, fn, *args)
 
     async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._read)
+        return await self._call(self._read, fn, *args)
 
     async def create_user(self, nick: str) -> tuple[User, str]:
         return await self._on_writer(self.sync.create_user, nick)
@@ -335,7 +381,7 @@ class AsyncStore:
     async def set_nick(self, user_id: str, nick: str) -> None:
         await self._on_writer(self.sync.set_nick, user_id, nick)
 
-    async def insert(self, drafts: Sequence[Draft]) -> list[Posted]:
+    async def insert(self, drafts: Sequence[Draft]) -> list[Posted | StoreError]:
         return await self._on_writer(self.sync.insert, drafts)
 
     async def user_by_token(self, token: str) -> User | None:

@@ -391,11 +391,17 @@ class Progress:
 def insert_messages(
     db: sqlite_utils.Database, chatter: Chatter, count: int, progress: Progress
 ) -> int:
-    """Insert messages ``0..count-1`` chunk by chunk; return how many were new."""
+    """Insert messages ``0..count-1`` chunk by chunk; return how many were new.
+
+    Only the missing ones are sent to SQLite: an ignored duplicate still
+    spends an AUTOINCREMENT id, so resending the stored part would leave a gap
+    in the ids on every rerun. (``ignore`` stays only for a history with a
+    hole in its stored part, which this script never makes.)
+    """
     timeline = plan_timeline(db, chatter, count)
     table = db.table("messages")
     before = db.conn.total_changes
-    for start in range(0, count, CHUNK_ROWS):
+    for start in range(timeline.first, count, CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, count)
         rows = itertools.chain([COLUMNS], chatter.rows(start, stop, timeline))
         with db.atomic():

@@ -99,6 +99,7 @@ def test_seeds_reruns_and_grows(
     assert len(grown) == 700
     assert grown[:500] == rows
     assert [row[7] for row in grown] == [f"seed-1-5-{i}" for i in range(700)]
+    assert [row[0] for row in grown] == list(range(1, 701))  # reruns spent no ids
     assert_time_ordered(db)
     assert query(db, "SELECT COUNT(*) FROM users") == [(5,)]
 

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 from quartchat.errors import StoreError
-from quartchat.models import Draft, User
-from quartchat.store import SCHEMA_VERSION, AsyncStore, Store
+from quartchat.models import Draft, Posted, User
+from quartchat.store import READERS, SCHEMA_VERSION, AsyncStore, Store
 
 
 @pytest.fixture
@@ -20,7 +22,9 @@ def store(tmp_path: Path) -> Store:
 
 
 def post(store: Store, sender: User, offset: str, text: str, to: User | None = None) -> int:
-    return store.insert([Draft(sender, offset, text, to)])[0].message.id
+    (posted,) = store.insert([Draft(sender, offset, text, to)])
+    assert isinstance(posted, Posted)
+    return posted.message.id
 
 
 def test_schema_creation_is_idempotent_and_keeps_the_epoch(tmp_path: Path) -> None:
@@ -195,3 +199,91 @@ def test_pages_walk_ids_instead_of_sorting_every_visible_row(store: Store) -> No
             plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}"))
             assert "INTEGER PRIMARY KEY" in plan, plan
             assert "TEMP B-TREE" not in plan, plan
+
+
+def test_retried_offsets_leave_no_gaps_in_the_ids(store: Store) -> None:
+    alice, _ = store.create_user("alice")
+    for i in range(3):
+        post(store, alice, f"k{i}", "first try")
+        store.insert([Draft(alice, f"k{i}", "retry", None), Draft(alice, f"k{i}", "again", None)])
+    with store._reader() as db:
+        ids = [row[0] for row in db.execute("SELECT id FROM messages ORDER BY id")]
+    assert ids == [1, 2, 3]
+    assert post(store, alice, "k3", "after the retries") == 4
+
+
+def test_a_refused_draft_fails_alone_and_the_rest_of_its_batch_commits(store: Store) -> None:
+    alice, _ = store.create_user("alice")
+    bob, _ = store.create_user("bob")
+    good, bad, other = store.insert(
+        [
+            Draft(alice, "a1", "fine", None),
+            Draft(alice, "a2", "x\ud800", None),  # not encodable: SQLite refuses the row
+            Draft(bob, "b1", "also fine", None),
+        ]
+    )
+    assert isinstance(bad, StoreError)
+    assert isinstance(good, Posted) and isinstance(other, Posted)
+    assert [good.message.id, other.message.id] == [1, 2]
+    messages, _ = store.history(alice.id, None, 10)
+    assert [m.text for m in messages] == ["fine", "also fine"]
+
+
+async def test_the_async_store_reports_sqlite_errors_as_store_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await AsyncStore.open(tmp_path / "chat.db")
+
+    def locked(*args: Any) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(Store, "last_id", locked)
+    monkeypatch.setattr(Store, "set_nick", locked)
+    with pytest.raises(StoreError) as read:
+        await store.last_id()
+    assert isinstance(read.value.__cause__, sqlite3.OperationalError)
+    with pytest.raises(StoreError):
+        await store.set_nick("u1", "alice")
+    await store.aclose()
+
+
+async def test_close_waits_for_running_reads_then_refuses_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await AsyncStore.open(tmp_path / "chat.db")
+    user, _ = await store.create_user("alice")
+    gate = threading.Event()
+    entered = trio.Semaphore(0)
+    token = trio.lowlevel.current_trio_token()
+    original = Store.history
+
+    def slow_history(self: Store, *args: Any) -> Any:
+        trio.from_thread.run_sync(entered.release, trio_token=token)
+        gate.wait()
+        return original(self, *args)
+
+    monkeypatch.setattr(Store, "history", slow_history)
+    pages: list[Any] = []
+    closed = trio.Event()
+
+    async def read() -> None:
+        pages.append(await store.history(user.id, None, 10, None))
+
+    async def close() -> None:
+        await store.aclose()
+        closed.set()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(READERS - 1):
+            nursery.start_soon(read)
+        for _ in range(READERS - 1):
+            await entered.acquire()  # every read is inside SQLite's thread
+        nursery.start_soon(close)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not closed.is_set()  # the reads still run
+        gate.set()
+    assert pages == [([], False)] * (READERS - 1)
+    with pytest.raises(StoreError):
+        await store.last_id()
+    with pytest.raises(StoreError):
+        await store.create_user("bob")

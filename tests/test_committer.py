@@ -1,0 +1,51 @@
+"""Group commit: one bad draft never fails the other senders of its batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from quartchat.committer import Committer
+from quartchat.errors import StoreError
+from quartchat.models import Draft, Posted, User
+from quartchat.store import AsyncStore
+
+
+async def test_a_draft_the_store_refuses_fails_alone(tmp_path: Path) -> None:
+    store = await AsyncStore.open(tmp_path / "chat.db")
+    senders = [(await store.create_user(f"user{i}"))[0] for i in range(30)]
+    mallory, _ = await store.create_user("mallory")
+    published: list[int] = []
+    committer = Committer(
+        store, lambda batch: published.extend(posted.message.id for _, posted in batch)
+    )
+    acked: dict[str, Posted] = {}
+
+    async def send(user: User, offset: str, text: str) -> None:
+        acked[offset] = await committer.post(Draft(user, offset, text, None))
+
+    async def send_bad() -> None:
+        # Built here, below the protocol, which refuses such text on its own.
+        with pytest.raises(StoreError):
+            await committer.post(Draft(mallory, "bad", "x\ud800", None))
+
+    async with trio.open_nursery() as outer:
+        async with trio.open_nursery() as senders_nursery:
+            for i, user in enumerate(senders[:15]):
+                senders_nursery.start_soon(send, user, f"o{i}", f"hello {i}")
+            senders_nursery.start_soon(send_bad)
+            for i, user in enumerate(senders[15:], start=15):
+                senders_nursery.start_soon(send, user, f"o{i}", f"hello {i}")
+            await trio.testing.wait_all_tasks_blocked()  # all 31 queued: one batch
+            await outer.start(committer.run)
+        outer.cancel_scope.cancel()
+
+    assert sorted(acked) == sorted(f"o{i}" for i in range(30))
+    assert sorted(p.message.id for p in acked.values()) == list(range(1, 31))
+    assert published == list(range(1, 31))
+    stored, _ = await store.history(senders[0].id, None, 100, None)
+    assert sorted(m.text for m in stored) == sorted(f"hello {i}" for i in range(30))
+    await store.aclose()

@@ -1,0 +1,74 @@
+"""When the store fails, the client hears it as the server's fault.
+
+A session on a real hub whose store is made to fail (the synchronous store's
+method raises what SQLite raises on a full disk or a held lock): during
+``hello`` that is close 1011; on a frame it is an ``error`` ``internal``,
+nothing acked, and the socket stays open for the retry.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from fakesession import open_session, running_hub, wait_for
+from quartchat.config import Settings
+from quartchat.errors import INTERNAL_ERROR
+from quartchat.hub import Hub
+from quartchat.store import Store
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
+    async with running_hub(Settings(db_path=tmp_path / "chat.db")) as hub:
+        yield hub
+
+
+def disk_full(*args: Any) -> None:
+    raise sqlite3.OperationalError("database or disk is full")
+
+
+async def test_a_store_error_during_hello_closes_with_1011(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Store, "create_user", disk_full)
+    async with trio.open_nursery() as nursery:
+        client = await open_session(nursery, hub, "alice")
+        with trio.fail_after(5):
+            await client.closed.wait()
+    assert client.close_code == INTERNAL_ERROR
+    assert client.of_type("welcome") == []
+
+
+@pytest.mark.parametrize("failing", ["insert", "get_user"])
+async def test_a_store_error_on_send_is_internal_and_the_socket_stays_open(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    bob, _ = await hub.store.create_user("bob")  # offline: his id is looked up
+    async with trio.open_nursery() as nursery:
+        client = await open_session(nursery, hub, "alice")
+        await wait_for(lambda: client.of_type("welcome"))
+        with monkeypatch.context() as patch:
+            patch.setattr(Store, failing, disk_full)
+            await client.client_says(type="send", client_offset="k1", text="hi", to=bob.id)
+            await wait_for(lambda: client.of_type("error"))
+        assert client.of_type("error") == [
+            {
+                "type": "error",
+                "code": "internal",
+                "message": "the server could not reach its store; retry",
+                "client_offset": "k1",
+            }
+        ]
+        assert client.of_type("ack") == []
+        assert await hub.store.last_id() == 0
+
+        await client.client_says(type="send", client_offset="k1", text="hi", to=bob.id)
+        await wait_for(lambda: client.of_type("ack"))
+        assert not client.closed.is_set()
+        nursery.cancel_scope.cancel()
