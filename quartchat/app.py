@@ -9,11 +9,11 @@ starts the hub in the app's nursery, and adapts Quart's websocket to the
 from __future__ import annotations
 
 import gc
-import logging
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
+import trio
 from quart import Response, request, send_from_directory, websocket
 from quart.globals import websocket_ctx
 from quart.wrappers import Websocket
@@ -106,7 +106,6 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     app = QuartTrio(__name__, static_folder=str(settings.static_dir), static_url_path="/static")
     # Connections are all closed when the lifespan ends; the hub can stop at once.
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None
-    logging.basicConfig(level=logging.INFO)
 
     def hub() -> Hub:
         found: Hub = app.extensions[HUB_KEY]
@@ -126,7 +125,11 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
 
     @app.after_serving
     async def close_store() -> None:
-        await hub().store.aclose()
+        # Quart-Trio runs this hook inside the nursery it has just cancelled
+        # (the timeout above is None): shielded, the store still checkpoints
+        # its WAL into the database file and closes.
+        with trio.CancelScope(shield=True):
+            await hub().store.aclose()
 
     @app.after_request
     async def add_security_headers(response: Response) -> Response:

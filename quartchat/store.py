@@ -79,21 +79,40 @@ def _pragma(db: sqlite_utils.Database, statement: str) -> Any:
 
 
 def migrate(db: sqlite_utils.Database) -> str:
-    """Create or upgrade the schema; return this database's epoch."""
-    db.enable_wal()
+    """Create or upgrade the schema; return this database's epoch.
+
+    A database already at this version is only read, so starting a server
+    on it writes nothing."""
+    db.enable_wal()  # a no-op on a file already in WAL mode
     version = _pragma(db, "user_version")
     if version > SCHEMA_VERSION:
         raise StoreError(f"database schema {version} is newer than this server ({SCHEMA_VERSION})")
-    with db.atomic():
-        if version < 1:
-            _create_v1(db)
+    if version < SCHEMA_VERSION:
+        with db.atomic():
+            if version < 1:
+                _create_v1(db)
+            if _epoch(db) is None:
+                db.table("meta").insert({"key": "epoch", "value": secrets.token_hex(8)})
+            _pragma(db, f"user_version = {SCHEMA_VERSION}")
+    epoch = _epoch(db)
+    if epoch is None:
+        raise StoreError("database has no epoch: it was not made by quartchat")
+    return epoch
+
+
+def _epoch(db: sqlite_utils.Database) -> str | None:
+    row = _one(db.execute("SELECT value FROM meta WHERE key = 'epoch'"))
+    return None if row is None else str(row[0])
+
+
+def _check_writable(db: sqlite_utils.Database) -> None:
+    """Refuse a file this process can read but not write: a chat server must
+    store what it acks. SQLite itself answers, through a write rolled back."""
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
         _pragma(db, f"user_version = {SCHEMA_VERSION}")
-        rows = db.conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchall()
-        if not rows:
-            epoch = secrets.token_hex(8)
-            db.table("meta").insert({"key": "epoch", "value": epoch})
-            return epoch
-        return str(rows[0][0])
+    finally:
+        db.conn.execute("ROLLBACK")
 
 
 def _create_v1(db: sqlite_utils.Database) -> None:
@@ -172,13 +191,27 @@ class Store:
     """Synchronous access to one SQLite file. Worker threads only."""
 
     def __init__(self, path: Path | str) -> None:
+        """Open (creating or migrating) the file; :class:`StoreError` names the
+        file and the cause when it cannot be used."""
         self.path = Path(path)
-        self._writer = connect(self.path)
-        self.epoch = migrate(self._writer)
+        try:
+            self._writer = connect(self.path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self.path}: {exc}") from exc
+        try:
+            self.epoch = migrate(self._writer)
+            _check_writable(self._writer)
+        except (sqlite3.Error, StoreError) as exc:
+            self._writer.close()
+            raise StoreError(f"cannot use database {self.path}: {exc}") from exc
         self._readers: queue.SimpleQueue[sqlite_utils.Database] = queue.SimpleQueue()
         self._all = [self._writer]
 
     def close(self) -> None:
+        """Fold the WAL into the database file, then close every connection:
+        after a clean stop the file alone holds every message (a backup may
+        copy just it)."""
+        _pragma(self._writer, "wal_checkpoint(TRUNCATE)")
         for db in self._all:
             db.close()
 
