@@ -7,16 +7,31 @@ compared case-insensitively.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .models import User
 from .protocol import MAX_NICK, nick_key
 
+#: A connection as the caller names it: the hub's per-process number, or a
+#: :data:`quartchat.backends.base.ConnId` unique across workers.
+ConnKey = int | str
+
+
+def nick_variants(nick: str) -> Iterator[str]:
+    """``nick``, then ``nick-2``, ``nick-3``... each cut to fit ``MAX_NICK``."""
+    yield nick
+    n = 1
+    while True:
+        n += 1
+        suffix = f"-{n}"
+        yield nick[: MAX_NICK - len(suffix)] + suffix
+
 
 @dataclass(slots=True)
 class _Online:
     user: User
-    conns: set[int] = field(default_factory=set)
+    conns: set[ConnKey] = field(default_factory=set)
 
 
 class Presence:
@@ -41,14 +56,9 @@ class Presence:
 
     def free_variant(self, nick: str, user_id: str | None) -> str:
         """``nick`` itself if free, else the first free ``nick-2``, ``nick-3``..."""
-        candidate, n = nick, 1
-        while not self.is_free(candidate, user_id):
-            n += 1
-            suffix = f"-{n}"
-            candidate = nick[: MAX_NICK - len(suffix)] + suffix
-        return candidate
+        return next(c for c in nick_variants(nick) if self.is_free(c, user_id))
 
-    def add(self, conn_id: int, user: User) -> bool:
+    def add(self, conn_id: ConnKey, user: User) -> bool:
         """Count a connection; True when it is the user's first (a join).
 
         The user's nick must be free (see :meth:`free_variant`).
@@ -61,12 +71,12 @@ class Presence:
         entry.conns.add(conn_id)
         return first
 
-    def is_last(self, conn_id: int, user_id: str) -> bool:
+    def is_last(self, conn_id: ConnKey, user_id: str) -> bool:
         """True when ``conn_id`` is the user's only connection."""
         entry = self._users.get(user_id)
         return entry is not None and entry.conns == {conn_id}
 
-    def remove(self, conn_id: int, user_id: str) -> User | None:
+    def remove(self, conn_id: ConnKey, user_id: str) -> User | None:
         """Forget a connection; return the user when it was their last (a leave)."""
         entry = self._users.get(user_id)
         if entry is None or conn_id not in entry.conns:

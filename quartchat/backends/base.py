@@ -16,12 +16,14 @@ never a driver's (``sqlite3``, ``coredis``) exceptions.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import trio
 
+from ..broker import Deliver as Deliver  # a subscriber's callback: it only queues
+from ..broker import Event
 from ..models import Draft, Message, Posted, User
 
 #: A connection's id, unique across every worker of one chat
@@ -103,14 +105,10 @@ class MessageLog(Protocol):
     async def set_nick(self, user_id: str, nick: str) -> None: ...
 
 
-#: A subscriber's callback for events; it must only queue, never wait.
-Deliver = Callable[["BusEvent"], None]
-
-
-class BusEvent(Protocol):
-    """What travels on the event bus (see :class:`quartchat.broker.Event`)."""
-
-    line: str
+#: What travels on the event bus: the frame and its audience. A bus between
+#: workers must carry the audience too (``only_users``, ``skip_user``,
+#: ``skip_conn``), so it is the concrete record, not a protocol of ``line`` alone.
+BusEvent = Event
 
 
 class EventBus(Protocol):
@@ -160,6 +158,12 @@ class PresenceBoard(Protocol):
     async def online(self) -> list[User]: ...
 
     async def is_free(self, nick: str, user_id: str | None) -> bool: ...
+
+    def departed(self) -> AsyncIterator[list[User]]:
+        """Users taken offline because every connection they had was on
+        workers that died without saying goodbye (their heartbeat expired).
+        Each such user is reported once, by one surviving worker, so the hub
+        publishes exactly one ``leave``. Never ends; one consumer per board."""
 
 
 class RateLimits(Protocol):

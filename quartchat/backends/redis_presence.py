@@ -1,0 +1,357 @@
+"""Presence across workers, in Redis: who is online (users, not tabs), the
+nicks they hold, and which worker holds each connection.
+
+Every change is one Lua script, so two workers never both see a nick as free
+or both take the same user offline. Keys (after the prefix), on one Redis
+server (not Redis Cluster: the reaper touches keys named in its script):
+
+- ``presence:users``   hash user id -> JSON ``[nick, nick_key]``: who is online
+- ``presence:nicks``   hash nick_key -> user id: who holds a nick
+- ``presence:counts``  hash user id -> connections open on all workers
+- ``presence:workers`` sorted set worker id -> heartbeat deadline (Redis time)
+- ``presence:conns:<worker>`` hash connection -> user id, per worker
+- ``presence:idle:<worker>``  set of users whose last connection closed on that
+  worker and whom it has yet to take offline (its grace period)
+
+A worker that stops heartbeating (killed) is dead once its deadline passes:
+a surviving worker's ``run`` removes its connections, takes users left with
+none offline, and reports them through :meth:`RedisPresence.departed`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from itertools import islice
+from typing import TypeVar
+
+import coredis
+import trio
+
+from ..errors import Unavailable
+from ..models import User
+from ..presence import nick_variants
+from ..protocol import nick_key
+from .base import ConnId
+from .redis_client import redis_errors
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Seconds a worker counts as alive after its last heartbeat.
+HEARTBEAT_TTL = 10.0
+#: Heartbeats per TTL: a dead worker is noticed at most TTL + TTL/4 after it died.
+BEATS_PER_TTL = 4
+#: Nick variants (``nick``, ``nick-2``...) offered to Redis per attempt.
+VARIANTS_PER_TRY = 8
+#: Dead workers cleaned up per script run, so one run stays short.
+REAP_BATCH = 16
+#: Batches of departed users waiting for the hub; when it falls behind, the
+#: reaper waits (the users stay offline in Redis meanwhile, unannounced).
+DEPARTED_BUFFER = 64
+
+#: Shared by the scripts: the clock, taking a user offline, a heartbeat.
+_LIB = """
+local function now()
+  local clock = redis.call('TIME')
+  return tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+end
+local function take_offline(users, nicks, counts, uid)
+  redis.call('HDEL', counts, uid)
+  local entry = redis.call('HGET', users, uid)
+  if not entry then return false end
+  redis.call('HDEL', users, uid)
+  local key = cjson.decode(entry)[2]
+  if redis.call('HGET', nicks, key) == uid then redis.call('HDEL', nicks, key) end
+  return entry
+end
+local function beat(workers, worker, ttl)
+  return redis.call('ZADD', workers, now() + tonumber(ttl), worker)
+end
+"""
+
+#: KEYS users nicks counts workers conns; ARGV worker ttl conn uid then
+#: (nick, nick_key) pairs. The user as online now and 1 if this made them
+#: online, or nil when every offered nick is held by someone else.
+_CONNECT = (
+    _LIB
+    + """
+local users, nicks, counts, workers, conns = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local uid = ARGV[4]
+beat(workers, ARGV[1], ARGV[2])
+local entry = redis.call('HGET', users, uid)
+local first = 0
+if not entry then
+  for i = 5, #ARGV, 2 do
+    local holder = redis.call('HGET', nicks, ARGV[i + 1])
+    if not holder or holder == uid then
+      entry = cjson.encode({ARGV[i], ARGV[i + 1]})
+      redis.call('HSET', nicks, ARGV[i + 1], uid)
+      break
+    end
+  end
+  if not entry then return nil end
+  redis.call('HSET', users, uid, entry)
+  first = 1
+end
+if redis.call('HSETNX', conns, ARGV[3], uid) == 1 then
+  redis.call('HINCRBY', counts, uid, 1)
+end
+return {entry, first}
+"""
+)
+
+#: KEYS counts conns idle; ARGV conn uid. 1 when the user has no connection left.
+_DISCONNECT = """
+local counts, conns, idle = KEYS[1], KEYS[2], KEYS[3]
+local uid = ARGV[2]
+if redis.call('HDEL', conns, ARGV[1]) == 0 then return 0 end
+if redis.call('HINCRBY', counts, uid, -1) > 0 then return 0 end
+redis.call('HDEL', counts, uid)
+redis.call('SADD', idle, uid)
+return 1
+"""
+
+#: KEYS users nicks counts idle; ARGV uid. The user's entry if this took them offline.
+_DEPART_IF_IDLE = (
+    _LIB
+    + """
+redis.call('SREM', KEYS[4], ARGV[1])
+if tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') > 0 then return nil end
+return take_offline(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+"""
+)
+
+#: KEYS users nicks; ARGV uid nick nick_key. The old entry, nil when the nick
+#: is held by another user, 0 when the user is not online.
+_RENAME = """
+local users, nicks, uid, key = KEYS[1], KEYS[2], ARGV[1], ARGV[3]
+local entry = redis.call('HGET', users, uid)
+if not entry then return 0 end
+local holder = redis.call('HGET', nicks, key)
+if holder and holder ~= uid then return nil end
+local old_key = cjson.decode(entry)[2]
+if redis.call('HGET', nicks, old_key) == uid then redis.call('HDEL', nicks, old_key) end
+redis.call('HSET', nicks, key, uid)
+redis.call('HSET', users, uid, cjson.encode({ARGV[2], key}))
+return entry
+"""
+
+#: KEYS workers; ARGV worker ttl. 1 when the worker was not registered
+#: (its first beat, or it had been taken for dead).
+_HEARTBEAT = (
+    _LIB
+    + """
+return beat(KEYS[1], ARGV[1], ARGV[2])
+"""
+)
+
+#: KEYS users nicks counts workers; ARGV conns-key prefix, idle-key prefix,
+#: batch. Cleans up workers whose deadline passed; returns the users this
+#: took offline as a flat list of (uid, entry).
+_REAP = (
+    _LIB
+    + """
+local users, nicks, counts, workers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local dead = redis.call('ZRANGEBYSCORE', workers, '-inf', now(), 'LIMIT', 0, tonumber(ARGV[3]))
+local gone = {}
+for _, worker in ipairs(dead) do
+  local conns, idle = ARGV[1] .. worker, ARGV[2] .. worker
+  local candidates = redis.call('SMEMBERS', idle)
+  local held = redis.call('HGETALL', conns)
+  for i = 2, #held, 2 do
+    if redis.call('HINCRBY', counts, held[i], -1) <= 0 then
+      candidates[#candidates + 1] = held[i]
+    end
+  end
+  for _, uid in ipairs(candidates) do
+    if tonumber(redis.call('HGET', counts, uid) or '0') <= 0 then
+      local entry = take_offline(users, nicks, counts, uid)
+      if entry then
+        gone[#gone + 1] = uid
+        gone[#gone + 1] = entry
+      end
+    end
+  end
+  redis.call('DEL', conns, idle)
+  redis.call('ZREM', workers, worker)
+end
+return gone
+"""
+)
+
+
+class RedisPresence:
+    """:class:`~quartchat.backends.base.PresenceBoard` shared by every worker
+    on one Redis: a user with tabs on two hosts is online once, and a nick is
+    held by one online user across all of them.
+
+    ``worker_id`` names this worker (connections it counts are its own);
+    ``heartbeat_ttl`` is how long it counts as alive without a heartbeat.
+    """
+
+    def __init__(
+        self,
+        redis: coredis.Redis[str],
+        prefix: str,
+        *,
+        worker_id: str | None = None,
+        heartbeat_ttl: float = HEARTBEAT_TTL,
+    ) -> None:
+        self.worker_id = worker_id or secrets.token_hex(6)
+        self.heartbeat_ttl = heartbeat_ttl
+        base = f"{prefix}presence:"
+        self._users, self._nicks, self._counts = base + "users", base + "nicks", base + "counts"
+        self._workers = base + "workers"
+        self._conns_prefix, self._idle_prefix = base + "conns:", base + "idle:"
+        self._conns = self._conns_prefix + self.worker_id
+        self._idle = self._idle_prefix + self.worker_id
+        self._connect = redis.register_script(_CONNECT)
+        self._disconnect = redis.register_script(_DISCONNECT)
+        self._depart_if_idle = redis.register_script(_DEPART_IF_IDLE)
+        self._rename = redis.register_script(_RENAME)
+        self._heartbeat = redis.register_script(_HEARTBEAT)
+        self._reap = redis.register_script(_REAP)
+        self._redis = redis
+        self._departed_send, self._departed_receive = trio.open_memory_channel[list[User]](
+            DEPARTED_BUFFER
+        )
+        #: Disconnects that Redis did not confirm, finished by ``run`` once
+        #: it is back (else the connection would count for ever).
+        self._unfinished: dict[ConnId, str] = {}
+
+    # ----- lifecycle -----------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Heartbeat every TTL/4; clean up after dead workers.
+
+        After starting, and after every outage, this worker waits one TTL
+        before declaring others dead: they may not have had a chance to
+        heartbeat yet. Cancelling it stops the heartbeat and nothing else (a
+        worker killed outright cannot clean up either; its connections expire).
+        """
+        await self._beat()
+        task_status.started()
+        healthy_since = trio.current_time()
+        while True:
+            await trio.sleep(self.heartbeat_ttl / BEATS_PER_TTL)
+            try:
+                await self._beat()
+                await self._finish_disconnects()
+                if trio.current_time() - healthy_since >= self.heartbeat_ttl:
+                    await self._reap_dead_workers()
+            except Unavailable as exc:
+                log.warning("presence heartbeat failed: %s", exc)
+                healthy_since = trio.current_time() + self.heartbeat_ttl / BEATS_PER_TTL
+
+    async def _beat(self) -> None:
+        with redis_errors("heartbeat"):
+            await self._heartbeat(keys=[self._workers], args=[self.worker_id, self.heartbeat_ttl])
+
+    async def _reap_dead_workers(self) -> None:
+        while True:
+            with redis_errors("expire dead workers"):
+                flat: object = await self._reap(
+                    keys=[self._users, self._nicks, self._counts, self._workers],
+                    args=[self._conns_prefix, self._idle_prefix, REAP_BATCH],
+                )
+            gone = [_user(uid, entry) for uid, entry in _pairs(_strings(flat))]
+            if not gone:
+                return
+            await self._departed_send.send(gone)
+
+    async def _finish_disconnects(self) -> None:
+        for conn, user_id in list(self._unfinished.items()):
+            if await self.disconnect(conn, user_id):
+                user = await self.depart_if_idle(user_id)
+                if user is not None:
+                    await self._departed_send.send([user])
+
+    def departed(self) -> AsyncIterator[list[User]]:
+        """Users this worker took offline on its own: those of dead workers,
+        and those whose last disconnect failed during an outage and was
+        finished once Redis was back."""
+        return self._departed_receive
+
+    # ----- the board -------------------------------------------------------------
+
+    async def connect(self, conn: ConnId, user: User) -> tuple[User, bool]:
+        variants = nick_variants(user.nick)
+        while True:
+            offered = [
+                arg for nick in islice(variants, VARIANTS_PER_TRY) for arg in (nick, nick_key(nick))
+            ]
+            try:
+                with redis_errors("count a connection"):
+                    reply: object = await self._connect(
+                        keys=[self._users, self._nicks, self._counts, self._workers, self._conns],
+                        args=[self.worker_id, self.heartbeat_ttl, conn, user.id, *offered],
+                    )
+            except Unavailable:
+                # The script may have run with only its answer lost: undo it later.
+                self._unfinished[conn] = user.id
+                raise
+            self._unfinished.pop(conn, None)
+            if reply is not None:
+                entry, first = _strings(reply)
+                return _user(user.id, entry), first == "1"
+
+    async def disconnect(self, conn: ConnId, user_id: str) -> bool:
+        try:
+            with redis_errors("forget a connection"):
+                left: object = await self._disconnect(
+                    keys=[self._counts, self._conns, self._idle], args=[conn, user_id]
+                )
+        except Unavailable:
+            self._unfinished[conn] = user_id
+            raise
+        self._unfinished.pop(conn, None)
+        return left == 1
+
+    async def depart_if_idle(self, user_id: str) -> User | None:
+        with redis_errors("take a user offline"):
+            entry: object = await self._depart_if_idle(
+                keys=[self._users, self._nicks, self._counts, self._idle], args=[user_id]
+            )
+        return None if entry is None else _user(user_id, str(entry))
+
+    async def rename(self, user_id: str, nick: str) -> User | None:
+        with redis_errors("change a nick"):
+            old: object = await self._rename(
+                keys=[self._users, self._nicks], args=[user_id, nick, nick_key(nick)]
+            )
+        if old == 0:
+            raise KeyError(f"user {user_id} is not online")
+        return None if old is None else _user(user_id, str(old))
+
+    async def get(self, user_id: str) -> User | None:
+        with redis_errors("read presence"):
+            entry = await self._redis.hget(self._users, user_id)
+        return None if entry is None else _user(user_id, entry)
+
+    async def online(self) -> list[User]:
+        with redis_errors("read presence"):
+            entries = await self._redis.hgetall(self._users)
+        return [_user(uid, entry) for uid, entry in entries.items()]
+
+    async def is_free(self, nick: str, user_id: str | None) -> bool:
+        with redis_errors("read presence"):
+            holder = await self._redis.hget(self._nicks, nick_key(nick))
+        return holder is None or holder == user_id
+
+
+def _user(user_id: str, entry: str) -> User:
+    nick, _key = json.loads(entry)
+    return User(user_id, nick)
+
+
+def _strings(reply: object) -> list[str]:
+    assert isinstance(reply, list)
+    return [str(item) for item in reply]
+
+
+def _pairs(items: list[T]) -> list[tuple[T, T]]:
+    return list(zip(items[::2], items[1::2], strict=True))

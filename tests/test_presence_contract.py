@@ -1,0 +1,249 @@
+"""The presence board's contract, held by the in-process board and by Redis.
+
+Each test sees two workers, ``a`` and ``b``. In-process they are one board
+(one process is one worker); with Redis they are two boards, each with its
+own connection pool, on one ``redis-server``: what holds across them holds
+across hosts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import pytest
+import trio
+
+from quartchat.backends.base import PresenceBoard
+from quartchat.backends.local_presence import LocalPresence
+from quartchat.backends.redis_client import redis_client
+from quartchat.backends.redis_presence import RedisPresence
+from quartchat.errors import Unavailable
+from quartchat.models import User
+from redis_server import RedisServer
+
+PREFIX = "test:"
+#: Long enough that a loaded test machine never misses a heartbeat by a
+#: whole TTL (that would take a live worker for dead), short enough for tests.
+TTL = 2.0
+#: The death test's TTL: it waits about two of these.
+SHORT_TTL = 0.6
+#: No test waits this long unless something is broken.
+PATIENCE = 15
+
+ALICE, BOB, CAROL = User("u-alice", "alice"), User("u-bob", "bob"), User("u-carol", "carol")
+
+
+@dataclass
+class Workers:
+    a: PresenceBoard
+    b: PresenceBoard
+
+
+@pytest.fixture(params=["local", "redis"])
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+async def workers(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[Workers]:
+    if backend == "local":
+        board = LocalPresence()
+        await board.run()
+        yield Workers(board, board)
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    async with (
+        redis_client(server.url) as redis_a,
+        redis_client(server.url) as redis_b,
+        trio.open_nursery() as nursery,
+    ):
+        a = RedisPresence(redis_a, PREFIX, worker_id="a", heartbeat_ttl=TTL)
+        b = RedisPresence(redis_b, PREFIX, worker_id="b", heartbeat_ttl=TTL)
+        await nursery.start(a.run)
+        await nursery.start(b.run)
+        yield Workers(a, b)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_user_with_connections_on_two_workers_is_online_once(workers: Workers) -> None:
+    a, b = workers.a, workers.b
+    assert await a.connect("a.1", ALICE) == (ALICE, True)  # the join
+    assert await b.connect("b.1", ALICE) == (ALICE, False)  # no second join
+    assert await a.online() == [ALICE]
+    assert await b.online() == [ALICE]
+    assert await a.disconnect("a.1", ALICE.id) is False  # b.1 is still open
+    assert await a.depart_if_idle(ALICE.id) is None
+    assert await b.get(ALICE.id) == ALICE
+    assert await b.disconnect("b.1", ALICE.id) is True  # the last one
+    assert await a.get(ALICE.id) == ALICE  # still online until departed
+    assert await b.depart_if_idle(ALICE.id) == ALICE  # the leave
+    assert await a.online() == []
+    assert await a.get(ALICE.id) is None
+    assert await b.is_free("alice", None)
+
+
+async def test_reconnecting_before_departure_is_no_new_join(workers: Workers) -> None:
+    await workers.a.connect("a.1", ALICE)
+    assert await workers.a.disconnect("a.1", ALICE.id) is True
+    assert await workers.b.connect("b.7", ALICE) == (ALICE, False)
+    assert await workers.a.depart_if_idle(ALICE.id) is None  # back in time: no leave
+    assert await workers.b.online() == [ALICE]
+
+
+async def test_forgetting_a_connection_twice_counts_once(workers: Workers) -> None:
+    await workers.a.connect("a.1", ALICE)
+    await workers.a.connect("a.2", ALICE)
+    assert await workers.a.disconnect("a.1", ALICE.id) is False
+    assert await workers.a.disconnect("a.1", ALICE.id) is False
+    assert await workers.a.get(ALICE.id) == ALICE
+    assert await workers.a.disconnect("a.2", ALICE.id) is True
+
+
+async def test_exactly_one_concurrent_departure_gets_the_user(workers: Workers) -> None:
+    await workers.a.connect("a.1", ALICE)
+    await workers.a.disconnect("a.1", ALICE.id)
+    results: list[User | None] = []
+
+    async def depart(board: PresenceBoard) -> None:
+        results.append(await board.depart_if_idle(ALICE.id))
+
+    async with trio.open_nursery() as nursery:
+        for board in (workers.a, workers.b, workers.a, workers.b):
+            nursery.start_soon(depart, board)
+    assert sorted(results, key=str) == sorted([ALICE, None, None, None], key=str)
+
+
+async def test_a_taken_nick_gives_a_new_user_the_first_free_variant(workers: Workers) -> None:
+    await workers.a.connect("a.1", ALICE)
+    await workers.a.connect("a.2", User("u-x", "Alice-2"))
+    shouty, first = await workers.b.connect("b.1", User("u-shouty", "ALICE"))
+    assert (shouty, first) == (User("u-shouty", "ALICE-3"), True)
+    assert not await workers.b.is_free("alice", "u-shouty")
+    assert await workers.b.is_free("alice", ALICE.id)  # one's own nick is free to one
+    long_nick = "n" * 32
+    await workers.a.connect("a.3", User("u-long1", long_nick))
+    long2, _ = await workers.b.connect("b.2", User("u-long2", long_nick))
+    assert long2.nick == "n" * 30 + "-2"
+
+
+async def test_two_workers_claiming_one_nick_at_once_give_it_to_exactly_one(
+    workers: Workers,
+) -> None:
+    claimants = [User(f"u-{n}", "sam") for n in range(8)]
+    got: list[User] = []
+
+    async def claim(board: PresenceBoard, number: int, user: User) -> None:
+        online, _ = await board.connect(f"c.{number}", user)
+        got.append(online)
+
+    async with trio.open_nursery() as nursery:
+        for number, user in enumerate(claimants):
+            nursery.start_soon(claim, (workers.a, workers.b)[number % 2], number, user)
+    nicks = sorted(user.nick.casefold() for user in got)
+    assert nicks.count("sam") == 1
+    assert len(set(nicks)) == len(claimants)  # every variant unique too
+
+
+async def test_rename_takes_a_free_nick_and_frees_the_old_one(workers: Workers) -> None:
+    await workers.a.connect("a.1", ALICE)
+    await workers.b.connect("b.1", BOB)
+    assert await workers.b.rename(BOB.id, "ALICE") is None  # held by alice, on a
+    assert await workers.b.rename(BOB.id, "robert") == BOB  # the old record
+    assert await workers.a.get(BOB.id) == User(BOB.id, "robert")
+    assert await workers.a.is_free("bob", ALICE.id)
+    assert await workers.a.rename(ALICE.id, "Bob") == ALICE
+    assert await workers.b.rename(ALICE.id, "ALICE") == User(ALICE.id, "Bob")  # own old nick
+
+
+async def test_two_renames_to_one_nick_at_once_give_it_to_exactly_one(
+    workers: Workers,
+) -> None:
+    users = [User(f"u-{n}", f"user{n}") for n in range(6)]
+    for number, user in enumerate(users):
+        await (workers.a, workers.b)[number % 2].connect(f"c.{number}", user)
+    results: list[User | None] = []
+
+    async def rename(board: PresenceBoard, user: User) -> None:
+        results.append(await board.rename(user.id, "winner"))
+
+    async with trio.open_nursery() as nursery:
+        for number, user in enumerate(users):
+            nursery.start_soon(rename, (workers.a, workers.b)[number % 2], user)
+    assert sum(result is not None for result in results) == 1
+    assert [user.nick for user in await workers.a.online()].count("winner") == 1
+
+
+# ----- Redis: workers that die, and Redis going away -------------------------------
+
+
+async def next_departures(board: PresenceBoard) -> list[User]:
+    with trio.fail_after(PATIENCE):
+        async for users in board.departed():
+            return users
+    raise AssertionError("departed() ended")
+
+
+async def test_a_dead_workers_users_are_reported_departed_once_by_a_survivor(
+    redis_server: RedisServer,
+) -> None:
+    async with (
+        redis_client(redis_server.url) as redis_a,
+        redis_client(redis_server.url) as redis_b,
+        trio.open_nursery() as nursery,
+    ):
+        a = RedisPresence(redis_a, PREFIX, worker_id="a", heartbeat_ttl=SHORT_TTL)
+        b = RedisPresence(redis_b, PREFIX, worker_id="b", heartbeat_ttl=SHORT_TTL)
+        a_beats = trio.CancelScope()
+
+        async def run_a() -> None:
+            with a_beats:
+                await a.run()
+
+        await nursery.start(b.run)
+        nursery.start_soon(run_a)
+        await a.connect("a.1", ALICE)  # only on a: goes with it
+        await a.connect("a.2", BOB)  # also on b: stays
+        await b.connect("b.1", BOB)
+        await a.connect("a.3", CAROL)  # had left a, within her grace period
+        await a.disconnect("a.3", CAROL.id)
+        a_beats.cancel()  # a dies: no goodbye, no more heartbeats
+
+        departed = await next_departures(b)
+        assert sorted(departed, key=lambda user: user.id) == [ALICE, CAROL]
+        assert await b.online() == [BOB]
+        assert await b.is_free("alice", None)
+        assert await b.disconnect("b.1", BOB.id) is True  # a's connection no longer counts
+        with trio.move_on_after(3 * SHORT_TTL):
+            await next_departures(b)
+            raise AssertionError("a departure was reported twice")
+        nursery.cancel_scope.cancel()
+
+
+async def test_redis_away_is_unavailable_and_presence_recovers(
+    redis_server: RedisServer,
+) -> None:
+    async with redis_client(redis_server.url) as redis, trio.open_nursery() as nursery:
+        board = RedisPresence(redis, PREFIX, worker_id="a", heartbeat_ttl=TTL)
+        await nursery.start(board.run)
+        await board.connect("a.1", ALICE)
+        redis_server.stop()
+        calls: list[Callable[[], object]] = [
+            lambda: board.connect("a.2", BOB),
+            lambda: board.disconnect("a.1", ALICE.id),
+            lambda: board.online(),
+            lambda: board.rename(ALICE.id, "al"),
+        ]
+        for call in calls:
+            with pytest.raises(Unavailable):
+                await call()  # type: ignore[misc]
+        await trio.sleep(TTL / 4)  # the heartbeat fails too, and must go on
+        redis_server.start()
+
+        # alice's disconnect could not be stored; the board finishes it itself
+        # and reports her gone, so the hub can still say she left.
+        assert await next_departures(board) == [ALICE]
+        assert await board.online() == []
+        assert await board.connect("a.3", CAROL) == (CAROL, True)
+        nursery.cancel_scope.cancel()
