@@ -70,6 +70,10 @@ class Settings:
     #: Messages the Redis log keeps (approximately; older ones are trimmed);
     #: 0 keeps all. Cursors older than the log get ``recovered: false``.
     redis_max_messages: int = 0
+    #: Seconds a worker counts as alive after its last heartbeat in Redis; a
+    #: worker killed outright has its users go offline (with a leave) within
+    #: this plus a quarter of it.
+    redis_heartbeat_ttl: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +103,9 @@ class Settings:
             redis_prefix=reader.get("QUARTCHAT_REDIS_PREFIX", str, d.redis_prefix),
             redis_max_messages=reader.get(
                 "QUARTCHAT_REDIS_MAX_MESSAGES", _count, d.redis_max_messages
+            ),
+            redis_heartbeat_ttl=reader.get(
+                "QUARTCHAT_REDIS_HEARTBEAT_TTL", _seconds, d.redis_heartbeat_ttl
             ),
         )
         if not (settings.static_dir / "index.html").is_file():

@@ -64,16 +64,22 @@ def test_redis_settings_are_read_and_unset_means_the_embedded_log() -> None:
             "QUARTCHAT_REDIS_URL": "redis://127.0.0.1:6380/2",
             "QUARTCHAT_REDIS_PREFIX": "chat-a:",
             "QUARTCHAT_REDIS_MAX_MESSAGES": "100000",
+            "QUARTCHAT_REDIS_HEARTBEAT_TTL": "2.5",
         }
     )
     assert settings.redis_url == "redis://127.0.0.1:6380/2"
     assert settings.redis_prefix == "chat-a:"
     assert settings.redis_max_messages == 100_000
+    assert settings.redis_heartbeat_ttl == 2.5
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("QUARTCHAT_REDIS_URL", "localhost:6379"), ("QUARTCHAT_REDIS_MAX_MESSAGES", "-5")],
+    [
+        ("QUARTCHAT_REDIS_URL", "localhost:6379"),
+        ("QUARTCHAT_REDIS_MAX_MESSAGES", "-5"),
+        ("QUARTCHAT_REDIS_HEARTBEAT_TTL", "0"),
+    ],
 )
 def test_a_bad_redis_setting_fails_naming_it(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):

@@ -30,7 +30,7 @@ from typing import TypeVar
 import coredis
 import trio
 
-from ..errors import Unavailable
+from ..errors import StoreError, Unavailable
 from ..models import User
 from ..presence import nick_variants
 from ..protocol import nick_key
@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Seconds a worker counts as alive after its last heartbeat.
-HEARTBEAT_TTL = 10.0
 #: Heartbeats per TTL: a dead worker is noticed at most TTL + TTL/4 after it died.
 BEATS_PER_TTL = 4
 #: Nick variants (``nick``, ``nick-2``...) offered to Redis per attempt.
@@ -140,8 +138,7 @@ redis.call('HSET', users, uid, cjson.encode({ARGV[2], key}))
 return entry
 """
 
-#: KEYS workers; ARGV worker ttl. 1 when the worker was not registered
-#: (its first beat, or it had been taken for dead).
+#: KEYS workers; ARGV worker ttl. Moves this worker's deadline on.
 _HEARTBEAT = (
     _LIB
     + """
@@ -198,8 +195,8 @@ class RedisPresence:
         redis: coredis.Redis[str],
         prefix: str,
         *,
+        heartbeat_ttl: float,
         worker_id: str | None = None,
-        heartbeat_ttl: float = HEARTBEAT_TTL,
     ) -> None:
         self.worker_id = worker_id or secrets.token_hex(6)
         self.heartbeat_ttl = heartbeat_ttl
@@ -222,30 +219,54 @@ class RedisPresence:
         #: Disconnects that Redis did not confirm, finished by ``run`` once
         #: it is back (else the connection would count for ever).
         self._unfinished: dict[ConnId, str] = {}
+        #: When the heartbeat last started succeeding (None: failing now).
+        self._healthy_since: float | None = None
 
     # ----- lifecycle -----------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Heartbeat every TTL/4; clean up after dead workers.
+        """Heartbeat every TTL/4; clean up after dead workers and finish
+        disconnects an outage interrupted.
 
-        After starting, and after every outage, this worker waits one TTL
-        before declaring others dead: they may not have had a chance to
-        heartbeat yet. Cancelling it stops the heartbeat and nothing else (a
-        worker killed outright cannot clean up either; its connections expire).
+        The two are separate tasks, so a hub slow to take departures never
+        delays a heartbeat. Cancelling ``run`` stops both and nothing else is
+        undone (a worker killed outright cannot clean up either; its
+        connections expire).
         """
         await self._beat()
-        task_status.started()
-        healthy_since = trio.current_time()
+        self._healthy_since = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._keep_beating)
+            nursery.start_soon(self._keep_tidying)
+            task_status.started()
+
+    async def _keep_beating(self) -> None:
         while True:
             await trio.sleep(self.heartbeat_ttl / BEATS_PER_TTL)
             try:
                 await self._beat()
-                await self._finish_disconnects()
-                if trio.current_time() - healthy_since >= self.heartbeat_ttl:
-                    await self._reap_dead_workers()
-            except Unavailable as exc:
+            except StoreError as exc:
                 log.warning("presence heartbeat failed: %s", exc)
-                healthy_since = trio.current_time() + self.heartbeat_ttl / BEATS_PER_TTL
+                self._healthy_since = None
+            else:
+                if self._healthy_since is None:
+                    self._healthy_since = trio.current_time()
+
+    async def _keep_tidying(self) -> None:
+        """Reap only after one whole TTL of heartbeats since this worker
+        started or Redis came back: until then the others may not have had a
+        chance to heartbeat, and would be taken for dead."""
+        while True:
+            await trio.sleep(self.heartbeat_ttl / BEATS_PER_TTL)
+            since = self._healthy_since
+            if since is None:
+                continue
+            try:
+                await self._finish_disconnects()
+                if trio.current_time() - since >= self.heartbeat_ttl:
+                    await self._reap_dead_workers()
+            except StoreError as exc:
+                log.warning("presence clean-up failed: %s", exc)
 
     async def _beat(self) -> None:
         with redis_errors("heartbeat"):
