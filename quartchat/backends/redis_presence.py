@@ -147,8 +147,9 @@ return beat(KEYS[1], ARGV[1], ARGV[2])
 )
 
 #: KEYS users nicks counts workers; ARGV conns-key prefix, idle-key prefix,
-#: batch. Cleans up workers whose deadline passed; returns the users this
-#: took offline as a flat list of (uid, entry).
+#: batch, the reaping worker. Cleans up workers whose deadline passed (never
+#: the caller: it is running, so alive, even if its heartbeat was late);
+#: returns the users this took offline as a flat list of (uid, entry).
 _REAP = (
     _LIB
     + """
@@ -156,25 +157,27 @@ local users, nicks, counts, workers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local dead = redis.call('ZRANGEBYSCORE', workers, '-inf', now(), 'LIMIT', 0, tonumber(ARGV[3]))
 local gone = {}
 for _, worker in ipairs(dead) do
-  local conns, idle = ARGV[1] .. worker, ARGV[2] .. worker
-  local candidates = redis.call('SMEMBERS', idle)
-  local held = redis.call('HGETALL', conns)
-  for i = 2, #held, 2 do
-    if redis.call('HINCRBY', counts, held[i], -1) <= 0 then
-      candidates[#candidates + 1] = held[i]
-    end
-  end
-  for _, uid in ipairs(candidates) do
-    if tonumber(redis.call('HGET', counts, uid) or '0') <= 0 then
-      local entry = take_offline(users, nicks, counts, uid)
-      if entry then
-        gone[#gone + 1] = uid
-        gone[#gone + 1] = entry
+  if worker ~= ARGV[4] then
+    local conns, idle = ARGV[1] .. worker, ARGV[2] .. worker
+    local candidates = redis.call('SMEMBERS', idle)
+    local held = redis.call('HGETALL', conns)
+    for i = 2, #held, 2 do
+      if redis.call('HINCRBY', counts, held[i], -1) <= 0 then
+        candidates[#candidates + 1] = held[i]
       end
     end
+    for _, uid in ipairs(candidates) do
+      if tonumber(redis.call('HGET', counts, uid) or '0') <= 0 then
+        local entry = take_offline(users, nicks, counts, uid)
+        if entry then
+          gone[#gone + 1] = uid
+          gone[#gone + 1] = entry
+        end
+      end
+    end
+    redis.call('DEL', conns, idle)
+    redis.call('ZREM', workers, worker)
   end
-  redis.call('DEL', conns, idle)
-  redis.call('ZREM', workers, worker)
 end
 return gone
 """
@@ -277,7 +280,7 @@ class RedisPresence:
             with redis_errors("expire dead workers"):
                 flat: object = await self._reap(
                     keys=[self._users, self._nicks, self._counts, self._workers],
-                    args=[self._conns_prefix, self._idle_prefix, REAP_BATCH],
+                    args=[self._conns_prefix, self._idle_prefix, REAP_BATCH, self.worker_id],
                 )
             gone = [_user(uid, entry) for uid, entry in _pairs(_strings(flat))]
             if not gone:
