@@ -263,7 +263,7 @@ class Hub:
             if recipient is None:
                 raise FrameError("unknown_user", "no user with that id", send.client_offset)
         self._stop_typing((user_id, send.to))
-        draft = Draft(sender, send.client_offset, send.text, recipient, origin=conn_id)
+        draft = Draft(sender, send.client_offset, send.text, recipient, origin=str(conn_id))
         return await self.committer.post(draft)
 
     def _publish_committed(self, committed: list[tuple[Draft, Posted]]) -> None:
@@ -279,7 +279,7 @@ class Hub:
                     message.frame(),
                     message_id=message.id,
                     only_users=only,
-                    skip_conn=draft.origin,
+                    skip_conn=int(draft.origin),
                 )
             )
 

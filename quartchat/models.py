@@ -24,8 +24,9 @@ class Draft:
     client_offset: str
     text: str
     recipient: User | None
-    #: The connection that sent it, so it alone gets no echo (not stored).
-    origin: int = 0
+    #: The connection that sent it (a :data:`~quartchat.backends.base.ConnId`),
+    #: so it alone gets no echo; it rides the log's tail, not its history.
+    origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)

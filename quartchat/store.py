@@ -338,6 +338,16 @@ class Store:
         with self._reader() as db:
             return _newest(db, f"m.id < :before AND {where}", params, limit)
 
+    def committed_after(self, after_id: int, limit: int) -> list[Message]:
+        """Up to ``limit`` messages with ids above ``after_id``, whoever may
+        see them, oldest first: what a log's tail re-reads when it fell behind."""
+        with self._reader() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM messages m WHERE m.id > ? ORDER BY m.id LIMIT ?",
+                [after_id, limit],
+            ).fetchall()
+        return [_row_to_message(r) for r in rows]
+
 
 def _last_id(db: sqlite_utils.Database) -> int:
     return int(_one(db.execute("SELECT COALESCE(MAX(id), 0) FROM messages"))[0])
@@ -435,3 +445,6 @@ class AsyncStore:
         self, viewer: str, before_id: int | None, limit: int, with_user: str | None
     ) -> tuple[list[Message], bool]:
         return await self._on_reader(self.sync.history, viewer, before_id, limit, with_user)
+
+    async def committed_after(self, after_id: int, limit: int) -> list[Message]:
+        return await self._on_reader(self.sync.committed_after, after_id, limit)

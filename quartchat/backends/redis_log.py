@@ -1,0 +1,350 @@
+"""The log of record in Redis, shared by every worker of one chat.
+
+Keys (each under the configured prefix):
+
+``log``
+    A Stream of every message; a message's stream id is ``<message id>-0``,
+    so stream order is id order and tails read it with ``XREAD``.
+``last_id``
+    The newest id given out (``INCR``): ids increase in commit order across
+    all workers because one Lua script both takes the id and appends.
+``pub``, ``dm:<user>``, ``dm:<a>:<b>``
+    Index streams holding only ids (a few bytes an entry): public messages,
+    the private messages a user sent or received, and one private
+    conversation. A page for a viewer merges the newest ids of ``pub`` and
+    ``dm:<viewer>`` (or reads one ``dm:<a>:<b>``) and fetches just those
+    messages, so its cost does not grow with the log.
+``dedup:<user>``
+    A hash from a sender's ``client_offset`` to the message id it got.
+``floor``
+    The newest id trimmed away by retention (absent: nothing trimmed).
+``user:<id>``, ``token:<sha256>``, ``epoch``
+    Identities (tokens kept only as hashes) and the log's epoch.
+
+Appending a batch is one ``EVALSHA`` round trip; its answer arrives only
+after Redis has applied (and, with AOF, logged) every write of the script.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+
+import coredis
+import trio
+from coredis.response.types import StreamEntry
+
+from ..errors import StoreError, Unavailable
+from ..models import Draft, Message, Posted, User
+from ..store import hash_token, now_ms
+from .base import Committed, Replay
+from .redis_client import redis_client, redis_errors
+
+#: Milliseconds a tail's XREAD blocks before asking again (below the
+#: client's answer timeout).
+TAIL_BLOCK_MS = 5_000
+#: Most messages one tail read hands out at once.
+TAIL_BATCH = 1_000
+#: Seconds between a tail's attempts while Redis is away: doubling up to the max.
+RETRY_FIRST = 0.05
+RETRY_MAX = 2.0
+
+# Stores each draft of a batch: dedup, next id, XADD to the log and its
+# indexes; then trims to the retention bound. KEYS: last_id, log, pub, floor,
+# then per draft: dedup:<sender>, dm:<sender>, dm:<recipient>, dm:<a>:<b>.
+# ARGV: max messages (0: all), then per draft: sender, nick, recipient ("" if
+# public), recipient nick, text, client offset, origin.
+_APPEND = """
+local last_key, log, pub, floor_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local keep = tonumber(ARGV[1])
+local now = redis.call('TIME')
+local ts = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
+local out, touched = {}, {}
+local n = (#ARGV - 1) / 7
+for i = 0, n - 1 do
+  local a, k = 2 + i * 7, 5 + i * 4
+  local sender, nick, rcpt, rnick = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local text, offset, origin = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local old = redis.call('HGET', KEYS[k], offset)
+  if old then
+    local found = redis.call('XRANGE', log, old .. '-0', old .. '-0')
+    local fields = {}
+    if #found > 0 then fields = found[1][2] end
+    out[#out + 1] = {old, 1, fields}
+  else
+    local id = redis.call('INCR', last_key)
+    local sid = id .. '-0'
+    redis.call('XADD', log, sid, 's', sender, 'n', nick, 'r', rcpt, 'rn', rnick,
+               't', text, 'ts', ts, 'o', origin)
+    if rcpt == '' then
+      redis.call('XADD', pub, sid, 'm', '')
+    else
+      for j = 1, 3 do
+        local key = KEYS[k + j]
+        if touched[key] ~= sid then  -- a note to oneself: dm:<me> only once
+          redis.call('XADD', key, sid, 'm', '')
+          touched[key] = sid
+        end
+      end
+    end
+    redis.call('HSET', KEYS[k], offset, id)
+    out[#out + 1] = {id, 0, {'ts', ts}}
+  end
+end
+if keep > 0 and redis.call('XTRIM', log, 'MAXLEN', '~', keep) > 0 then
+  local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1][1]
+  redis.call('SET', floor_key, tonumber(string.match(first, '^(%d+)')) - 1)
+  redis.call('XTRIM', pub, 'MINID', first)
+  for key, _ in pairs(touched) do redis.call('XTRIM', key, 'MINID', first) end
+end
+return out
+"""
+
+# The newest ``limit`` (+1, to tell whether more exist) message ids above
+# ARGV[1] and at or below ARGV[2] ('+' for no bound) in the index streams
+# KEYS[4..], merged, and those messages. KEYS: log, floor, last_id, index....
+# Returns {last_id, floor, more, id1, fields1, id2, fields2, ...}, newest first.
+_PAGE = """
+local log = KEYS[1]
+local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+local lo = math.max(tonumber(ARGV[1]), floor) + 1
+local hi = ARGV[2]
+local limit = tonumber(ARGV[3])
+local ids = {}
+if hi == '+' or tonumber(hi) >= lo then
+  local top = hi
+  if hi ~= '+' then top = hi .. '-0' end
+  for s = 4, #KEYS do
+    for _, entry in ipairs(redis.call('XREVRANGE', KEYS[s], top, lo .. '-0', 'COUNT', limit + 1)) do
+      ids[#ids + 1] = tonumber(string.match(entry[1], '^(%d+)'))
+    end
+  end
+end
+table.sort(ids, function(x, y) return x > y end)
+local more = 0
+if #ids > limit then more = 1 end
+local out = {last, floor, more}
+for i = 1, math.min(#ids, limit) do
+  local sid = ids[i] .. '-0'
+  local found = redis.call('XRANGE', log, sid, sid)
+  if #found > 0 then
+    out[#out + 1] = sid
+    out[#out + 1] = found[1][2]
+  end
+end
+return out
+"""
+
+_SET_NICK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'nick', ARGV[1]) end
+"""
+
+
+class RedisLog:
+    """:class:`~quartchat.backends.base.MessageLog` on Redis (see the module doc)."""
+
+    def __init__(self, url: str, *, prefix: str = "quartchat:", max_messages: int = 0) -> None:
+        self.epoch = ""  # read from Redis when ``run`` starts
+        self._redis = redis_client(url)
+        self._prefix = prefix
+        self._max_messages = max_messages
+        self._append_script = self._redis.register_script(_APPEND)
+        self._page_script = self._redis.register_script(_PAGE)
+        self._set_nick_script = self._redis.register_script(_SET_NICK)
+        self._closing = False
+        self._in_flight = 0
+        self._drained = trio.Event()
+        self._stop = trio.Event()
+        self._stopped = trio.Event()
+
+    def _key(self, *parts: str) -> str:
+        return self._prefix + ":".join(parts)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Hold the connection pool open (it lives in this task) until closed;
+        take or create the epoch first, so it is known once started."""
+        try:
+            async with self._redis:
+                with redis_errors("read the epoch"):
+                    await self._redis.set(
+                        self._key("epoch"), secrets.token_hex(8), condition=coredis.PureToken.NX
+                    )
+                    self.epoch = str(await self._redis.get(self._key("epoch")))
+                task_status.started()
+                await self._stop.wait()
+        finally:
+            self._stopped.set()
+
+    async def aclose(self) -> None:
+        """Refuse new calls, wait for those in flight, then close the pool."""
+        self._closing = True
+        if self._in_flight:
+            await self._drained.wait()
+        self._stop.set()
+        await self._stopped.wait()
+
+    @contextmanager
+    def _call(self, action: str) -> Iterator[coredis.Redis[str]]:
+        if self._closing:
+            raise StoreError(f"cannot {action}: the log is closed")
+        self._in_flight += 1
+        try:
+            with redis_errors(action):
+                yield self._redis
+        finally:
+            self._in_flight -= 1
+            if self._closing and not self._in_flight:
+                self._drained.set()
+
+    # ----- messages ----------------------------------------------------
+
+    async def append(self, drafts: Sequence[Draft]) -> list[Posted]:
+        if not drafts:
+            return []
+        keys = [self._key("last_id"), self._key("log"), self._key("pub"), self._key("floor")]
+        args: list[str | int] = [self._max_messages]
+        for d in drafts:
+            to = d.recipient
+            keys.append(self._key("dedup", d.sender.id))
+            if to is None:
+                keys += [self._key("pub")] * 3  # unused by a public message
+            else:
+                a, b = sorted((d.sender.id, to.id))
+                keys += [self._key("dm", d.sender.id), self._key("dm", to.id)]
+                keys.append(self._key("dm", a, b))
+            args += [
+                d.sender.id,
+                d.sender.nick,
+                "" if to is None else to.id,
+                "" if to is None else to.nick,
+                d.text,
+                d.client_offset,
+                d.origin,
+            ]
+        with self._call("store messages"):
+            results: list[Any] = await self._append_script(keys=keys, args=args)
+        return [_posted(d, r) for d, r in zip(drafts, results, strict=True)]
+
+    async def _page(
+        self, indexes: list[str], above: int, at_most: int | None, limit: int
+    ) -> tuple[list[Message], int, int, bool]:
+        """Newest ``limit`` messages in ``indexes`` with ids in (above, at_most],
+        oldest first; the last id, the trim floor, and whether more matched."""
+        keys = [self._key("log"), self._key("floor"), self._key("last_id"), *indexes]
+        top = "+" if at_most is None else str(at_most)
+        with self._call("read messages"):
+            reply: list[Any] = await self._page_script(keys=keys, args=[above, top, limit])
+        last, floor, more = int(reply[0]), int(reply[1]), bool(int(reply[2]))
+        pairs = zip(reply[3::2], reply[4::2], strict=True)
+        messages = [_message(sid, _fields(flat)) for sid, flat in pairs]
+        messages.reverse()
+        return messages, last, floor, more
+
+    def _visible(self, viewer: str, with_user: str | None = None) -> list[str]:
+        if with_user is not None:
+            a, b = sorted((viewer, with_user))
+            return [self._key("dm", a, b)]
+        return [self._key("pub"), self._key("dm", viewer)]
+
+    async def read_after(self, viewer: str, after_id: int | None, limit: int) -> Replay:
+        messages, last, floor, more = await self._page(
+            self._visible(viewer), after_id or 0, None, limit
+        )
+        complete = after_id is not None and not more and after_id >= floor
+        return Replay(messages, last, complete)
+
+    async def history(
+        self, viewer: str, before_id: int | None, limit: int, with_user: str | None
+    ) -> tuple[list[Message], bool]:
+        below = None if before_id is None else before_id - 1
+        if below is not None and below < 1:
+            return [], False
+        messages, _, _, more = await self._page(self._visible(viewer, with_user), 0, below, limit)
+        return messages, more
+
+    async def last_id(self) -> int:
+        with self._call("read the last id"):
+            value = await self._redis.get(self._key("last_id"))
+        return int(value or 0)
+
+    async def tail(self, after_id: int) -> AsyncIterator[list[Committed]]:
+        position = after_id
+        delay = RETRY_FIRST
+        log = self._key("log")
+        while not self._closing:
+            # Not counted as a call in flight: closing does not wait for it.
+            try:
+                with redis_errors("follow the log"):
+                    reply = await self._redis.xread(
+                        {log: f"{position}-0"}, count=TAIL_BATCH, block=TAIL_BLOCK_MS
+                    )
+            except Unavailable:
+                if self._closing:
+                    return
+                await trio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            delay = RETRY_FIRST
+            entries = (reply or {}).get(log, ())
+            if not entries:
+                continue
+            batch = [_committed(entry) for entry in entries]
+            position = batch[-1].message.id
+            yield batch
+
+    # ----- users -------------------------------------------------------
+
+    async def create_user(self, nick: str) -> tuple[User, str]:
+        token = secrets.token_urlsafe(32)
+        user = User(id="u" + secrets.token_hex(8), nick=nick)
+        token_hash = hash_token(token)
+        with self._call("create a user"):
+            await self._redis.hset(
+                self._key("user", user.id),
+                {"nick": nick, "token_hash": token_hash, "created": now_ms()},
+            )
+            await self._redis.set(self._key("token", token_hash), user.id)
+        return user, token
+
+    async def user_by_token(self, token: str) -> User | None:
+        with self._call("find a user"):
+            user_id = await self._redis.get(self._key("token", hash_token(token)))
+        return None if user_id is None else await self.get_user(user_id)
+
+    async def get_user(self, user_id: str) -> User | None:
+        with self._call("find a user"):
+            nick = await self._redis.hget(self._key("user", user_id), "nick")
+        return None if nick is None else User(user_id, nick)
+
+    async def set_nick(self, user_id: str, nick: str) -> None:
+        with self._call("change a nick"):
+            await self._set_nick_script(keys=[self._key("user", user_id)], args=[nick])
+
+
+def _fields(flat: Sequence[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _message(stream_id: str, f: Mapping[str, str]) -> Message:
+    msg_id = int(stream_id.split("-")[0])
+    recipient = User(f["r"], f["rn"]) if f["r"] else None
+    return Message(msg_id, User(f["s"], f["n"]), recipient, f["t"], int(f["ts"]))
+
+
+def _committed(entry: StreamEntry) -> Committed:
+    # The client decodes answers (redis_client), so every value is a str.
+    fields = cast(Mapping[str, str], entry.field_values)
+    return Committed(_message(str(entry.identifier), fields), fields["o"])
+
+
+def _posted(draft: Draft, result: Sequence[Any]) -> Posted:
+    msg_id, duplicate, fields = int(result[0]), bool(int(result[1])), _fields(result[2])
+    if duplicate and "s" in fields:
+        return Posted(_message(str(msg_id), fields), duplicate=True)
+    # New, or a retry of a message retention has since trimmed: the draft
+    # is what was stored.
+    ts = int(fields.get("ts", now_ms()))
+    return Posted(Message(msg_id, draft.sender, draft.recipient, draft.text, ts), duplicate)

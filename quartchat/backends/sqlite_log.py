@@ -1,0 +1,125 @@
+"""The embedded log: the SQLite store of record, tailed inside this process.
+
+One process owns the file, so its appends are the only writes: after each
+commit the new messages (with the connection each came from) go into an
+in-memory ring, and every tail reads the ring from its own position. A tail
+that falls further behind than the ring holds re-reads the store by id, so
+it loses nothing; it just pays for a query.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import trio
+
+from ..models import Draft, Message, Posted, User
+from ..store import AsyncStore
+from .base import Committed, Replay
+
+#: Committed messages kept in memory for the tails: the newest 4096. At the
+#: 2000-character text limit that is at most ~32 MiB, typically ~2 MiB. A tail
+#: more than this many messages behind re-reads them from SQLite (in pages of
+#: this size), where their origin is no longer known: the sender's own
+#: connection may then get its message echoed once (the client drops it by id).
+RING_SIZE = 4096
+
+
+class SqliteLog:
+    """:class:`~quartchat.backends.base.MessageLog` on one SQLite file."""
+
+    def __init__(self, store: AsyncStore, last_id: int) -> None:
+        self.store = store
+        self.epoch = store.epoch
+        self._ring: deque[Committed] = deque()
+        #: Every message with an id at or below this is in the store only
+        #: (committed before this log opened, or pushed out of the ring).
+        self._store_only_up_to = last_id
+        self._grew = trio.Event()
+        # Appends commit and publish one at a time, so the ring is in id order.
+        self._appending = trio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str) -> SqliteLog:
+        store = await AsyncStore.open(path)
+        return cls(store, await store.last_id())
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Nothing to serve in the background: the store answers on demand."""
+        task_status.started()
+        await trio.sleep_forever()
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
+    async def append(self, drafts: Sequence[Draft]) -> list[Posted]:
+        async with self._appending:
+            posted = await self.store.insert(drafts)
+            self._publish(
+                [
+                    Committed(result.message, draft.origin)
+                    for draft, result in zip(drafts, posted, strict=True)
+                    if not result.duplicate
+                ]
+            )
+        return posted
+
+    def _publish(self, committed: list[Committed]) -> None:
+        if not committed:
+            return
+        for item in committed:
+            if len(self._ring) == RING_SIZE:
+                self._store_only_up_to = self._ring.popleft().message.id
+            self._ring.append(item)
+        self._grew.set()
+        self._grew = trio.Event()
+
+    async def tail(self, after_id: int) -> AsyncIterator[list[Committed]]:
+        position = after_id
+        while True:
+            if position < self._store_only_up_to:
+                missed = await self.store.committed_after(position, RING_SIZE)
+                if missed:
+                    position = missed[-1].id
+                    yield [Committed(message, "") for message in missed]
+                    continue
+                position = self._store_only_up_to
+            start = bisect.bisect_right(self._ring, position, key=_committed_id)
+            if start < len(self._ring):
+                fresh = list(itertools.islice(self._ring, start, None))
+                position = fresh[-1].message.id
+                yield fresh
+                continue
+            await self._grew.wait()
+
+    async def read_after(self, viewer: str, after_id: int | None, limit: int) -> Replay:
+        messages, last_id, complete = await self.store.replay(viewer, after_id, limit)
+        return Replay(messages, last_id, complete)
+
+    async def history(
+        self, viewer: str, before_id: int | None, limit: int, with_user: str | None
+    ) -> tuple[list[Message], bool]:
+        return await self.store.history(viewer, before_id, limit, with_user)
+
+    async def last_id(self) -> int:
+        return await self.store.last_id()
+
+    async def create_user(self, nick: str) -> tuple[User, str]:
+        return await self.store.create_user(nick)
+
+    async def user_by_token(self, token: str) -> User | None:
+        return await self.store.user_by_token(token)
+
+    async def get_user(self, user_id: str) -> User | None:
+        return await self.store.get_user(user_id)
+
+    async def set_nick(self, user_id: str, nick: str) -> None:
+        await self.store.set_nick(user_id, nick)
+
+
+def _committed_id(item: Committed) -> int:
+    return item.message.id

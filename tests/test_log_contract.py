@@ -1,0 +1,396 @@
+"""One contract for the log of record, run against the SQLite and the Redis log.
+
+Whatever backend runs, a user relies on the same things: a retried send is
+stored once, ids only grow, a reconnect gets exactly what it missed, private
+messages reach their two ends only, and every worker's tail sees every
+message once, in id order. Redis-only tests cover what only a shared,
+separately running backend can do: several writers, outages, retention.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from pathlib import Path
+
+import pytest
+import trio
+
+from quartchat.backends import sqlite_log
+from quartchat.backends.base import Committed, MessageLog
+from quartchat.backends.redis_log import RedisLog
+from quartchat.backends.sqlite_log import SqliteLog
+from quartchat.errors import Unavailable
+from quartchat.models import Draft, Message, User
+from redis_server import RedisServer
+
+#: Seconds any one wait in these tests may take before the test fails
+#: (a bound against hanging, not a speed requirement).
+PATIENCE = 20
+
+OpenLog = Callable[..., Awaitable[MessageLog]]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def open_log(
+    request: pytest.FixtureRequest, tmp_path: Path, nursery: trio.Nursery
+) -> AsyncIterator[OpenLog]:
+    """Opens logs of the backend under test, each started with ``nursery.start``;
+    all logs of one test share one database (one SQLite file, one Redis)."""
+    opened: list[MessageLog] = []
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else ""
+
+    async def open_one(**options: int) -> MessageLog:
+        log: MessageLog
+        if request.param == "redis":
+            log = RedisLog(url, prefix="test:", max_messages=options.get("max_messages", 0))
+        else:
+            log = await SqliteLog.open(tmp_path / "chat.db")
+        await nursery.start(log.run)
+        opened.append(log)
+        return log
+
+    yield open_one
+    for log in opened:
+        await log.aclose()
+
+
+@pytest.fixture
+async def log(open_log: OpenLog) -> MessageLog:
+    return await open_log()
+
+
+@pytest.fixture
+async def redis_log(
+    redis_server: RedisServer, nursery: trio.Nursery
+) -> AsyncIterator[Callable[..., Awaitable[RedisLog]]]:
+    """Opens Redis logs (workers) on this test's own Redis."""
+    opened: list[RedisLog] = []
+
+    async def open_one(**options: int) -> RedisLog:
+        log = RedisLog(redis_server.url, prefix="test:", **options)
+        await nursery.start(log.run)
+        opened.append(log)
+        return log
+
+    yield open_one
+    for log in opened:
+        await log.aclose()
+
+
+async def users(log: MessageLog, *nicks: str) -> list[User]:
+    return [(await log.create_user(nick))[0] for nick in nicks]
+
+
+_offsets = itertools.count()
+
+
+async def say(log: MessageLog, sender: User, text: str, to: User | None = None) -> Message:
+    [posted] = await log.append([Draft(sender, f"o{next(_offsets)}", text, to, origin="w.1")])
+    return posted.message
+
+
+async def take(tail: AsyncIterator[list[Committed]], count: int) -> list[Committed]:
+    """The next ``count`` messages from a tail (fails if it ever gives more)."""
+    got: list[Committed] = []
+    with trio.fail_after(PATIENCE):
+        while len(got) < count:
+            got += await anext(tail)
+    assert len(got) == count, "the tail gave more than was committed"
+    return got
+
+
+def texts(messages: list[Message]) -> list[str]:
+    return [m.text for m in messages]
+
+
+# ----- appending ----------------------------------------------------------
+
+
+async def test_a_batch_stores_each_draft_once_with_dense_increasing_ids(log: MessageLog) -> None:
+    alice, bob = await users(log, "alice", "bob")
+    first, retry, other = await log.append(
+        [
+            Draft(alice, "k-1", "hi", None, origin="w.1"),
+            Draft(alice, "k-1", "hi (retried in the same batch)", None, origin="w.1"),
+            Draft(bob, "k-1", "same offset, other sender", None, origin="w.2"),
+        ]
+    )
+    assert (first.duplicate, retry.duplicate, other.duplicate) == (False, True, False)
+    assert retry.message == first.message
+    assert other.message.id > first.message.id
+    [again] = await log.append([Draft(alice, "k-1", "retried later", None)])
+    assert again.duplicate and again.message == first.message
+    later = await say(log, bob, "later")
+    assert later.id > other.message.id
+    assert await log.last_id() == later.id
+    history, more = await log.history(alice.id, None, 10, None)
+    assert texts(history) == ["hi", "same offset, other sender", "later"]
+    assert not more
+
+
+async def test_an_appended_message_keeps_its_sender_recipient_and_time(log: MessageLog) -> None:
+    alice, bob = await users(log, "alice", "bob")
+    sent = await say(log, alice, "psst", to=bob)
+    [read] = (await log.read_after(bob.id, 0, 10)).messages
+    assert read == sent
+    assert (read.sender, read.recipient, read.text) == (alice, bob, "psst")
+    assert read.ts > 0
+
+
+# ----- replay and history -------------------------------------------------
+
+
+async def test_read_after_gives_what_a_cursor_missed_with_the_snapshot(log: MessageLog) -> None:
+    [alice] = await users(log, "alice")
+    ids = [(await say(log, alice, f"m{i}")).id for i in range(5)]
+    replay = await log.read_after(alice.id, ids[1], 10)
+    assert [m.id for m in replay.messages] == ids[2:]
+    assert (replay.last_id, replay.complete) == (ids[-1], True)
+    gap = await log.read_after(alice.id, ids[0], 2)
+    assert [m.id for m in gap.messages] == ids[3:]  # the newest, not the oldest
+    assert not gap.complete
+    first_visit = await log.read_after(alice.id, None, 3)
+    assert [m.id for m in first_visit.messages] == ids[2:]
+    assert not first_visit.complete  # no cursor: nothing to be complete about
+    caught_up = await log.read_after(alice.id, ids[-1], 10)
+    assert (caught_up.messages, caught_up.last_id, caught_up.complete) == ([], ids[-1], True)
+
+
+async def test_an_empty_log_has_last_id_zero(log: MessageLog) -> None:
+    [alice] = await users(log, "alice")
+    assert await log.last_id() == 0
+    replay = await log.read_after(alice.id, None, 10)
+    assert (replay.messages, replay.last_id) == ([], 0)
+    assert await log.history(alice.id, None, 10, None) == ([], False)
+
+
+async def test_history_pages_backwards_without_overlap(log: MessageLog) -> None:
+    [alice] = await users(log, "alice")
+    ids = [(await say(log, alice, f"m{i}")).id for i in range(7)]
+    page, more = await log.history(alice.id, None, 3, None)
+    assert ([m.id for m in page], more) == (ids[4:], True)
+    page, more = await log.history(alice.id, page[0].id, 3, None)
+    assert ([m.id for m in page], more) == (ids[1:4], True)
+    page, more = await log.history(alice.id, page[0].id, 3, None)
+    assert ([m.id for m in page], more) == (ids[:1], False)
+    assert await log.history(alice.id, ids[0], 3, None) == ([], False)
+
+
+async def test_private_messages_reach_their_two_ends_only(log: MessageLog) -> None:
+    alice, bob, carol = await users(log, "alice", "bob", "carol")
+    await say(log, alice, "public 1")
+    await say(log, alice, "alice to bob", to=bob)
+    await say(log, bob, "bob to alice", to=alice)
+    await say(log, carol, "public 2")
+    await say(log, alice, "alice to carol", to=carol)
+    await say(log, alice, "alice to herself", to=alice)
+    expected = {
+        alice: [
+            *("public 1", "alice to bob", "bob to alice", "public 2", "alice to carol"),
+            "alice to herself",
+        ],
+        bob: ["public 1", "alice to bob", "bob to alice", "public 2"],
+        carol: ["public 1", "public 2", "alice to carol"],
+    }
+    for viewer, visible in expected.items():
+        assert texts((await log.read_after(viewer.id, 0, 100)).messages) == visible
+        assert texts((await log.read_after(viewer.id, None, 100)).messages) == visible
+        assert texts((await log.history(viewer.id, None, 100, None))[0]) == visible
+        # paging one at a time sees the same, newest first
+        seen: list[str] = []
+        before = None
+        while True:
+            page, more = await log.history(viewer.id, before, 1, None)
+            seen = texts(page) + seen
+            if not more:
+                break
+            before = page[0].id
+        assert seen == visible
+
+
+async def test_with_user_pages_one_private_conversation(log: MessageLog) -> None:
+    alice, bob, carol = await users(log, "alice", "bob", "carol")
+    await say(log, alice, "a->b 1", to=bob)
+    await say(log, alice, "public")
+    await say(log, carol, "c->b", to=bob)
+    await say(log, bob, "b->a", to=alice)
+    await say(log, alice, "a->b 2", to=bob)
+    page, more = await log.history(bob.id, None, 2, alice.id)
+    assert (texts(page), more) == (["b->a", "a->b 2"], True)
+    page, more = await log.history(bob.id, page[0].id, 2, alice.id)
+    assert (texts(page), more) == (["a->b 1"], False)
+    assert texts((await log.history(alice.id, None, 10, bob.id))[0]) == ["a->b 1", "b->a", "a->b 2"]
+    # carol asking for the alice-bob conversation gets her own (empty) one with alice
+    assert await log.history(carol.id, None, 10, alice.id) == ([], False)
+
+
+# ----- tail ---------------------------------------------------------------
+
+
+async def test_the_tail_hands_out_every_commit_once_in_id_order_with_its_origin(
+    log: MessageLog,
+) -> None:
+    alice, bob = await users(log, "alice", "bob")
+    before = await say(log, alice, "before the tail")
+    async with aclosing(log.tail(before.id)) as tail:
+        posted = await log.append(
+            [
+                Draft(alice, "t1", "one", None, origin="w.7"),
+                Draft(alice, "t1", "one (retry)", None, origin="w.7"),
+                Draft(bob, "t2", "two", alice, origin="w.8"),
+            ]
+        )
+        three = await say(log, bob, "three")
+        got = await take(tail, 3)
+    assert [c.message for c in got] == [posted[0].message, posted[2].message, three]
+    assert [c.origin for c in got] == ["w.7", "w.8", "w.1"]
+
+
+async def test_a_tail_from_an_old_cursor_first_gets_what_it_missed(log: MessageLog) -> None:
+    [alice] = await users(log, "alice")
+    ids = [(await say(log, alice, f"m{i}")).id for i in range(4)]
+    async with aclosing(log.tail(ids[0])) as tail:
+        assert [c.message.id for c in await take(tail, 3)] == ids[1:]
+        newer = await say(log, alice, "newer")
+        assert [c.message for c in await take(tail, 1)] == [newer]
+
+
+async def test_a_sqlite_tail_that_falls_behind_the_ring_rereads_the_store(
+    tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_log, "RING_SIZE", 3)
+    log = await SqliteLog.open(tmp_path / "chat.db")
+    await nursery.start(log.run)
+    [alice] = await users(log, "alice")
+    async with aclosing(log.tail(0)) as tail:
+        first = await say(log, alice, "first")
+        assert [c.message for c in await take(tail, 1)] == [first]
+        sent = [await say(log, alice, f"m{i}") for i in range(10)]  # the tail sleeps meanwhile
+        assert [c.message for c in await take(tail, 10)] == sent
+        last = await say(log, alice, "last")
+        assert [c.message for c in await take(tail, 1)] == [last]
+    await log.aclose()
+
+
+# ----- identities ---------------------------------------------------------
+
+
+async def test_users_are_found_by_token_and_id_and_keep_a_new_nick(log: MessageLog) -> None:
+    alice, token = await log.create_user("alice")
+    assert await log.user_by_token(token) == alice
+    assert await log.user_by_token(token + "x") is None
+    assert await log.get_user(alice.id) == alice
+    assert await log.get_user("u-nobody") is None
+    await log.set_nick(alice.id, "alicia")
+    assert await log.get_user(alice.id) == User(alice.id, "alicia")
+    await log.set_nick("u-nobody", "ghost")
+    assert await log.get_user("u-nobody") is None
+
+
+async def test_a_reopened_log_keeps_its_epoch_messages_and_users(open_log: OpenLog) -> None:
+    first = await open_log()
+    alice, token = await first.create_user("alice")
+    sent = await say(first, alice, "kept")
+    await first.aclose()
+    again = await open_log()
+    assert again.epoch == first.epoch != ""
+    assert await again.user_by_token(token) == alice
+    assert (await again.read_after(alice.id, 0, 10)).messages == [sent]
+
+
+# ----- Redis: several workers, outages, retention -------------------------
+
+
+async def test_two_workers_appending_at_once_share_one_order(
+    redis_log: Callable[..., Awaitable[RedisLog]],
+) -> None:
+    one, two = await redis_log(), await redis_log()
+    [alice] = await users(one, "alice")
+    count = 60
+
+    async def send_from(log: RedisLog, worker: str) -> None:
+        for i in range(count):
+            await log.append([Draft(alice, f"{worker}-{i}", f"{worker} {i}", None, origin=worker)])
+
+    async with aclosing(one.tail(0)) as tail_one, aclosing(two.tail(0)) as tail_two:
+        async with trio.open_nursery() as senders:
+            senders.start_soon(send_from, one, "a")
+            senders.start_soon(send_from, two, "b")
+        seen_one, seen_two = await take(tail_one, 2 * count), await take(tail_two, 2 * count)
+    assert seen_one == seen_two
+    assert [c.message.id for c in seen_one] == list(range(1, 2 * count + 1))
+    for worker in ("a", "b"):  # each worker's own sends in the order it sent them
+        mine = [c.message.text for c in seen_one if c.origin == worker]
+        assert mine == [f"{worker} {i}" for i in range(count)]
+    history, _ = await one.history(alice.id, None, 2 * count, None)
+    assert [m.id for m in history] == list(range(1, 2 * count + 1))
+
+
+async def test_a_tail_resumes_after_a_redis_restart_losing_and_repeating_nothing(
+    redis_server: RedisServer, redis_log: Callable[..., Awaitable[RedisLog]]
+) -> None:
+    log = await redis_log()
+    [alice] = await users(log, "alice")
+    got: list[Committed] = []
+
+    async def follow(tail: AsyncIterator[list[Committed]]) -> None:
+        got.extend(await take(tail, 6))
+
+    async with aclosing(log.tail(0)) as tail, trio.open_nursery() as nursery:
+        nursery.start_soon(follow, tail)
+        before = [await say(log, alice, f"before {i}") for i in range(3)]
+        await trio.to_thread.run_sync(redis_server.stop)  # the tail's blocked read fails
+        await trio.sleep(1)  # and it keeps trying meanwhile
+        await trio.to_thread.run_sync(redis_server.start)
+        after = [await say(log, alice, f"after {i}") for i in range(3)]
+    assert [c.message for c in got] == before + after
+    assert (await log.read_after(alice.id, 0, 10)).messages == before + after
+
+
+async def test_while_redis_is_down_calls_fail_as_unavailable_and_store_nothing(
+    redis_server: RedisServer, redis_log: Callable[..., Awaitable[RedisLog]]
+) -> None:
+    log = await redis_log()
+    [alice] = await users(log, "alice")
+    kept = await say(log, alice, "kept")
+    redis_server.stop()
+    with pytest.raises(Unavailable):
+        await say(log, alice, "lost")
+    with pytest.raises(Unavailable):
+        await log.read_after(alice.id, 0, 10)
+    with pytest.raises(Unavailable):
+        await log.history(alice.id, None, 10, None)
+    with pytest.raises(Unavailable):
+        await log.create_user("bob")
+    redis_server.start()
+    assert (await log.read_after(alice.id, 0, 10)).messages == [kept]
+    assert (await say(log, alice, "back")).id == kept.id + 1
+
+
+async def test_a_trimmed_log_says_older_cursors_are_incomplete_and_history_ends(
+    redis_log: Callable[..., Awaitable[RedisLog]],
+) -> None:
+    log = await redis_log(max_messages=50)
+    alice, bob = await users(log, "alice", "bob")
+    for start in range(0, 400, 40):
+        await log.append(
+            [
+                Draft(alice, f"o{i}", f"m{i}", bob if i % 5 == 0 else None)
+                for i in range(start, start + 40)
+            ]
+        )
+    everything, more = await log.history(alice.id, None, 500, None)
+    assert not more
+    assert 50 <= len(everything) < 400  # approximate trimming keeps at least the bound
+    oldest = everything[0].id
+    assert [m.id for m in everything] == list(range(oldest, 401))
+    thread, more = await log.history(bob.id, None, 500, alice.id)
+    assert [m.id for m in thread] == [i + 1 for i in range(400) if i % 5 == 0 and i + 1 >= oldest]
+    assert not more
+    stale = await log.read_after(alice.id, 1, 500)
+    assert not stale.complete
+    assert [m.id for m in stale.messages] == [m.id for m in everything]
+    fresh = await log.read_after(alice.id, 390, 500)
+    assert fresh.complete and len(fresh.messages) == 10
