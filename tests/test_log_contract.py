@@ -21,8 +21,8 @@ from quartchat.backends import sqlite_log
 from quartchat.backends.base import Committed, MessageLog
 from quartchat.backends.redis_log import RedisLog
 from quartchat.backends.sqlite_log import SqliteLog
-from quartchat.errors import Unavailable
-from quartchat.models import Draft, Message, User
+from quartchat.errors import StoreError, Unavailable
+from quartchat.models import Draft, Message, Posted, User
 from redis_server import RedisServer
 
 #: Seconds any one wait in these tests may take before the test fails
@@ -86,8 +86,14 @@ async def users(log: MessageLog, *nicks: str) -> list[User]:
 _offsets = itertools.count()
 
 
+def stored(results: list[Posted | StoreError]) -> list[Posted]:
+    assert all(isinstance(r, Posted) for r in results), results
+    return [r for r in results if isinstance(r, Posted)]
+
+
 async def say(log: MessageLog, sender: User, text: str, to: User | None = None) -> Message:
-    [posted] = await log.append([Draft(sender, f"o{next(_offsets)}", text, to, origin="w.1")])
+    draft = Draft(sender, f"o{next(_offsets)}", text, to, origin="w.1")
+    [posted] = stored(await log.append([draft]))
     return posted.message
 
 
@@ -110,24 +116,41 @@ def texts(messages: list[Message]) -> list[str]:
 
 async def test_a_batch_stores_each_draft_once_with_dense_increasing_ids(log: MessageLog) -> None:
     alice, bob = await users(log, "alice", "bob")
-    first, retry, other = await log.append(
-        [
-            Draft(alice, "k-1", "hi", None, origin="w.1"),
-            Draft(alice, "k-1", "hi (retried in the same batch)", None, origin="w.1"),
-            Draft(bob, "k-1", "same offset, other sender", None, origin="w.2"),
-        ]
+    first, retry, other = stored(
+        await log.append(
+            [
+                Draft(alice, "k-1", "hi", None, origin="w.1"),
+                Draft(alice, "k-1", "hi (retried in the same batch)", None, origin="w.1"),
+                Draft(bob, "k-1", "same offset, other sender", None, origin="w.2"),
+            ]
+        )
     )
     assert (first.duplicate, retry.duplicate, other.duplicate) == (False, True, False)
     assert retry.message == first.message
-    assert other.message.id > first.message.id
-    [again] = await log.append([Draft(alice, "k-1", "retried later", None)])
+    assert other.message.id == first.message.id + 1
+    [again] = stored(await log.append([Draft(alice, "k-1", "retried later", None)]))
     assert again.duplicate and again.message == first.message
     later = await say(log, bob, "later")
-    assert later.id > other.message.id
+    assert later.id == other.message.id + 1
     assert await log.last_id() == later.id
     history, more = await log.history(alice.id, None, 10, None)
     assert texts(history) == ["hi", "same offset, other sender", "later"]
     assert not more
+
+
+async def test_a_draft_that_cannot_be_stored_fails_alone(log: MessageLog) -> None:
+    [alice] = await users(log, "alice")
+    before, bad, after = await log.append(
+        [
+            Draft(alice, "b1", "fine", None),
+            Draft(alice, "b2", "half a pair \ud800", None),
+            Draft(alice, "b3", "also fine", None),
+        ]
+    )
+    assert isinstance(bad, StoreError)
+    assert isinstance(before, Posted) and isinstance(after, Posted)
+    assert after.message.id == before.message.id + 1
+    assert texts((await log.read_after(alice.id, 0, 10)).messages) == ["fine", "also fine"]
 
 
 async def test_an_appended_message_keeps_its_sender_recipient_and_time(log: MessageLog) -> None:
@@ -235,12 +258,14 @@ async def test_the_tail_hands_out_every_commit_once_in_id_order_with_its_origin(
     alice, bob = await users(log, "alice", "bob")
     before = await say(log, alice, "before the tail")
     async with aclosing(log.tail(before.id)) as tail:
-        posted = await log.append(
-            [
-                Draft(alice, "t1", "one", None, origin="w.7"),
-                Draft(alice, "t1", "one (retry)", None, origin="w.7"),
-                Draft(bob, "t2", "two", alice, origin="w.8"),
-            ]
+        posted = stored(
+            await log.append(
+                [
+                    Draft(alice, "t1", "one", None, origin="w.7"),
+                    Draft(alice, "t1", "one (retry)", None, origin="w.7"),
+                    Draft(bob, "t2", "two", alice, origin="w.8"),
+                ]
+            )
         )
         three = await say(log, bob, "three")
         got = await take(tail, 3)

@@ -24,6 +24,7 @@ import trio
 
 from ..broker import Deliver as Deliver  # a subscriber's callback: it only queues
 from ..broker import Event
+from ..errors import StoreError
 from ..models import Draft, Message, Posted, User
 
 #: A connection's id, unique across every worker of one chat
@@ -70,11 +71,13 @@ class MessageLog(Protocol):
     async def aclose(self) -> None:
         """Wait for calls in flight, then release connections."""
 
-    async def append(self, drafts: Sequence[Draft]) -> list[Posted]:
+    async def append(self, drafts: Sequence[Draft]) -> list[Posted | StoreError]:
         """Store drafts atomically each: dedup ``(sender, client_offset)``
         (a known one gives back the stored message, ``duplicate=True``, and no
         new id), give new ones the next ids, commit; results in draft order.
-        Raises StoreError/Unavailable with nothing acked on failure."""
+        A draft the backend refuses for its own values is a StoreError in its
+        place (the others still commit). Raises StoreError/Unavailable with
+        nothing acked when the batch as a whole failed."""
 
     async def read_after(self, viewer: str, after_id: int | None, limit: int) -> Replay:
         """Messages ``viewer`` may see with ids above ``after_id`` (or the

@@ -201,12 +201,14 @@ class RedisLog:
 
     # ----- messages ----------------------------------------------------
 
-    async def append(self, drafts: Sequence[Draft]) -> list[Posted]:
-        if not drafts:
-            return []
+    async def append(self, drafts: Sequence[Draft]) -> list[Posted | StoreError]:
+        out: list[Posted | StoreError] = [_REFUSED] * len(drafts)
+        storable = [i for i, d in enumerate(drafts) if _encodable(d)]
+        if not storable:
+            return out
         keys = [self._key("last_id"), self._key("log"), self._key("pub"), self._key("floor")]
         args: list[str | int] = [self._max_messages]
-        for d in drafts:
+        for d in (drafts[i] for i in storable):
             to = d.recipient
             keys.append(self._key("dedup", d.sender.id))
             if to is None:
@@ -226,7 +228,9 @@ class RedisLog:
             ]
         with self._call("store messages"):
             results: list[Any] = await self._append_script(keys=keys, args=args)
-        return [_posted(d, r) for d, r in zip(drafts, results, strict=True)]
+        for i, result in zip(storable, results, strict=True):
+            out[i] = _posted(drafts[i], result)
+        return out
 
     async def _page(
         self, indexes: list[str], above: int, at_most: int | None, limit: int
@@ -322,6 +326,23 @@ class RedisLog:
     async def set_nick(self, user_id: str, nick: str) -> None:
         with self._call("change a nick"):
             await self._set_nick_script(keys=[self._key("user", user_id)], args=[nick])
+
+
+#: What a draft Redis cannot hold gets in its place (its strings are not
+#: valid Unicode); the protocol refuses such text before it gets here.
+_REFUSED = StoreError("the message could not be stored")
+
+
+def _encodable(draft: Draft) -> bool:
+    strings = [draft.sender.id, draft.sender.nick, draft.text, draft.client_offset, draft.origin]
+    if draft.recipient is not None:
+        strings += [draft.recipient.id, draft.recipient.nick]
+    try:
+        for string in strings:
+            string.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _fields(flat: Sequence[str]) -> dict[str, str]:

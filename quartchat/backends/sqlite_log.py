@@ -17,6 +17,7 @@ from pathlib import Path
 
 import trio
 
+from ..errors import StoreError
 from ..models import Draft, Message, Posted, User
 from ..store import AsyncStore
 from .base import Committed, Replay
@@ -56,14 +57,14 @@ class SqliteLog:
     async def aclose(self) -> None:
         await self.store.aclose()
 
-    async def append(self, drafts: Sequence[Draft]) -> list[Posted]:
+    async def append(self, drafts: Sequence[Draft]) -> list[Posted | StoreError]:
         async with self._appending:
             posted = await self.store.insert(drafts)
             self._publish(
                 [
                     Committed(result.message, draft.origin)
                     for draft, result in zip(drafts, posted, strict=True)
-                    if not result.duplicate
+                    if isinstance(result, Posted) and not result.duplicate
                 ]
             )
         return posted
