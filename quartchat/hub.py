@@ -9,6 +9,7 @@ awaiting.
 from __future__ import annotations
 
 import itertools
+import logging
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +24,13 @@ from .limits import TokenBucket
 from .models import Draft, Message, Posted, User
 from .presence import Presence
 from .protocol import MAX_NICK, MAX_TEXT, Hello, History, Send, clean_nick
-from .store import AsyncStore
+from .store import BUSY_TIMEOUT_MS, AsyncStore
 
+log = logging.getLogger(__name__)
+
+#: Seconds a nick change waits for the store's writer: three times its busy
+#: timeout, so only a store that is stuck, not one that is busy, is given up on.
+NICK_SAVE_TIMEOUT = 3 * BUSY_TIMEOUT_MS / 1000
 #: Typing relays per user and conversation are at most this often.
 TYPING_RELAY_INTERVAL = 1.0
 
@@ -288,8 +294,19 @@ class Hub:
         before = self.presence.get(user_id)
         user = self._rename_online(user_id, clean_nick(raw_nick))
         if user != before:
-            with trio.CancelScope(shield=True):
-                await self.store.set_nick(user_id, user.nick)
+            await self.save_nick(user)
+
+    async def save_nick(self, user: User) -> None:
+        """Store a nick that presence already announced.
+
+        Shielded, so a client leaving meanwhile cannot leave the store behind
+        what everyone was told; bounded, so a stuck store cannot hold the
+        connection open without end (then the nick is in force until the
+        user leaves, and the stored one comes back on their next visit)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(NICK_SAVE_TIMEOUT) as bound:
+            await self.store.set_nick(user.id, user.nick)
+        if bound.cancelled_caught:
+            log.warning("gave up storing the nick of %s after %s s", user.id, NICK_SAVE_TIMEOUT)
 
     def _rename_online(self, user_id: str, nick: str) -> User:
         current = self.presence.get(user_id)

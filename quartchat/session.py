@@ -126,7 +126,7 @@ class Session:
         hello, identity, user, subscription = await self._start()
         try:
             if user.nick != identity.stored.nick:
-                await self.hub.store.set_nick(user.id, user.nick)
+                await self.hub.save_nick(user)
             messages, last_id, recovered = await self.hub.replay(user.id, hello)
             # Only encoded lines outlive this point: the welcome's online list
             # alone is O(users), and it must not stay alive per connection.
