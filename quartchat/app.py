@@ -152,7 +152,9 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         ):
             return "origin not allowed", 403
         await websocket.accept()
-        await Session(hub(), QuartTransport(websocket_ctx.websocket)).serve()
+        client = websocket.scope.get("client")  # (host, port), when the server knows it
+        address = None if client is None else str(client[0])
+        await Session(hub(), QuartTransport(websocket_ctx.websocket), address).serve()
         return None
 
     return app

@@ -60,6 +60,13 @@ class Settings:
     frame_burst: int = 100
     #: Bad frames tolerated per connection (refilled one per 2 s) before 1008.
     strikes: int = 10
+    #: New identities (``hello`` without a token) per second per client address,
+    #: and the burst: more close with 1008. 0.1/s is 6 a minute.
+    new_identity_rate: float = 0.1
+    new_identity_burst: int = 20
+    #: Seconds after its creation an identity that never sent a message (nor
+    #: got a private one) is deleted, once it is offline; checked every hour.
+    silent_user_ttl: float = 86_400.0
     #: Folder with index.html and the page's assets.
     static_dir: Path = field(default=DEFAULT_STATIC_DIR)
     #: ``redis://host:port/db``: share the chat through Redis (any number of
@@ -98,6 +105,13 @@ class Settings:
             frame_rate=reader.get("QUARTCHAT_FRAME_RATE", _rate, d.frame_rate),
             frame_burst=reader.get("QUARTCHAT_FRAME_BURST", _positive, d.frame_burst),
             strikes=reader.get("QUARTCHAT_STRIKES", _positive, d.strikes),
+            new_identity_rate=reader.get(
+                "QUARTCHAT_NEW_IDENTITY_RATE", _rate, d.new_identity_rate
+            ),
+            new_identity_burst=reader.get(
+                "QUARTCHAT_NEW_IDENTITY_BURST", _positive, d.new_identity_burst
+            ),
+            silent_user_ttl=reader.get("QUARTCHAT_SILENT_USER_TTL", _seconds, d.silent_user_ttl),
             static_dir=reader.get("QUARTCHAT_STATIC_DIR", Path, d.static_dir),
             redis_url=reader.get("QUARTCHAT_REDIS_URL", _redis_url, d.redis_url),
             redis_prefix=reader.get("QUARTCHAT_REDIS_PREFIX", str, d.redis_prefix),

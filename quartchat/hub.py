@@ -19,18 +19,20 @@ import trio
 from .broker import Broker, Deliver, Event, Subscription
 from .committer import Committer
 from .config import Settings
-from .errors import UNKNOWN_TOKEN, CloseConnection, FrameError
-from .limits import TokenBucket
+from .errors import POLICY_VIOLATION, UNKNOWN_TOKEN, CloseConnection, FrameError, StoreError
+from .limits import BucketPerKey, TokenBucket
 from .models import Draft, Message, Posted, User
 from .presence import Presence
 from .protocol import MAX_NICK, MAX_TEXT, Hello, History, Send, clean_nick
-from .store import BUSY_TIMEOUT_MS, AsyncStore
+from .store import BUSY_TIMEOUT_MS, AsyncStore, now_ms
 
 log = logging.getLogger(__name__)
 
 #: Seconds a nick change waits for the store's writer: three times its busy
 #: timeout, so only a store that is stuck, not one that is busy, is given up on.
 NICK_SAVE_TIMEOUT = 3 * BUSY_TIMEOUT_MS / 1000
+#: Seconds between two prunings of silent users.
+PRUNE_INTERVAL = 3600.0
 #: Typing relays per user and conversation are at most this often.
 TYPING_RELAY_INTERVAL = 1.0
 
@@ -69,6 +71,7 @@ class Hub:
         self.committer = Committer(store, self._publish_committed)
         self._conn_ids = itertools.count(1)
         self._send_buckets: dict[str, TokenBucket] = {}
+        self._new_identities = BucketPerKey(settings.new_identity_rate, settings.new_identity_burst)
         self._typing: dict[tuple[str, str | None], _Typing] = {}
         self._lingering: dict[str, _Lingering] = {}
         self._nursery: trio.Nursery | None = None
@@ -85,19 +88,38 @@ class Hub:
         }
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The hub's own tasks (the committer, typing timers); runs until cancelled."""
+        """The hub's own tasks (the committer, typing timers, pruning); runs until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             await nursery.start(self.committer.run)
+            nursery.start_soon(self._prune_silent_users)
             task_status.started()
+
+    async def _prune_silent_users(self) -> None:
+        """Delete identities that never said anything, at start and then every
+        :data:`PRUNE_INTERVAL` (or ``silent_user_ttl`` if shorter): every
+        ``hello`` without a token makes one, so they would pile up forever."""
+        ttl = self.settings.silent_user_ttl
+        while True:
+            online = [user.id for user in self.presence.online()]
+            try:
+                pruned = await self.store.prune_silent_users(now_ms() - int(ttl * 1000), online)
+            except StoreError:
+                log.exception("could not prune silent users; trying again later")
+            else:
+                if pruned:
+                    log.info("pruned %d users who never sent a message", pruned)
+            self._new_identities.forget_full(trio.current_time())
+            await trio.sleep(min(ttl, PRUNE_INTERVAL))
 
     def new_conn_id(self) -> int:
         return next(self._conn_ids)
 
     # ----- session start ---------------------------------------------------
 
-    async def identify(self, hello: Hello) -> Identity:
-        """Look up or create the user of a ``hello``; 4003 for an unknown token."""
+    async def identify(self, hello: Hello, address: str | None = None) -> Identity:
+        """Look up or create the user of a ``hello``; 4003 for an unknown token,
+        1008 when ``address`` (the client's) asked for too many new identities."""
         errors: list[FrameError] = []
         wanted: str | None = None
         if hello.nick is not None:
@@ -110,6 +132,8 @@ class Hub:
             if user is None:
                 raise CloseConnection(UNKNOWN_TOKEN, "unknown token")
             return Identity(user, hello.token, wanted, errors)
+        if address is not None and not self._new_identities.take(address, trio.current_time()):
+            raise CloseConnection(POLICY_VIOLATION, "too many new identities; retry later")
         nick = wanted if wanted is not None else f"guest-{secrets.token_hex(2)}"
         user, token = await self.store.create_user(self.presence.free_variant(nick, None))
         return Identity(user, token, wanted, errors)

@@ -72,8 +72,10 @@ class Transport(Protocol):
 
 
 class Session:
-    def __init__(self, hub: Hub, transport: Transport) -> None:
+    def __init__(self, hub: Hub, transport: Transport, address: str | None = None) -> None:
         self.hub = hub
+        #: The client's network address, which new identities are counted by.
+        self.address = address
         self.settings = hub.settings
         self.transport = transport
         self.conn_id = hub.new_conn_id()
@@ -164,7 +166,7 @@ class Session:
             hello = await self._receive_hello()
             try:
                 self.hub.check_nick_exact(hello)
-                identity = await self.hub.identify(hello)
+                identity = await self.hub.identify(hello, self.address)
                 self.user_id = identity.stored.id  # before attach: its join must skip us
                 user, subscription = self.hub.attach(
                     self.conn_id, identity, self._deliver, exact=hello.nick_exact

@@ -15,11 +15,12 @@ safe to run on every start.
 from __future__ import annotations
 
 import hashlib
+import json
 import queue
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -255,6 +256,20 @@ class Store:
         with self._writer.atomic():
             self._writer.execute("UPDATE users SET nick = ? WHERE id = ?", [nick, user_id])
 
+    def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
+        """Delete users created before ``created_before`` (ms) who never sent
+        a message nor got a private one, except ``keep`` (those online).
+        Returns how many went. Their token then closes with 4003."""
+        with self._writer.atomic():
+            cursor = self._writer.execute(
+                "DELETE FROM users WHERE created < ?"
+                " AND NOT EXISTS (SELECT 1 FROM messages WHERE sender = users.id)"
+                " AND NOT EXISTS (SELECT 1 FROM messages WHERE recipient = users.id)"
+                " AND id NOT IN (SELECT value FROM json_each(?))",
+                [created_before, json.dumps(list(keep))],
+            )
+            return int(cursor.rowcount)
+
     # ----- messages ----------------------------------------------------
 
     def insert(self, drafts: Iterable[Draft]) -> list[Posted | StoreError]:
@@ -423,6 +438,9 @@ class AsyncStore:
 
     async def set_nick(self, user_id: str, nick: str) -> None:
         await self._on_writer(self.sync.set_nick, user_id, nick)
+
+    async def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
+        return await self._on_writer(self.sync.prune_silent_users, created_before, keep)
 
     async def insert(self, drafts: Sequence[Draft]) -> list[Posted | StoreError]:
         return await self._on_writer(self.sync.insert, drafts)

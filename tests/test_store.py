@@ -287,3 +287,18 @@ async def test_close_waits_for_running_reads_then_refuses_calls(
         await store.last_id()
     with pytest.raises(StoreError):
         await store.create_user("bob")
+
+
+def test_pruning_deletes_only_old_silent_users_who_are_not_kept(store: Store) -> None:
+    talker, _ = store.create_user("talker")
+    reader, _ = store.create_user("reader")  # got a private message
+    online, _ = store.create_user("online")
+    _, silent_token = store.create_user("silent")
+    young, _ = store.create_user("young")
+    post(store, talker, "o1", "psst", to=reader)
+    with store._writer.atomic():
+        store._writer.execute("UPDATE users SET created = 1000 WHERE id != ?", [young.id])
+    assert store.prune_silent_users(2000, keep=[online.id]) == 1
+    assert store.user_by_token(silent_token) is None
+    for kept in (talker, reader, online, young):
+        assert store.get_user(kept.id) == kept
