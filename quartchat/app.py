@@ -22,6 +22,7 @@ from quart_trio import QuartTrio
 from .broker import LocalBroker
 from .config import Settings
 from .hub import Hub
+from .metrics import CONTENT_TYPE
 from .session import Session
 from .store import AsyncStore
 
@@ -136,6 +137,12 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         response.headers.update(security_headers(request.headers.get("Host")))
         return response
 
+    if settings.metrics:  # off: /metrics is a 404 like any unknown path
+
+        @app.get("/metrics")
+        async def metrics() -> Response:
+            return Response(hub().metrics.render(), content_type=CONTENT_TYPE)
+
     @app.get("/")
     async def index() -> Response:
         return await send_from_directory(settings.static_dir, "index.html")
@@ -154,7 +161,8 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         await websocket.accept()
         client = websocket.scope.get("client")  # (host, port), when the server knows it
         address = None if client is None else str(client[0])
-        await Session(hub(), QuartTransport(websocket_ctx.websocket), address).serve()
+        with hub().metrics.connections_open.track_inprogress():
+            await Session(hub(), QuartTransport(websocket_ctx.websocket), address).serve()
         return None
 
     return app

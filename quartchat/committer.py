@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import trio
 
 from .errors import StoreError
+from .metrics import Metrics
 from .models import Draft, Posted
 from .store import AsyncStore
 
@@ -34,12 +35,14 @@ class Committer:
         self,
         store: AsyncStore,
         on_commit: Callable[[list[tuple[Draft, Posted]]], None],
+        metrics: Metrics,
         *,
         max_batch: int = 256,
         queue_size: int = 4096,
     ) -> None:
         self._store = store
         self._on_commit = on_commit
+        self._metrics = metrics
         self._max_batch = max_batch
         # Bounded: when the disk falls behind, senders wait here (each one
         # only delays its own ack) instead of memory growing without end.
@@ -64,7 +67,8 @@ class Committer:
                     batch.append(self._receive.receive_nowait())
                 except trio.WouldBlock:
                     break
-            await self._commit(batch)
+            with self._metrics.commit(len(batch)):
+                await self._commit(batch)
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:

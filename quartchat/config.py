@@ -42,6 +42,8 @@ class Settings:
     #: The page's own origin(s), as browsers send them. Unset, the page's own
     #: origin is whatever matches the request's ``Host``: for a local trial only.
     public_origins: tuple[str, ...] = ()
+    #: Serve ``GET /metrics``; off by default, as it tells anyone how busy the chat is.
+    metrics: bool = False
     #: Largest client frame in bytes; larger closes with 1009.
     max_frame_bytes: int = 64 * 1024
     #: Seconds a new socket has to send ``hello``.
@@ -96,6 +98,7 @@ class Settings:
             queue_size=reader.get("QUARTCHAT_QUEUE_SIZE", _positive, d.queue_size),
             allowed_origins=reader.get("QUARTCHAT_ALLOWED_ORIGINS", _origins, d.allowed_origins),
             public_origins=reader.get("QUARTCHAT_PUBLIC_ORIGIN", _public_origins, d.public_origins),
+            metrics=reader.get("QUARTCHAT_METRICS", _flag, d.metrics),
             max_frame_bytes=reader.get("QUARTCHAT_MAX_FRAME", _positive, d.max_frame_bytes),
             hello_timeout=reader.get("QUARTCHAT_HELLO_TIMEOUT", _seconds, d.hello_timeout),
             typing_timeout=reader.get("QUARTCHAT_TYPING_TIMEOUT", _seconds, d.typing_timeout),
@@ -204,3 +207,10 @@ def _public_origins(raw: str) -> tuple[str, ...]:
             raise ValueError(f"{origin!r} is not an origin like https://chat.example.org")
         origins.append(origin.lower())
     return tuple(origins)
+
+
+def _flag(raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+        raise ValueError("must be 1 or 0 (also true/false, yes/no, on/off)")
+    return value in ("1", "true", "yes", "on")

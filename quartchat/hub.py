@@ -21,6 +21,7 @@ from .committer import Committer
 from .config import Settings
 from .errors import POLICY_VIOLATION, UNKNOWN_TOKEN, CloseConnection, FrameError, StoreError
 from .limits import BucketPerKey, TokenBucket
+from .metrics import Metrics
 from .models import Draft, Message, Posted, User
 from .presence import Presence
 from .protocol import MAX_NICK, MAX_TEXT, Hello, History, Send, clean_nick
@@ -68,7 +69,8 @@ class Hub:
         self.store = store
         self.broker = broker
         self.presence = Presence()
-        self.committer = Committer(store, self._publish_committed)
+        self.metrics = Metrics(users_online=lambda: len(self.presence))
+        self.committer = Committer(store, self._publish_committed, self.metrics)
         self._conn_ids = itertools.count(1)
         self._send_buckets: dict[str, TokenBucket] = {}
         self._new_identities = BucketPerKey(settings.new_identity_rate, settings.new_identity_burst)
@@ -297,6 +299,7 @@ class Hub:
         return await self.committer.post(draft)
 
     def _publish_committed(self, committed: list[tuple[Draft, Posted]]) -> None:
+        self.metrics.messages_committed.inc(sum(not posted.duplicate for _, posted in committed))
         for draft, posted in committed:
             if posted.duplicate:
                 continue

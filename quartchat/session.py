@@ -105,6 +105,7 @@ class Session:
             # Reached on every path, cancellation by a departed client included;
             # the socket may be gone, so the close is shielded and bounded.
             close = self._close or CloseConnection(GOING_AWAY, "server shutting down")
+            self.hub.metrics.closes.labels(close.code).inc()
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
                 try:
                     await self.transport.close(close.code, close.reason)
@@ -130,11 +131,12 @@ class Session:
             if user.nick != identity.stored.nick:
                 await self.hub.save_nick(user)
             messages, last_id, recovered = await self.hub.replay(user.id, hello)
+            self.hub.metrics.replay_messages.observe(len(messages))
             # Only encoded lines outlive this point: the welcome's online list
             # alone is O(users), and it must not stay alive per connection.
             opening = [encode(self.hub.welcome(user, identity.token, last_id, recovered))]
             opening += [encode(m.frame()) for m in messages]
-            opening += [encode(error_frame(e)) for e in identity.errors]
+            opening += [encode(self._error(e)) for e in identity.errors]
             del messages
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._guarded, self._write, opening, last_id)
@@ -174,7 +176,7 @@ class Session:
             except FrameError as exc:
                 if not self._frames.take(trio.current_time()):
                     raise CloseConnection(POLICY_VIOLATION, "too many hellos") from None
-                await self.transport.send(encode(error_frame(exc)))
+                await self.transport.send(encode(self._error(exc)))
                 continue
             return hello, identity, user, subscription
 
@@ -211,6 +213,11 @@ class Session:
     def _reply(self, frame: dict[str, Any]) -> None:
         self._queue(encode(frame))
 
+    def _error(self, exc: FrameError) -> dict[str, Any]:
+        """The error frame for ``exc``, counted by its code."""
+        self.hub.metrics.errors.labels(exc.code).inc()
+        return error_frame(exc)
+
     def _cut(self, close: CloseConnection) -> None:
         if self._close is None:
             self._close = close
@@ -229,6 +236,7 @@ class Session:
                 except trio.WouldBlock:
                     break
             lines = []
+            messages = 0
             for item in batch:
                 if isinstance(item, str):
                     lines.append(item)
@@ -237,9 +245,11 @@ class Session:
                     if item.message_id <= cursor:
                         continue  # already sent in the replay
                     cursor = item.message_id
+                    messages += 1
                 lines.append(item.line)
             if lines:
                 await self.transport.send("\n".join(lines))
+                self.hub.metrics.frame_sent(len(lines), messages)
 
     # ----- inbound -------------------------------------------------------------
 
@@ -249,14 +259,14 @@ class Session:
             self._check_size(raw)
             if not self._frames.take(trio.current_time()):
                 self._strike()
-                self._reply(error_frame(FrameError("rate_limited", "too many frames; slow down")))
+                self._reply(self._error(FrameError("rate_limited", "too many frames; slow down")))
                 continue
             try:
                 await self._handle(parse_frame(raw, history_max=self.settings.history_max))
             except FrameError as exc:
                 if exc.code in CLIENT_FAULTS:
                     self._strike()
-                self._reply(error_frame(exc))
+                self._reply(self._error(exc))
 
     def _check_size(self, raw: str | bytes) -> None:
         limit = self.settings.max_frame_bytes

@@ -8,41 +8,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import trio
 
 from conftest import RunningServer, StartServer
 from quartchat.config import Settings
 from quartchat.errors import ConfigError
+from rawhttp import request
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-
-
-async def request(
-    server: RunningServer, path: str, headers: dict[str, str]
-) -> tuple[int, dict[str, str], bytes]:
-    """One raw HTTP/1.1 GET: the status, the headers (names lower-cased) and
-    the body. Raw, so a test can send any ``Host`` and ``Origin``, and so a
-    refused WebSocket upgrade is a status rather than a client exception."""
-    parts = urlsplit(server.base_url)
-    lines = [f"GET {path} HTTP/1.1", "Connection: close"]
-    lines += [f"{name}: {value}" for name, value in {"Host": parts.netloc, **headers}.items()]
-    stream = await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 80)
-    async with stream:
-        await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode())
-        data = b""
-        with trio.fail_after(5):
-            while b"\r\n\r\n" not in data:
-                chunk = await stream.receive_some(65536)
-                assert chunk, f"connection closed before the headers: {data!r}"
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            status_line, *header_lines = head.decode("latin-1").split("\r\n")
-            fields = {
-                name.lower(): value for name, value in (h.split(": ", 1) for h in header_lines)
-            }
-            while len(body) < int(fields.get("content-length", 0)):
-                body += await stream.receive_some(65536)
-    return int(status_line.split()[1]), fields, body
 
 
 def policy(header: str) -> dict[str, list[str]]:
@@ -57,7 +29,7 @@ def policy(header: str) -> dict[str, list[str]]:
 async def test_every_response_tells_the_browser_to_be_strict(
     server: RunningServer, path: str
 ) -> None:
-    status, headers, _ = await request(server, path, {})
+    status, headers, _ = await request(server, path)
     assert status == 200
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["x-frame-options"] == "DENY"

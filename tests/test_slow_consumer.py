@@ -26,6 +26,9 @@ async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
         yield hub
 
 
+CLOSED = "quartchat_connections_closed_total"
+
+
 async def test_a_stalled_client_is_cut_and_the_rest_keep_receiving(hub: Hub) -> None:
     async with trio.open_nursery() as nursery:
         fast = await open_session(nursery, hub, "fast")
@@ -76,6 +79,8 @@ async def test_a_stalled_client_holds_its_place_until_its_queue_overflows(hub: H
         with trio.fail_after(5):
             await slow.closed.wait()
         assert slow.close_code == TOO_SLOW
+        cuts = {"code": str(TOO_SLOW)}
+        assert hub.metrics.registry.get_sample_value(CLOSED, cuts) == 1
 
         sent_ids = [ack["id"] for ack in sender.of_type("ack")]
         assert [frame["id"] for frame in fast.of_type("message")] == sent_ids
