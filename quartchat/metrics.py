@@ -1,9 +1,13 @@
 """What the server counts, for ``GET /metrics`` in the Prometheus text format.
 
 One :class:`Metrics` per hub, each with its own registry (never the
-process-wide default), so several servers in one process count apart. The
-hot path pays per WebSocket frame, never per receiver per line: the writer
-reports a whole coalesced frame in one call.
+process-wide default), so several servers in one process count apart.
+
+The hot path pays per WebSocket frame, never per receiver per line: the
+writer reports a whole coalesced frame in one call, which adds to plain
+integers. They need no lock (only the event loop's thread touches them,
+scrapes included) and become counters when scraped. Rarer events (commits,
+closes, errors, replays) use prometheus-client's own metrics.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
 #: The media type of :meth:`Metrics.render`'s output.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-#: Powers of two up to the committer's and the writer's largest batch (256).
+#: Powers of two up to the committer's largest batch (256).
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
@@ -39,17 +44,9 @@ class Metrics:
             "Messages stored (a retried send that was stored before is not counted again)",
             registry=registry,
         )
-        self.deliveries = Counter(
-            "quartchat_deliveries",
-            "Messages written live to a receiving connection (replays are not counted)",
-            registry=registry,
-        )
-        self.frame_objects = Histogram(
-            "quartchat_frame_objects",
-            "Server objects (messages, acks, presence...) coalesced into each live WebSocket frame",
-            buckets=BATCH_BUCKETS,
-            registry=registry,
-        )
+        #: Per-frame tallies (see the module's docstring), exported by :meth:`collect`.
+        self.frames_sent = self.objects_sent = self.deliveries = 0
+        registry.register(self)
         self.closes = Counter(
             "quartchat_connections_closed",
             "Connections the server closed, by close code (4008: too slow, 1008: abuse)",
@@ -80,9 +77,27 @@ class Metrics:
 
     def frame_sent(self, objects: int, messages: int) -> None:
         """The writer sent one frame joining ``objects`` lines, ``messages`` of them messages."""
-        self.frame_objects.observe(objects)
-        if messages:
-            self.deliveries.inc(messages)
+        self.frames_sent += 1
+        self.objects_sent += objects
+        self.deliveries += messages
+
+    def collect(self) -> Iterator[Metric]:
+        """The per-frame tallies as counters (the registry calls this on a scrape)."""
+        yield CounterMetricFamily(
+            "quartchat_deliveries",
+            "Messages written live to a receiving connection (replays are not counted)",
+            value=self.deliveries,
+        )
+        yield CounterMetricFamily(
+            "quartchat_frames_sent",
+            "Live WebSocket frames written; each joins every server object queued at that moment",
+            value=self.frames_sent,
+        )
+        yield CounterMetricFamily(
+            "quartchat_objects_sent",
+            "Server objects (messages, acks, presence...) in those frames",
+            value=self.objects_sent,
+        )
 
     @contextmanager
     def commit(self, size: int) -> Iterator[None]:
