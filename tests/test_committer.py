@@ -10,6 +10,7 @@ import trio.testing
 
 from quartchat.committer import Committer
 from quartchat.errors import StoreError
+from quartchat.metrics import Metrics
 from quartchat.models import Draft, Posted, User
 from quartchat.store import AsyncStore
 
@@ -20,7 +21,9 @@ async def test_a_draft_the_store_refuses_fails_alone(tmp_path: Path) -> None:
     mallory, _ = await store.create_user("mallory")
     published: list[int] = []
     committer = Committer(
-        store, lambda batch: published.extend(posted.message.id for _, posted in batch)
+        store,
+        lambda batch: published.extend(posted.message.id for _, posted in batch),
+        Metrics(users_online=lambda: 0),
     )
     acked: dict[str, Posted] = {}
 
