@@ -13,7 +13,7 @@ from typing import Any
 import coredis
 import coredis.exceptions
 import trio
-from coredis.retry import ExponentialBackoffRetryPolicy
+from coredis.retry import NoRetryPolicy
 
 from ..broker import Event, LocalBroker
 from ..errors import Unavailable
@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 OUTBOX_SIZE = 10_000
 #: Seconds between attempts to publish while Redis cannot be reached.
 RETRY_DELAY = 0.5
-#: Longest wait between attempts to subscribe again after losing Redis.
-RESUBSCRIBE_MAX_DELAY = 1.0
+#: Seconds between attempts to subscribe again after losing Redis.
+RESUBSCRIBE_DELAY = 0.2
 
 
 class RedisBus:
@@ -89,24 +89,29 @@ class RedisBus:
     async def _listen(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Relay other workers' events; coredis subscribes again by itself
-        (with growing pauses up to RESUBSCRIBE_MAX_DELAY) after losing Redis."""
-        retry = ExponentialBackoffRetryPolicy(
-            (coredis.exceptions.ConnectionError, TimeoutError),
-            retries=None,
-            base_delay=0.05,
-            max_delay=RESUBSCRIBE_MAX_DELAY,
-            jitter=True,
-        )
-        async with self._redis.pubsub(
-            channels=[self._channel], ignore_subscribe_messages=True, retry_policy=retry
-        ) as subscription:
-            task_status.started()
-            async for message in subscription:
-                data = message["data"]
-                event = decode_event(self._origin, data) if isinstance(data, str) else None
-                if event is not None:
-                    self.broker.publish(event)
+        """Relay other workers' events. A lost subscription is opened afresh
+        after RESUBSCRIBE_DELAY, for as long as it takes Redis to come back
+        (coredis's own retry is off: after a restart it could go on waiting
+        on a subscription the new server never had)."""
+        started = False
+        while True:
+            try:
+                async with self._redis.pubsub(
+                    channels=[self._channel],
+                    ignore_subscribe_messages=True,
+                    retry_policy=NoRetryPolicy(),
+                ) as subscription:
+                    if not started:
+                        task_status.started()
+                        started = True
+                    async for message in subscription:
+                        data = message["data"]
+                        event = decode_event(self._origin, data) if isinstance(data, str) else None
+                        if event is not None:
+                            self.broker.publish(event)
+            except* (coredis.exceptions.ConnectionError, TimeoutError, OSError) as lost:
+                log.warning("event subscription lost, opening it again: %r", lost.exceptions[0])
+            await trio.sleep(RESUBSCRIBE_DELAY)
 
 
 def encode_event(origin: str, event: Event) -> str:
