@@ -16,11 +16,12 @@ from typing import Any
 
 import trio
 
+from .backends.local_limits import LocalLimits
 from .broker import Broker, Deliver, Event, Subscription
 from .committer import Committer
 from .config import Settings
 from .errors import POLICY_VIOLATION, UNKNOWN_TOKEN, CloseConnection, FrameError, StoreError
-from .limits import BucketPerKey, TokenBucket
+from .limits import TokenBucket
 from .metrics import Metrics
 from .models import Draft, Message, Posted, User
 from .presence import Presence
@@ -73,7 +74,8 @@ class Hub:
         self.committer = Committer(store, self._publish_committed, self.metrics)
         self._conn_ids = itertools.count(1)
         self._send_buckets: dict[str, TokenBucket] = {}
-        self._new_identities = BucketPerKey(settings.new_identity_rate, settings.new_identity_burst)
+        #: New identities per client address.
+        self._new_identities = LocalLimits()
         self._typing: dict[tuple[str, str | None], _Typing] = {}
         self._lingering: dict[str, _Lingering] = {}
         self._nursery: trio.Nursery | None = None
@@ -111,7 +113,6 @@ class Hub:
             else:
                 if pruned:
                     log.info("pruned %d users who never sent a message", pruned)
-            self._new_identities.forget_full(trio.current_time())
             await trio.sleep(min(ttl, PRUNE_INTERVAL))
 
     def new_conn_id(self) -> int:
@@ -134,7 +135,9 @@ class Hub:
             if user is None:
                 raise CloseConnection(UNKNOWN_TOKEN, "unknown token")
             return Identity(user, hello.token, wanted, errors)
-        if address is not None and not self._new_identities.take(address, trio.current_time()):
+        if address is not None and not await self._new_identities.take(
+            address, self.settings.new_identity_rate, self.settings.new_identity_burst
+        ):
             raise CloseConnection(POLICY_VIOLATION, "too many new identities; retry later")
         nick = wanted if wanted is not None else f"guest-{secrets.token_hex(2)}"
         user, token = await self.store.create_user(self.presence.free_variant(nick, None))

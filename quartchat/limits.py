@@ -31,38 +31,3 @@ class TokenBucket:
         """True when waiting longer would add nothing: the bucket is idle."""
         return self._level + (now - self._stamp) * self.rate >= self.burst
 
-
-class BucketPerKey:
-    """One :class:`TokenBucket` per key (a client address, say).
-
-    A key whose bucket has refilled is forgotten, as it would start full
-    anyway, so memory holds only the keys active within the last
-    ``burst / rate`` seconds. Sweeps run when the table doubles, so a flood
-    of new keys costs linear time, not quadratic.
-    """
-
-    __slots__ = ("_buckets", "_sweep_at", "burst", "rate")
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._buckets: dict[str, TokenBucket] = {}
-        self._sweep_at = 64
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def take(self, key: str, now: float) -> bool:
-        """Spend one of ``key``'s tokens if it has one; say whether it did."""
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= self._sweep_at:
-                self.forget_full(now)
-                self._sweep_at = max(64, 2 * len(self._buckets))
-            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
-        return bucket.take(now)
-
-    def forget_full(self, now: float) -> None:
-        for key, bucket in list(self._buckets.items()):
-            if bucket.is_full(now):
-                del self._buckets[key]
