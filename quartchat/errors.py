@@ -50,6 +50,7 @@ class CloseConnection(QuartchatError):
 
 # Close codes, named once (docs/protocol.md has the table).
 GOING_AWAY = 1001
+UNSUPPORTED_DATA = 1003
 POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011

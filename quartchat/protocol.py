@@ -79,13 +79,8 @@ class Ping:
 ClientFrame = Hello | Send | Nick | Typing | History | Ping
 
 
-def parse_frame(raw: str | bytes, *, history_max: int = 200) -> ClientFrame:
-    """Turn one client frame into a dataclass, or raise ``FrameError``."""
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise FrameError("bad_json", "frames must be UTF-8 JSON text") from None
+def parse_frame(raw: str, *, history_max: int = 200) -> ClientFrame:
+    """Turn one client text frame into a dataclass, or raise ``FrameError``."""
     try:
         obj = json.loads(raw)
     except (ValueError, RecursionError):

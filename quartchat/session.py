@@ -31,6 +31,7 @@ from .errors import (
     NO_HELLO,
     POLICY_VIOLATION,
     TOO_SLOW,
+    UNSUPPORTED_DATA,
     CloseConnection,
     FrameError,
     PeerGone,
@@ -182,8 +183,7 @@ class Session:
 
     async def _receive_hello(self) -> Hello:
         with trio.move_on_after(self.settings.hello_timeout):
-            raw = await self.transport.receive()
-            self._check_size(raw)
+            raw = self._checked_text(await self.transport.receive())
             try:
                 frame = parse_frame(raw)
             except FrameError as exc:
@@ -255,8 +255,7 @@ class Session:
 
     async def _read(self) -> None:
         while True:
-            raw = await self.transport.receive()
-            self._check_size(raw)
+            raw = self._checked_text(await self.transport.receive())
             if not self._frames.take(trio.current_time()):
                 self._strike()
                 self._reply(self._error(FrameError("rate_limited", "too many frames; slow down")))
@@ -268,16 +267,20 @@ class Session:
                     self._strike()
                 self._reply(self._error(exc))
 
-    def _check_size(self, raw: str | bytes) -> None:
+    def _checked_text(self, raw: str | bytes) -> str:
+        """The frame's text; a binary frame closes with 1003, one over the size limit with 1009."""
+        if isinstance(raw, bytes):
+            raise CloseConnection(UNSUPPORTED_DATA, "binary frames are not part of the protocol")
         limit = self.settings.max_frame_bytes
         # A code point takes at most 4 UTF-8 bytes: only a text frame near the
         # limit is encoded to be measured, not every frame on the hot path.
-        if isinstance(raw, bytes) or len(raw) > limit or 4 * len(raw) <= limit:
+        if len(raw) > limit or 4 * len(raw) <= limit:
             size = len(raw)
         else:
             size = len(raw.encode("utf-8", "surrogatepass"))
         if size > limit:
             raise CloseConnection(MESSAGE_TOO_BIG, "frame over the size limit")
+        return raw
 
     def _strike(self) -> None:
         if not self._strikes.take(trio.current_time()):
