@@ -4,12 +4,16 @@
 environment's ``QUARTCHAT_*`` settings on its first call (the lifespan
 startup), so importing ``quartchat.store`` or ``quartchat.protocol`` alone
 loads no web framework and reads no settings. A bad setting fails the
-startup with a message naming the variable, and hypercorn exits.
+startup with a message naming the variable, and hypercorn exits. Importing
+the package guards hypercorn against faults a client can trigger
+(:mod:`quartchat.hypercorn_guard`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from .hypercorn_guard import guard_hypercorn
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
@@ -39,4 +43,5 @@ class _App:
         await self._app(scope, receive, send)
 
 
+guard_hypercorn()
 app = _App()

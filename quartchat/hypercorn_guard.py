@@ -1,0 +1,107 @@
+"""Guards around three hypercorn faults that any client can trigger.
+
+Applied when :mod:`quartchat` is imported (the hypercorn worker imports
+``quartchat:app``; ``python -m quartchat`` and the tests import the package),
+each as a wrapper at the one spot where the fault starts, and only on the
+versions in :data:`VERIFIED`. On any other version nothing is patched and
+one warning says so: the faults below may then be back (README, "Known
+dependency faults").
+
+1. **One packet stops the server** (pgjones/hypercorn #225 and #203, open
+   upstream). Bytes right behind a WebSocket upgrade request, before the
+   101, make hypercorn answer 400 while the app is accepting: two writers on
+   one h11 connection, and h11 raises ``LocalProtocolError``. Nothing in
+   the connection's task group catches it, so it reaches the nursery every
+   connection shares and the worker exits (then the hypercorn parent). The
+   guard wraps ``TCPServer.run``, which builds and runs one connection's
+   protocol: an error from it ends that connection only, and is logged.
+2. **A protocol failure closes with no close frame.** wsproto reports a bad
+   frame (invalid UTF-8 in a text frame, an unmasked frame...) by yielding
+   ``CloseConnection`` with the RFC 6455 code (1007, 1002) while the socket
+   is still open; hypercorn only answers a close the peer started, so it
+   dropped TCP and the client saw 1006. The guard has the connection take
+   such a failure as a close to answer, so the client gets the code.
+3. **permessage-deflate costs a compressor per connection** and one
+   compression per receiver per broadcast (3.3x the RSS at 1000 receivers,
+   issue 8). Like Socket.IO by default, the guard declines the extension:
+   the 101 carries no ``Sec-WebSocket-Extensions`` and every client speaks
+   plain frames.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Coroutine, Generator
+from importlib.metadata import version
+from typing import Any
+
+from hypercorn.protocol import ws_stream
+from hypercorn.trio.tcp_server import TCPServer
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import CloseConnection, Event
+
+log = logging.getLogger(__name__)
+
+#: The (hypercorn, wsproto) versions the guards were verified on, by
+#: tests/test_hypercorn_faults.py. Guard 2 sets a private wsproto field, so
+#: wsproto's version counts too.
+VERIFIED = frozenset({("0.18.0", "1.3.2")})
+
+
+def guard_hypercorn(versions: tuple[str, str] | None = None) -> bool:
+    """Apply the three guards if ``versions`` (default: the installed
+    hypercorn and wsproto) were verified; otherwise warn. True if applied."""
+    found = versions or (version("hypercorn"), version("wsproto"))
+    if found not in VERIFIED:
+        log.warning(
+            "quartchat's hypercorn guards were verified on hypercorn/wsproto %s, not %s: "
+            "running unguarded, so one malformed packet may stop the server "
+            "(pgjones/hypercorn#225), a bad frame closes with 1006 and "
+            "permessage-deflate is accepted (README: Known dependency faults)",
+            ", ".join("/".join(pair) for pair in sorted(VERIFIED)),
+            "/".join(found),
+        )
+        return False
+    # Patching is the point here: mypy's objections to it are silenced.
+    TCPServer.run = _contained(TCPServer.run)  # type: ignore[method-assign, assignment]
+    ws_stream.Connection = ClosingConnection  # type: ignore[attr-defined]
+    ws_stream.Handshake.accept = _declining_extensions(  # type: ignore[method-assign]
+        ws_stream.Handshake.accept
+    )
+    return True
+
+
+def _contained(
+    run: Callable[[TCPServer], Coroutine[Any, Any, None]],
+) -> Callable[[TCPServer], Coroutine[Any, Any, None]]:
+    @functools.wraps(run)
+    async def run_one_connection(server: TCPServer) -> None:
+        try:
+            await run(server)  # closes its socket on every way out
+        except* Exception as group:
+            log.warning("closed a connection hypercorn failed on: %r", group.exceptions)
+            log.debug("the connection's failure", exc_info=group)
+
+    return run_one_connection
+
+
+class ClosingConnection(Connection):
+    """wsproto's connection, taking a frame it rejects as a close to answer."""
+
+    def events(self) -> Generator[Event, None, None]:
+        for event in super().events():
+            if isinstance(event, CloseConnection) and self.state is ConnectionState.OPEN:
+                # A failure found here, not a close from the peer (that one
+                # leaves REMOTE_CLOSING): hypercorn now replies with its code.
+                self._state = ConnectionState.REMOTE_CLOSING
+            yield event
+
+
+def _declining_extensions(accept: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(accept)
+    def accept_without_extensions(handshake: Any, *args: Any, **kwargs: Any) -> Any:
+        handshake.extensions = None  # as if the client had offered none
+        return accept(handshake, *args, **kwargs)
+
+    return accept_without_extensions

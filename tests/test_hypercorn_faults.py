@@ -1,0 +1,167 @@
+"""Faults in hypercorn that one client can trigger, held off by
+:mod:`quartchat.hypercorn_guard`: tried on the real ``hypercorn`` command
+(a process of its own, so a fault that ends it shows) and on the in-process
+server, whose hypercorn the same import guards."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trio
+from hypercorn.trio.tcp_server import TCPServer
+from trio_websocket import connect_websocket_url
+
+from chatclient import ChatClient
+from conftest import ROOT
+from quartchat.hypercorn_guard import guard_hypercorn
+
+#: Seconds the server gets to start, answer or stop: generous because the
+#: machine is shared; it bounds the test, it measures nothing.
+PATIENCE = 30
+#: What hypercorn prints once it listens, with the port it got.
+RUNNING = re.compile(r"Running on http://127\.0\.0\.1:(\d+)")
+
+
+@dataclass
+class Served:
+    process: trio.Process
+    port: int
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    """``hypercorn --config hypercorn.toml quartchat:app`` on a free port with
+    a temp database; yields once it says where it runs, kills it at the end."""
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log_file:
+        process = await trio.lowlevel.open_process(
+            [
+                *(str(Path(sys.executable).parent / "hypercorn"), "--config"),
+                *(str(ROOT / "hypercorn.toml"), "--bind", "127.0.0.1:0", "quartchat:app"),
+            ],
+            cwd=ROOT,
+            env={**os.environ, "QUARTCHAT_DB": str(tmp_path / "chat.db")},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its worker shares its group: the kill reaches both
+        )
+    try:
+        with trio.fail_after(PATIENCE):
+            while not (found := RUNNING.search(log_path.read_text())):
+                assert process.returncode is None, log_path.read_text()
+                await trio.sleep(0.05)
+        yield Served(process, int(found.group(1)))
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        with trio.move_on_after(PATIENCE):
+            await process.wait()
+
+
+def upgrade(port: int, extra: bytes = b"") -> bytes:
+    """A WebSocket upgrade request for /ws, up to (not including) its blank line."""
+    return (
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: Upgrade\r\n"
+        b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: bKdPyn3u98cTfZJSh4TNeQ==\r\n%s" % (port, extra)
+    )
+
+
+#: Packets that made hypercorn 0.18.0 exit (the first is pgjones/hypercorn
+#: #225): bytes before the 101 race hypercorn's 400 against the app's accept.
+KILLING_PACKETS = {
+    "bytes behind the upgrade": lambda port: upgrade(port) + b"\r\nxyz",
+    "an upgrade with a body": lambda port: upgrade(port, b"Content-Length: 3\r\n\r\nxyz"),
+    "a refused origin with bytes behind": lambda port: (
+        upgrade(port, b"Origin: http://elsewhere.example\r\n") + b"\r\nxyz"
+    ),
+    "two upgrades in one packet": lambda port: upgrade(port) + b"\r\n" + upgrade(port) + b"\r\n",
+    "an upgrade pipelined behind a request": lambda port: (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + upgrade(port) + b"\r\nxyz"
+    ),
+}
+
+
+async def http_status(port: int, path: str) -> bytes:
+    """The status line of ``GET path`` on a fresh connection."""
+    with trio.fail_after(PATIENCE):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+            answer = b""
+            while b"\r\n" not in answer and (chunk := await stream.receive_some()):
+                answer += chunk
+    return answer.split(b"\r\n")[0]
+
+
+async def send_and_wait_for_close(port: int, packet: bytes) -> None:
+    """Send ``packet``, then read until the server closes this connection."""
+    with trio.fail_after(PATIENCE):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(packet)
+            try:
+                while await stream.receive_some():
+                    pass
+            except trio.BrokenResourceError:
+                pass  # reset: closed as well
+
+
+async def chat_works(nursery: trio.Nursery, url: str, speaker: ChatClient | None = None) -> None:
+    """A message from ``speaker`` (or a new client) reaches a new listener."""
+    listener, _ = await ChatClient.join(nursery, url, nick="listener")
+    if speaker is None:
+        speaker, _ = await ChatClient.join(nursery, url, nick="speaker")
+    ack = await speaker.say("after-fault", "still here")
+    message = await listener.expect("message")
+    assert (message["id"], message["text"]) == (ack["id"], "still here")
+    for client in (listener, speaker):
+        await client.aclose()
+
+
+@pytest.mark.parametrize("packet", KILLING_PACKETS.values(), ids=KILLING_PACKETS.keys())
+async def test_one_packet_ends_only_its_own_connection(
+    served: Served, nursery: trio.Nursery, packet: object
+) -> None:
+    assert callable(packet)
+    await send_and_wait_for_close(served.port, packet(served.port))
+    assert await http_status(served.port, "/healthz") == b"HTTP/1.1 200 "
+    assert served.process.returncode is None
+    await chat_works(nursery, served.ws_url)
+
+
+async def test_a_browser_offering_deflate_gets_plain_frames_and_chats(
+    served: Served, nursery: trio.Nursery
+) -> None:
+    offer = [(b"Sec-WebSocket-Extensions", b"permessage-deflate; client_max_window_bits")]
+    with trio.fail_after(PATIENCE):
+        ws = await connect_websocket_url(nursery, served.ws_url, extra_headers=offer)
+    assert "sec-websocket-extensions" not in {
+        name.decode().lower() for name, _ in ws.handshake_headers
+    }
+    browser = ChatClient(ws)
+    await browser.hello(nick="browser")
+    await chat_works(nursery, served.ws_url, speaker=browser)
+
+
+def test_another_hypercorn_is_left_unpatched_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    run = TCPServer.run
+    with caplog.at_level(logging.WARNING, "quartchat.hypercorn_guard"):
+        assert not guard_hypercorn(("0.99.0", "1.3.2"))
+    assert TCPServer.run is run
+    assert "0.99.0/1.3.2" in caplog.text
+    assert "pgjones/hypercorn#225" in caplog.text
