@@ -1,19 +1,13 @@
 """Faults in hypercorn that one client can trigger, held off by
-:mod:`quartchat.hypercorn_guard`: tried on the real ``hypercorn`` command
-(a process of its own, so a fault that ends it shows) and on the in-process
-server, whose hypercorn the same import guards."""
+:mod:`quartchat.hypercorn_guard`: tried on the real ``hypercorn`` command,
+a process of its own, so a fault that ends it shows."""
 
 from __future__ import annotations
 
 import logging
-import os
-import re
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import trio
@@ -21,53 +15,27 @@ from hypercorn.trio.tcp_server import TCPServer
 from trio_websocket import connect_websocket_url
 
 from chatclient import ChatClient
-from conftest import ROOT
 from quartchat.hypercorn_guard import guard_hypercorn
-
-#: Seconds the server gets to start, answer or stop: generous because the
-#: machine is shared; it bounds the test, it measures nothing.
-PATIENCE = 30
-#: What hypercorn prints once it listens, with the port it got.
-RUNNING = re.compile(r"Running on http://127\.0\.0\.1:(\d+)")
-
-
-@dataclass
-class Served:
-    process: trio.Process
-    port: int
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+from served import HYPERCORN, PATIENCE, Served, Servers
 
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     """``hypercorn --config hypercorn.toml quartchat:app`` on a free port with
-    a temp database; yields once it says where it runs, kills it at the end."""
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log_file:
-        process = await trio.lowlevel.open_process(
-            [
-                *(str(Path(sys.executable).parent / "hypercorn"), "--config"),
-                *(str(ROOT / "hypercorn.toml"), "--bind", "127.0.0.1:0", "quartchat:app"),
-            ],
-            cwd=ROOT,
-            env={**os.environ, "QUARTCHAT_DB": str(tmp_path / "chat.db")},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its worker shares its group: the kill reaches both
-        )
-    try:
-        with trio.fail_after(PATIENCE):
-            while not (found := RUNNING.search(log_path.read_text())):
-                assert process.returncode is None, log_path.read_text()
-                await trio.sleep(0.05)
-        yield Served(process, int(found.group(1)))
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        with trio.move_on_after(PATIENCE):
-            await process.wait()
+    a temp database, killed at the end."""
+    async with trio.open_nursery() as nursery:
+        servers = Servers(nursery, tmp_path)
+        try:
+            yield await servers.start(HYPERCORN)
+        finally:
+            await servers.kill_all()
+            nursery.cancel_scope.cancel()
+
+
+def port_of(served: Served) -> int:
+    port = urlsplit(served.base_url).port
+    assert port is not None
+    return port
 
 
 def upgrade(port: int, extra: bytes = b"") -> bytes:
@@ -136,8 +104,9 @@ async def test_one_packet_ends_only_its_own_connection(
     served: Served, nursery: trio.Nursery, packet: object
 ) -> None:
     assert callable(packet)
-    await send_and_wait_for_close(served.port, packet(served.port))
-    assert await http_status(served.port, "/healthz") == b"HTTP/1.1 200 "
+    port = port_of(served)
+    await send_and_wait_for_close(port, packet(port))
+    assert await http_status(port, "/healthz") == b"HTTP/1.1 200 "
     assert served.process.returncode is None
     await chat_works(nursery, served.ws_url)
 
