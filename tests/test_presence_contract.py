@@ -8,7 +8,7 @@ across hosts.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -228,24 +228,31 @@ async def test_redis_away_is_unavailable_and_presence_recovers(
         board = RedisPresence(redis, PREFIX, worker_id="a", heartbeat_ttl=SHORT_TTL)
         await nursery.start(board.run)
         await board.connect("a.1", ALICE)
+        await board.connect("a.2", BOB)
+        assert await board.disconnect("a.2", BOB.id) is True  # bob's grace begins
         redis_server.stop()
-        calls: list[Callable[[], object]] = [
-            lambda: board.connect("a.2", BOB),
+        calls: list[Callable[[], Awaitable[object]]] = [
+            lambda: board.connect("a.3", CAROL),
             lambda: board.disconnect("a.1", ALICE.id),
+            lambda: board.depart_if_idle(BOB.id),  # bob's grace ends
             lambda: board.online(),
             lambda: board.rename(ALICE.id, "al"),
         ]
         for call in calls:
             with pytest.raises(Unavailable):
-                await call()  # type: ignore[misc]
+                await call()
         await trio.sleep(SHORT_TTL)  # heartbeats fail too, and must go on
         redis_server.start()
 
-        # alice's disconnect could not be stored; the board finishes it itself
-        # and reports her gone, so the hub can still say she left.
-        assert await next_departures(board) == [ALICE]
+        # alice's disconnect and bob's departure could not be stored; the board
+        # finishes them itself and reports both gone, so the hub can still
+        # announce their leave.
+        departed: list[User] = []
+        while len(departed) < 2:
+            departed += await next_departures(board)
+        assert sorted(departed, key=lambda user: user.id) == [ALICE, BOB]
         assert await board.online() == []
-        assert await board.connect("a.3", CAROL) == (CAROL, True)
+        assert await board.connect("a.4", CAROL) == (CAROL, True)
         nursery.cancel_scope.cancel()
 
 

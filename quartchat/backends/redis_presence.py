@@ -219,9 +219,11 @@ class RedisPresence:
         self._departed_send, self._departed_receive = trio.open_memory_channel[list[User]](
             DEPARTED_BUFFER
         )
-        #: Disconnects that Redis did not confirm, finished by ``run`` once
-        #: it is back (else the connection would count for ever).
+        #: Disconnects and departures that Redis did not confirm, finished by
+        #: ``run`` once it is back (else the connection would count, and the
+        #: user stay online, for ever).
         self._unfinished: dict[ConnId, str] = {}
+        self._undeparted: set[str] = set()
         #: When the heartbeat last started succeeding (None: failing now).
         self._healthy_since: float | None = None
 
@@ -265,7 +267,7 @@ class RedisPresence:
             if since is None:
                 continue
             try:
-                await self._finish_disconnects()
+                await self._finish_interrupted()
                 if trio.current_time() - since >= self.heartbeat_ttl:
                     await self._reap_dead_workers()
             except StoreError as exc:
@@ -287,17 +289,19 @@ class RedisPresence:
                 return
             await self._departed_send.send(gone)
 
-    async def _finish_disconnects(self) -> None:
+    async def _finish_interrupted(self) -> None:
         for conn, user_id in list(self._unfinished.items()):
             if await self.disconnect(conn, user_id):
-                user = await self.depart_if_idle(user_id)
-                if user is not None:
-                    await self._departed_send.send([user])
+                self._undeparted.add(user_id)
+        for user_id in list(self._undeparted):
+            user = await self.depart_if_idle(user_id)
+            if user is not None:
+                await self._departed_send.send([user])
 
     def departed(self) -> AsyncIterator[list[User]]:
         """Users this worker took offline on its own: those of dead workers,
-        and those whose last disconnect failed during an outage and was
-        finished once Redis was back."""
+        and those whose last disconnect or departure failed during an outage
+        and was finished once Redis was back."""
         return self._departed_receive
 
     # ----- the board -------------------------------------------------------------
@@ -336,10 +340,15 @@ class RedisPresence:
         return left == 1
 
     async def depart_if_idle(self, user_id: str) -> User | None:
-        with redis_errors("take a user offline"):
-            entry: object = await self._depart_if_idle(
-                keys=[self._users, self._nicks, self._counts, self._idle], args=[user_id]
-            )
+        try:
+            with redis_errors("take a user offline"):
+                entry: object = await self._depart_if_idle(
+                    keys=[self._users, self._nicks, self._counts, self._idle], args=[user_id]
+                )
+        except Unavailable:
+            self._undeparted.add(user_id)
+            raise
+        self._undeparted.discard(user_id)
         return None if entry is None else _user(user_id, str(entry))
 
     async def rename(self, user_id: str, nick: str) -> User | None:
