@@ -87,4 +87,3 @@ async def test_the_leave_comes_when_the_grace_ends(
     await clients.join(server, token=bob.welcome["token"])
     joined = await alice.expect("presence", ignore=ALL)
     assert joined["event"] == "join" and joined["user"]["id"] == bob.user["id"]
-

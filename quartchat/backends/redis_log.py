@@ -51,56 +51,88 @@ TAIL_BATCH = 1_000
 RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
 
-# Stores each draft of a batch: dedup, next id, XADD to the log and its
-# indexes; then trims to the retention bound. KEYS: last_id, log, pub, floor,
-# then per draft: dedup:<sender>, dm:<sender>, dm:<recipient>, dm:<a>:<b>.
+# Shared by the scripts that write messages: XADD one message to the log and
+# its index streams and record its dedup key. KEYS[k..k+3] are the message's
+# dedup:<sender>, dm:<sender>, dm:<recipient>, dm:<a>:<b>; ``touched``
+# collects the DM indexes written (for trimming).
+_PUT = """
+local function put(k, sid, m, ts, touched)
+  redis.call('XADD', KEYS[2], sid, 's', m[1], 'n', m[2], 'r', m[3], 'rn', m[4],
+             't', m[5], 'ts', ts, 'o', m[7])
+  if m[3] == '' then
+    redis.call('XADD', KEYS[3], sid, 'm', '')
+  else
+    for j = 1, 3 do
+      local key = KEYS[k + j]
+      if touched[key] ~= sid then  -- a note to oneself: dm:<me> only once
+        redis.call('XADD', key, sid, 'm', '')
+        touched[key] = sid
+      end
+    end
+  end
+  redis.call('HSET', KEYS[k], m[6], string.match(sid, '^(%d+)'))
+end
+"""
+
+# Stores each draft of a batch: dedup, next id, put; then trims to the
+# retention bound. KEYS: last_id, log, pub, floor, then 4 per draft (see put).
 # ARGV: max messages (0: all), then per draft: sender, nick, recipient ("" if
 # public), recipient nick, text, client offset, origin.
-_APPEND = """
-local last_key, log, pub, floor_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+_APPEND = (
+    _PUT
+    + """
+local log, pub = KEYS[2], KEYS[3]
 local keep = tonumber(ARGV[1])
 local now = redis.call('TIME')
 local ts = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
 local out, touched = {}, {}
-local n = (#ARGV - 1) / 7
-for i = 0, n - 1 do
-  local a, k = 2 + i * 7, 5 + i * 4
-  local sender, nick, rcpt, rnick = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local text, offset, origin = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-  local old = redis.call('HGET', KEYS[k], offset)
+for i = 0, (#ARGV - 1) / 7 - 1 do
+  local k = 5 + i * 4
+  local m = {unpack(ARGV, 2 + i * 7, 8 + i * 7)}
+  local old = redis.call('HGET', KEYS[k], m[6])
   if old then
     local found = redis.call('XRANGE', log, old .. '-0', old .. '-0')
     local fields = {}
     if #found > 0 then fields = found[1][2] end
     out[#out + 1] = {old, 1, fields}
   else
-    local id = redis.call('INCR', last_key)
-    local sid = id .. '-0'
-    redis.call('XADD', log, sid, 's', sender, 'n', nick, 'r', rcpt, 'rn', rnick,
-               't', text, 'ts', ts, 'o', origin)
-    if rcpt == '' then
-      redis.call('XADD', pub, sid, 'm', '')
-    else
-      for j = 1, 3 do
-        local key = KEYS[k + j]
-        if touched[key] ~= sid then  -- a note to oneself: dm:<me> only once
-          redis.call('XADD', key, sid, 'm', '')
-          touched[key] = sid
-        end
-      end
-    end
-    redis.call('HSET', KEYS[k], offset, id)
+    local id = redis.call('INCR', KEYS[1])
+    put(k, id .. '-0', m, ts, touched)
     out[#out + 1] = {id, 0, {'ts', ts}}
   end
 end
 if keep > 0 and redis.call('XTRIM', log, 'MAXLEN', '~', keep) > 0 then
   local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1][1]
-  redis.call('SET', floor_key, tonumber(string.match(first, '^(%d+)')) - 1)
+  redis.call('SET', KEYS[4], tonumber(string.match(first, '^(%d+)')) - 1)
   redis.call('XTRIM', pub, 'MINID', first)
   for key, _ in pairs(touched) do redis.call('XTRIM', key, 'MINID', first) end
 end
 return out
 """
+)
+
+# Copies committed messages with their own ids and times (a migration), in
+# id order, skipping those at or below last_id: re-running adds nothing.
+# KEYS as for _APPEND; ARGV per message: the draft's 7 values, id, ts.
+# Returns how many were added.
+_IMPORT = (
+    _PUT
+    + """
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local added, touched = 0, {}
+for i = 0, #ARGV / 9 - 1 do
+  local m = {unpack(ARGV, 1 + i * 9, 9 + i * 9)}
+  local id = tonumber(m[8])
+  if id > last then
+    put(5 + i * 4, m[8] .. '-0', m, m[9], touched)
+    last = id
+    added = added + 1
+  end
+end
+redis.call('SET', KEYS[1], last)
+return added
+"""
+)
 
 # The newest ``limit`` (+1, to tell whether more exist) message ids above
 # ARGV[1] and at or below ARGV[2] ('+' for no bound) in the index streams
@@ -127,15 +159,37 @@ table.sort(ids, function(x, y) return x > y end)
 local more = 0
 if #ids > limit then more = 1 end
 local out = {last, floor, more}
-for i = 1, math.min(#ids, limit) do
-  local sid = ids[i] .. '-0'
-  local found = redis.call('XRANGE', log, sid, sid)
-  if #found > 0 then
-    out[#out + 1] = sid
-    out[#out + 1] = found[1][2]
+local n = math.min(#ids, limit)
+if n > 0 and ids[1] - ids[n] < 2 * n then
+  -- mostly adjacent (the usual page): one range read, keeping the chosen
+  local chosen = {}
+  for i = 1, n do chosen[ids[i]] = true end
+  for _, entry in ipairs(redis.call('XREVRANGE', log, ids[1] .. '-0', ids[n] .. '-0')) do
+    if chosen[tonumber(string.match(entry[1], '^(%d+)'))] then
+      out[#out + 1] = entry[1]
+      out[#out + 1] = entry[2]
+    end
+  end
+else
+  -- scattered (a quiet conversation in a busy log): one lookup each
+  for i = 1, n do
+    local sid = ids[i] .. '-0'
+    local found = redis.call('XRANGE', log, sid, sid)
+    if #found > 0 then
+      out[#out + 1] = sid
+      out[#out + 1] = found[1][2]
+    end
   end
 end
 return out
+"""
+
+# KEYS: user:<id>, token:<hash>; ARGV: id, nick, token hash, created.
+_IMPORT_USER = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'nick', ARGV[2], 'token_hash', ARGV[3], 'created', ARGV[4])
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
 """
 
 _SET_NICK = """
@@ -152,6 +206,8 @@ class RedisLog:
         self._prefix = prefix
         self._max_messages = max_messages
         self._append_script = self._redis.register_script(_APPEND)
+        self._import_script = self._redis.register_script(_IMPORT)
+        self._import_user_script = self._redis.register_script(_IMPORT_USER)
         self._page_script = self._redis.register_script(_PAGE)
         self._set_nick_script = self._redis.register_script(_SET_NICK)
         self._closing = False
@@ -206,9 +262,35 @@ class RedisLog:
         storable = [i for i, d in enumerate(drafts) if _encodable(d)]
         if not storable:
             return out
+        keys, args = self._writing([drafts[i] for i in storable])
+        with self._call("store messages"):
+            results: list[Any] = await self._append_script(
+                keys=keys, args=[self._max_messages, *args]
+            )
+        for i, result in zip(storable, results, strict=True):
+            out[i] = _posted(drafts[i], result)
+        return out
+
+    async def import_messages(self, messages: Sequence[tuple[Message, str]]) -> int:
+        """Copy committed messages (each with its ``client_offset``), ids and
+        times kept, in id order; those at or below the last id are skipped,
+        so copying again adds nothing. Returns how many were added."""
+        drafts = [Draft(m.sender, offset, m.text, m.recipient) for m, offset in messages]
+        keys, args = self._writing(drafts)
+        per_message = len(args) // max(len(drafts), 1)
+        with_ids: list[str] = []
+        for i, (message, _) in enumerate(messages):
+            with_ids += [*args[i * per_message : (i + 1) * per_message], str(message.id)]
+            with_ids.append(str(message.ts))
+        with self._call("import messages"):
+            added: Any = await self._import_script(keys=keys, args=with_ids)
+        return int(added)
+
+    def _writing(self, drafts: Sequence[Draft]) -> tuple[list[str], list[str]]:
+        """KEYS and ARGV for the scripts that write these drafts (see ``put``)."""
         keys = [self._key("last_id"), self._key("log"), self._key("pub"), self._key("floor")]
-        args: list[str | int] = [self._max_messages]
-        for d in (drafts[i] for i in storable):
+        args: list[str] = []
+        for d in drafts:
             to = d.recipient
             keys.append(self._key("dedup", d.sender.id))
             if to is None:
@@ -226,11 +308,7 @@ class RedisLog:
                 d.client_offset,
                 d.origin,
             ]
-        with self._call("store messages"):
-            results: list[Any] = await self._append_script(keys=keys, args=args)
-        for i, result in zip(storable, results, strict=True):
-            out[i] = _posted(drafts[i], result)
-        return out
+        return keys, args
 
     async def _page(
         self, indexes: list[str], above: int, at_most: int | None, limit: int
@@ -322,6 +400,27 @@ class RedisLog:
         with self._call("find a user"):
             nick = await self._redis.hget(self._key("user", user_id), "nick")
         return None if nick is None else User(user_id, nick)
+
+    async def import_user(self, user: User, token_hash: str, created: int) -> bool:
+        """Copy an identity kept elsewhere (its token only as its hash);
+        False, and nothing changed, when Redis already knows the user."""
+        keys = [self._key("user", user.id), self._key("token", token_hash)]
+        with self._call("import a user"):
+            fresh: Any = await self._import_user_script(
+                keys=keys, args=[user.id, user.nick, token_hash, created]
+            )
+        return bool(fresh)
+
+    async def adopt_epoch(self, epoch: str) -> None:
+        """Take another log's epoch, so its clients' cursors stay valid here;
+        refused once this log holds messages under a different epoch."""
+        if epoch == self.epoch:
+            return
+        if await self.last_id():
+            raise StoreError(f"Redis already holds a different chat (epoch {self.epoch})")
+        with self._call("set the epoch"):
+            await self._redis.set(self._key("epoch"), epoch)
+        self.epoch = epoch
 
     async def set_nick(self, user_id: str, nick: str) -> None:
         with self._call("change a nick"):
