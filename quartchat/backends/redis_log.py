@@ -8,12 +8,16 @@ Keys (each under the configured prefix):
 ``last_id``
     The newest id given out (``INCR``): ids increase in commit order across
     all workers because one Lua script both takes the id and appends.
-``pub``, ``dm:<user>``, ``dm:<a>:<b>``
-    Index streams holding only ids (a few bytes an entry): public messages,
-    the private messages a user sent or received, and one private
-    conversation. A page for a viewer merges the newest ids of ``pub`` and
-    ``dm:<viewer>`` (or reads one ``dm:<a>:<b>``) and fetches just those
-    messages, so its cost does not grow with the log.
+``pub``
+    A Stream of the public messages' ids only (about 16 bytes an entry).
+``dm:<user>``, ``dm:<a>:<b>``
+    Sorted sets of message ids (score = id): the private messages a user
+    sent or received, and one private conversation. Sorted sets, not
+    streams: a small one costs ~100 bytes, where a stream reserves 4 KiB.
+
+A page for a viewer merges the newest ids of ``pub`` and ``dm:<viewer>``
+(or reads one ``dm:<a>:<b>``) and fetches just those messages, so its cost
+does not grow with the log.
 ``dedup:<user>``
     A hash from a sender's ``client_offset`` to the message id it got.
 ``floor``
@@ -57,6 +61,7 @@ RETRY_MAX = 2.0
 # collects the DM indexes written (for trimming).
 _PUT = """
 local function put(k, sid, m, ts, touched)
+  local id = string.match(sid, '^(%d+)')
   redis.call('XADD', KEYS[2], sid, 's', m[1], 'n', m[2], 'r', m[3], 'rn', m[4],
              't', m[5], 'ts', ts, 'o', m[7])
   if m[3] == '' then
@@ -65,12 +70,12 @@ local function put(k, sid, m, ts, touched)
     for j = 1, 3 do
       local key = KEYS[k + j]
       if touched[key] ~= sid then  -- a note to oneself: dm:<me> only once
-        redis.call('XADD', key, sid, 'm', '')
+        redis.call('ZADD', key, id, id)
         touched[key] = sid
       end
     end
   end
-  redis.call('HSET', KEYS[k], m[6], string.match(sid, '^(%d+)'))
+  redis.call('HSET', KEYS[k], m[6], id)
 end
 """
 
@@ -105,7 +110,8 @@ if keep > 0 and redis.call('XTRIM', log, 'MAXLEN', '~', keep) > 0 then
   local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1][1]
   redis.call('SET', KEYS[4], tonumber(string.match(first, '^(%d+)')) - 1)
   redis.call('XTRIM', pub, 'MINID', first)
-  for key, _ in pairs(touched) do redis.call('XTRIM', key, 'MINID', first) end
+  local below = '(' .. string.match(first, '^(%d+)')
+  for key, _ in pairs(touched) do redis.call('ZREMRANGEBYSCORE', key, '-inf', below) end
 end
 return out
 """
@@ -135,8 +141,9 @@ return added
 )
 
 # The newest ``limit`` (+1, to tell whether more exist) message ids above
-# ARGV[1] and at or below ARGV[2] ('+' for no bound) in the index streams
-# KEYS[4..], merged, and those messages. KEYS: log, floor, last_id, index....
+# ARGV[1] and at or below ARGV[2] ('+' for no bound) in the indexes, merged,
+# and those messages. KEYS: log, floor, last_id, then pub and dm:<viewer>
+# (ARGV[4] = 'pub') or one dm:<a>:<b> (ARGV[4] = '').
 # Returns {last_id, floor, more, id1, fields1, id2, fields2, ...}, newest first.
 _PAGE = """
 local log = KEYS[1]
@@ -149,10 +156,15 @@ local ids = {}
 if hi == '+' or tonumber(hi) >= lo then
   local top = hi
   if hi ~= '+' then top = hi .. '-0' end
-  for s = 4, #KEYS do
-    for _, entry in ipairs(redis.call('XREVRANGE', KEYS[s], top, lo .. '-0', 'COUNT', limit + 1)) do
+  if ARGV[4] == 'pub' then
+    for _, entry in ipairs(redis.call('XREVRANGE', KEYS[4], top, lo .. '-0', 'COUNT', limit + 1)) do
       ids[#ids + 1] = tonumber(string.match(entry[1], '^(%d+)'))
     end
+  end
+  local zhi = hi == '+' and '+inf' or hi
+  local dms = redis.call('ZREVRANGEBYSCORE', KEYS[#KEYS], zhi, lo, 'LIMIT', 0, limit + 1)
+  for _, id in ipairs(dms) do
+    ids[#ids + 1] = tonumber(id)
   end
 end
 table.sort(ids, function(x, y) return x > y end)
@@ -318,7 +330,9 @@ class RedisLog:
         keys = [self._key("log"), self._key("floor"), self._key("last_id"), *indexes]
         top = "+" if at_most is None else str(at_most)
         with self._call("read messages"):
-            reply: list[Any] = await self._page_script(keys=keys, args=[above, top, limit])
+            reply: list[Any] = await self._page_script(
+                keys=keys, args=[above, top, limit, "pub" if len(indexes) == 2 else ""]
+            )
         last, floor, more = int(reply[0]), int(reply[1]), bool(int(reply[2]))
         pairs = zip(reply[3::2], reply[4::2], strict=True)
         messages = [_message(sid, _fields(flat)) for sid, flat in pairs]
