@@ -11,7 +11,8 @@ through :class:`quartchat.backends.redis_log.RedisLog` in batches, unless the
 log under ``--prefix`` already has them; reports Redis's ``used_memory``
 growth per message and ``MEMORY USAGE`` of the keys; then times ``--runs``
 calls of each kind of page, as a client sees them (round trip and decoding
-included) and as Redis spent them (``INFO commandstats``: the page script).
+included, and the client process's CPU time per page, which a busy machine
+inflates less than wall time) and as Redis spent them (``INFO commandstats``).
 Progress goes to stderr, figures to stdout.
 """
 
@@ -52,13 +53,18 @@ async def fill(log: RedisLog, users: list[User], count: int, rng: random.Random)
 
 async def timed(runs: int, call: Callable[[], Awaitable[object]]) -> str:
     samples = []
+    cpu = time.process_time()
     for _ in range(runs):
         start = time.perf_counter()
         await call()
         samples.append((time.perf_counter() - start) * 1000)
+    cpu_each = (time.process_time() - cpu) / runs * 1000
     samples.sort()
     p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-    return f"p50 {statistics.median(samples):.2f} ms, p99 {p99:.2f} ms, max {samples[-1]:.2f} ms"
+    return (
+        f"p50 {statistics.median(samples):.2f} ms, p99 {p99:.2f} ms, max {samples[-1]:.2f} ms"
+        f" (client CPU {cpu_each:.2f} ms)"
+    )
 
 
 async def main(args: argparse.Namespace) -> None:

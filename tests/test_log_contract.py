@@ -19,6 +19,7 @@ import trio
 
 from quartchat.backends import sqlite_log
 from quartchat.backends.base import Committed, MessageLog
+from quartchat.backends.redis_client import redis_client
 from quartchat.backends.redis_log import RedisLog
 from quartchat.backends.sqlite_log import SqliteLog
 from quartchat.errors import StoreError, Unavailable
@@ -395,7 +396,7 @@ async def test_while_redis_is_down_calls_fail_as_unavailable_and_store_nothing(
 
 
 async def test_a_trimmed_log_says_older_cursors_are_incomplete_and_history_ends(
-    redis_log: Callable[..., Awaitable[RedisLog]],
+    redis_server: RedisServer, redis_log: Callable[..., Awaitable[RedisLog]]
 ) -> None:
     log = await redis_log(max_messages=50)
     alice, bob = await users(log, "alice", "bob")
@@ -408,7 +409,7 @@ async def test_a_trimmed_log_says_older_cursors_are_incomplete_and_history_ends(
         )
     everything, more = await log.history(alice.id, None, 500, None)
     assert not more
-    assert 50 <= len(everything) < 400  # approximate trimming keeps at least the bound
+    assert 50 <= len(everything) < 150  # trimmed in steps of 100 past the bound
     oldest = everything[0].id
     assert [m.id for m in everything] == list(range(oldest, 401))
     thread, more = await log.history(bob.id, None, 500, alice.id)
@@ -419,3 +420,8 @@ async def test_a_trimmed_log_says_older_cursors_are_incomplete_and_history_ends(
     assert [m.id for m in stale.messages] == [m.id for m in everything]
     fresh = await log.read_after(alice.id, 390, 500)
     assert fresh.complete and len(fresh.messages) == 10
+    # What a trimmed message cost is freed too: its dedup entry and indexes.
+    async with redis_client(redis_server.url) as redis:
+        assert await redis.hlen(f"test:dedup:{alice.id}") == len(everything)
+        assert await redis.xlen("test:pub") == len(everything) - len(thread)
+        assert await redis.zcard(f"test:dm:{bob.id}") == len(thread)

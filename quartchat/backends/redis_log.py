@@ -19,7 +19,8 @@ A page for a viewer merges the newest ids of ``pub`` and ``dm:<viewer>``
 (or reads one ``dm:<a>:<b>``) and fetches just those messages, so its cost
 does not grow with the log.
 ``dedup:<user>``
-    A hash from a sender's ``client_offset`` to the message id it got.
+    A hash from a sender's ``client_offset`` to the message id it got
+    (retention removes a trimmed message's entry with it).
 ``floor``
     The newest id trimmed away by retention (absent: nothing trimmed).
 ``user:<id>``, ``token:<sha256>``, ``epoch``
@@ -55,64 +56,91 @@ TAIL_BATCH = 1_000
 RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
 
-# Shared by the scripts that write messages: XADD one message to the log and
-# its index streams and record its dedup key. KEYS[k..k+3] are the message's
-# dedup:<sender>, dm:<sender>, dm:<recipient>, dm:<a>:<b>; ``touched``
-# collects the DM indexes written (for trimming).
+# Shared by the scripts that write messages: XADD one message (its client
+# offset too, field 'c', so trimming can drop its dedup entry) to the log, its
+# id to its indexes, and its dedup entry. KEYS[k..k+3] are the message's
+# dedup:<sender>, dm:<sender>, dm:<recipient>, dm:<a>:<b>.
 _PUT = """
-local function put(k, sid, m, ts, touched)
+local function put(k, sid, m, ts)
   local id = string.match(sid, '^(%d+)')
   redis.call('XADD', KEYS[2], sid, 's', m[1], 'n', m[2], 'r', m[3], 'rn', m[4],
-             't', m[5], 'ts', ts, 'o', m[7])
+             't', m[5], 'ts', ts, 'o', m[7], 'c', m[6])
   if m[3] == '' then
     redis.call('XADD', KEYS[3], sid, 'm', '')
   else
-    for j = 1, 3 do
-      local key = KEYS[k + j]
-      if touched[key] ~= sid then  -- a note to oneself: dm:<me> only once
-        redis.call('ZADD', key, id, id)
-        touched[key] = sid
-      end
-    end
+    for j = 1, 3 do redis.call('ZADD', KEYS[k + j], id, id) end
   end
   redis.call('HSET', KEYS[k], m[6], id)
 end
 """
 
+# Retention: once the log holds 100 or more messages past ``keep``, drop the
+# oldest (at most 1000 a call, so a newly set bound converges without one
+# long stall) with their index and dedup entries, and raise the floor. The
+# dropped messages' own keys are built from ``prefix``: undeclared keys, fine
+# on one Redis (not on a Redis Cluster).
+_TRIM = """
+local function ordered(a, b)  -- byte order, as Python's sorted() on the ids
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then
+      if x < y then return a, b end
+      return b, a
+    end
+  end
+  if #a <= #b then return a, b end
+  return b, a
+end
+local function trim(keep, prefix)
+  local excess = redis.call('XLEN', KEYS[2]) - keep
+  if keep == 0 or excess < 100 then return end
+  local gone
+  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', math.min(excess, 1000))) do
+    local f = {}
+    for j = 1, #e[2], 2 do f[e[2][j]] = e[2][j + 1] end
+    gone = string.match(e[1], '^(%d+)')
+    redis.call('HDEL', prefix .. 'dedup:' .. f.s, f.c)
+    if f.r ~= '' then
+      local a, b = ordered(f.s, f.r)
+      redis.call('ZREM', prefix .. 'dm:' .. f.s, gone)
+      redis.call('ZREM', prefix .. 'dm:' .. f.r, gone)
+      redis.call('ZREM', prefix .. 'dm:' .. a .. ':' .. b, gone)
+    end
+  end
+  local first = (tonumber(gone) + 1) .. '-0'
+  redis.call('XTRIM', KEYS[2], 'MINID', first)
+  redis.call('XTRIM', KEYS[3], 'MINID', first)
+  redis.call('SET', KEYS[4], gone)
+end
+"""
+
 # Stores each draft of a batch: dedup, next id, put; then trims to the
 # retention bound. KEYS: last_id, log, pub, floor, then 4 per draft (see put).
-# ARGV: max messages (0: all), then per draft: sender, nick, recipient ("" if
-# public), recipient nick, text, client offset, origin.
+# ARGV: max messages (0: all), key prefix, then per draft: sender, nick,
+# recipient ("" if public), recipient nick, text, client offset, origin.
 _APPEND = (
     _PUT
+    + _TRIM
     + """
-local log, pub = KEYS[2], KEYS[3]
-local keep = tonumber(ARGV[1])
 local now = redis.call('TIME')
 local ts = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
-local out, touched = {}, {}
-for i = 0, (#ARGV - 1) / 7 - 1 do
+local out = {}
+for i = 0, (#ARGV - 2) / 7 - 1 do
   local k = 5 + i * 4
-  local m = {unpack(ARGV, 2 + i * 7, 8 + i * 7)}
+  local m = {unpack(ARGV, 3 + i * 7, 9 + i * 7)}
   local old = redis.call('HGET', KEYS[k], m[6])
   if old then
-    local found = redis.call('XRANGE', log, old .. '-0', old .. '-0')
+    local found = redis.call('XRANGE', KEYS[2], old .. '-0', old .. '-0')
     local fields = {}
     if #found > 0 then fields = found[1][2] end
     out[#out + 1] = {old, 1, fields}
   else
     local id = redis.call('INCR', KEYS[1])
-    put(k, id .. '-0', m, ts, touched)
+    put(k, id .. '-0', m, ts)
     out[#out + 1] = {id, 0, {'ts', ts}}
   end
 end
-if keep > 0 and redis.call('XTRIM', log, 'MAXLEN', '~', keep) > 0 then
-  local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1][1]
-  redis.call('SET', KEYS[4], tonumber(string.match(first, '^(%d+)')) - 1)
-  redis.call('XTRIM', pub, 'MINID', first)
-  local below = '(' .. string.match(first, '^(%d+)')
-  for key, _ in pairs(touched) do redis.call('ZREMRANGEBYSCORE', key, '-inf', below) end
-end
+trim(tonumber(ARGV[1]), ARGV[2])
 return out
 """
 )
@@ -125,12 +153,12 @@ _IMPORT = (
     _PUT
     + """
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local added, touched = 0, {}
+local added = 0
 for i = 0, #ARGV / 9 - 1 do
   local m = {unpack(ARGV, 1 + i * 9, 9 + i * 9)}
   local id = tonumber(m[8])
   if id > last then
-    put(5 + i * 4, m[8] .. '-0', m, m[9], touched)
+    put(5 + i * 4, m[8] .. '-0', m, m[9])
     last = id
     added = added + 1
   end
@@ -277,7 +305,7 @@ class RedisLog:
         keys, args = self._writing([drafts[i] for i in storable])
         with self._call("store messages"):
             results: list[Any] = await self._append_script(
-                keys=keys, args=[self._max_messages, *args]
+                keys=keys, args=[self._max_messages, self._prefix, *args]
             )
         for i, result in zip(storable, results, strict=True):
             out[i] = _posted(drafts[i], result)
