@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +29,7 @@ from .session import Session
 from .store import AsyncStore
 
 HUB_KEY = "quartchat.hub"
+SESSIONS_KEY = "quartchat.sessions"
 
 #: Objects allocated (net) between young-generation collections. Python's
 #: default, 700, makes a server with many live connections run frequent
@@ -102,11 +105,51 @@ def security_headers(host: str | None) -> dict[str, str]:
     }
 
 
+class OpenSessions:
+    """The chat sockets being served, so that a stopping server can end them
+    all at once (1001) instead of when hypercorn's grace period runs out."""
+
+    def __init__(self) -> None:
+        self._sessions: set[Session] = set()
+        self._stopping = False
+        self._all_ended = trio.Event()
+
+    @contextmanager
+    def serving(self, session: Session) -> Iterator[None]:
+        self._sessions.add(session)
+        if self._stopping:  # opened after the stop began: ends at once
+            session.shut_down()
+        try:
+            yield
+        finally:
+            self._sessions.discard(session)
+            if self._stopping and not self._sessions:
+                self._all_ended.set()
+
+    async def shut_down(self) -> None:
+        """End every session with 1001, and any that opens from now on;
+        return once all have ended (each bounds its own close)."""
+        self._stopping = True
+        for session in self._sessions:
+            session.shut_down()
+        if self._sessions:
+            await self._all_ended.wait()
+
+
+async def close_sessions(app: QuartTrio) -> None:
+    """The server is stopping: close every chat socket now with 1001 (and any
+    opened from here on as soon as it opens), and wait until they have all
+    closed. Nothing acked is lost: every ack follows its commit."""
+    sessions: OpenSessions = app.extensions[SESSIONS_KEY]
+    await sessions.shut_down()
+
+
 def create_app(settings: Settings | None = None) -> QuartTrio:
     settings = settings if settings is not None else Settings.from_env()
     app = QuartTrio(__name__, static_folder=str(settings.static_dir), static_url_path="/static")
     # Connections are all closed when the lifespan ends; the hub can stop at once.
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None
+    sessions = app.extensions[SESSIONS_KEY] = OpenSessions()
 
     def hub() -> Hub:
         found: Hub = app.extensions[HUB_KEY]
@@ -161,8 +204,9 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         await websocket.accept()
         client = websocket.scope.get("client")  # (host, port), when the server knows it
         address = None if client is None else str(client[0])
-        with hub().metrics.connections_open.track_inprogress():
-            await Session(hub(), QuartTransport(websocket_ctx.websocket), address).serve()
+        session = Session(hub(), QuartTransport(websocket_ctx.websocket), address)
+        with hub().metrics.connections_open.track_inprogress(), sessions.serving(session):
+            await session.serve()
         return None
 
     return app

@@ -218,6 +218,11 @@ class Session:
         self.hub.metrics.errors.labels(exc.code).inc()
         return error_frame(exc)
 
+    def shut_down(self) -> None:
+        """End the connection now with 1001: the server is stopping. Safe at
+        any point of the session's life, before ``serve`` included."""
+        self._cut(CloseConnection(GOING_AWAY, "server shutting down"))
+
     def _cut(self, close: CloseConnection) -> None:
         if self._close is None:
             self._close = close

@@ -35,7 +35,7 @@ QUARTCHAT = [sys.executable, "-m", "quartchat", "--bind", "127.0.0.1:0"]
 #: generous, because the machine is shared (this bounds, it measures nothing).
 PATIENCE = 30
 
-_RUNNING = re.compile(r"Running on (http://\S+)")
+_RUNNING = re.compile(r"\[(\d+)\] \[INFO\] Running on (http://\S+)")
 
 
 @dataclass
@@ -71,8 +71,12 @@ class Served:
         self.output.append(line)
         found = _RUNNING.search(line)
         if found and not self._running.is_set():
-            self.base_url = found.group(1)
+            self.base_url = found.group(2)
             self._running.set()
+
+    def serving_pids(self) -> list[int]:
+        """The process id of each worker that said it runs."""
+        return [int(found.group(1)) for line in self.output if (found := _RUNNING.search(line))]
 
     async def wait_running(self) -> None:
         """Return once the server says where it runs; fail if it exits first."""
@@ -90,10 +94,11 @@ class Served:
 
     async def wait_exit(self) -> int:
         """The exit status, once the process ended and all its output is read."""
-        with trio.fail_after(PATIENCE):
+        with trio.move_on_after(PATIENCE):
             status = await self.process.wait()
             await self._ended.wait()
-        return status
+            return status
+        raise AssertionError(f"still running after {PATIENCE} s:\n{self.text}")
 
     async def stop(self, sig: int = signal.SIGTERM, pid: int | None = None) -> int:
         """Send ``sig`` (to ``pid``, by default the process itself); return its status."""

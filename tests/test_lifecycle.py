@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sqlite3
@@ -11,9 +12,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from chatclient import ChatClient
+from chatclient import NOISE, ChatClient
 from quartchat.store import Store
-from served import HYPERCORN, Servers
+from served import HYPERCORN, PATIENCE, QUARTCHAT, ROOT, Servers
 
 
 @pytest.fixture
@@ -64,3 +65,101 @@ def test_opening_an_up_to_date_database_writes_nothing_to_it(tmp_path: Path) -> 
     store.close()
 
     assert path.stat().st_mtime_ns == written
+
+
+async def join_many(nursery: trio.Nursery, url: str, count: int) -> list[ChatClient]:
+    clients = []
+    for _ in range(count):
+        client, _ = await ChatClient.join(nursery, url)
+        clients.append(client)
+    return clients
+
+
+async def collect_close_codes(clients: list[ChatClient], codes: list[int | None]) -> None:
+    """Read every client to its close, appending the codes in the clients' order."""
+    found: list[int | None] = [None] * len(clients)
+
+    async def read(index: int) -> None:
+        found[index] = await clients[index].close_code(within=PATIENCE)
+
+    async with trio.open_nursery() as nursery:
+        for index in range(len(clients)):
+            nursery.start_soon(read, index)
+    codes.extend(found)
+
+
+@pytest.mark.parametrize(
+    ("workers", "signalled"),
+    [(1, "the server"), (2, "one worker")],
+)
+async def test_a_stop_closes_every_socket_with_1001_and_keeps_every_acked_message(
+    servers: Servers, tmp_path: Path, nursery: trio.Nursery, workers: int, signalled: str
+) -> None:
+    server = await servers.start([*QUARTCHAT, "--workers", str(workers)])
+    clients = await join_many(nursery, server.ws_url, 100)
+    acked = []
+    for number, client in enumerate(clients[:10]):
+        for text in ("a", "b", "c"):
+            await client.send(type="send", client_offset=f"{number}{text}", text=text)
+            ack = await client.expect("ack", ignore=NOISE | {"message"})
+            acked.append(ack["id"])
+
+    codes: list[int | None] = []
+    async with trio.open_nursery() as waiting:
+        waiting.start_soon(collect_close_codes, clients, codes)
+        pid = server.serving_pids()[0] if signalled == "one worker" else None
+        assert await server.stop(signal.SIGTERM, pid=pid) == 0
+
+    assert codes == [1001] * len(clients)
+    for client in clients:
+        await client.aclose()
+    assert stored_ids(servers.db_path, tmp_path) == sorted(acked)
+
+
+def read_only_database(folder: Path) -> Path:
+    """An up-to-date database file that cannot be written."""
+    path = folder / "chat.db"
+    Store(path).close()
+    path.chmod(0o444)
+    return path
+
+
+def without_root_override(command: list[str]) -> list[str]:
+    """``command``, run so that file permissions bind it: root, unless it
+    drops the capabilities that let it write a read-only file, writes anyway."""
+    if os.geteuid() != 0:
+        return command
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", *command]
+
+
+@pytest.mark.parametrize(
+    ("setting", "cause"),
+    [
+        ("QUARTCHAT_BACKLOG=abc", "QUARTCHAT_BACKLOG='abc': invalid literal"),
+        ("QUARTCHAT_DB={folder}/no/such/folder/chat.db", "cannot open database"),
+        ("read-only database", "attempt to write a readonly database"),
+    ],
+)
+async def test_a_start_up_error_is_one_line_naming_its_cause_and_a_failure_status(
+    servers: Servers, tmp_path: Path, setting: str, cause: str
+) -> None:
+    command, env = QUARTCHAT, {}
+    if setting == "read-only database":
+        command = without_root_override(QUARTCHAT)
+        env["QUARTCHAT_DB"] = str(read_only_database(tmp_path))
+    else:
+        name, value = setting.format(folder=tmp_path).split("=", 1)
+        env[name] = value
+
+    server = await servers.launch(command, env=env)
+
+    assert await server.wait_exit() == 2
+    assert len(server.output) == 1, server.text
+    assert server.output[0].startswith("quartchat: ")
+    assert cause in server.output[0]
+
+
+def test_the_documented_hypercorn_settings_are_the_shipped_ones() -> None:
+    """``hypercorn --config hypercorn.toml`` and ``quartchat`` run alike."""
+    shipped = ROOT / "quartchat" / "hypercorn.toml"
+    assert (ROOT / "hypercorn.toml").read_text() == shipped.read_text()

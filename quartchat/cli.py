@@ -1,0 +1,186 @@
+"""``quartchat`` (and ``python -m quartchat``): serve the chat with its own settings.
+
+The same server as ``hypercorn --config hypercorn.toml quartchat:app``, with
+hypercorn's settings read from the package, plus what a service needs:
+
+- The settings, the database and the address are checked before anything
+  listens: a bad one prints one line naming the cause, and the exit status
+  is 2, so a supervisor flags it.
+- Logging is configured once, here, not by the app.
+- A stop is prompt: SIGINT or SIGTERM, sent to the main process or to any
+  worker (systemd signals every process of a service), closes every chat
+  socket with 1001 at once; hypercorn then finishes and the store
+  checkpoints and closes.
+
+With ``--workers 1`` (the default) the server is this one process. With
+more, this process owns the listening sockets and runs that many worker
+processes; a stop reaches all of them, and when one worker ends the others
+are stopped too, so a supervisor sees the service end and restarts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import signal
+import sys
+from functools import partial
+from importlib import resources
+from multiprocessing.connection import wait
+from multiprocessing.synchronize import Event
+
+import trio
+from hypercorn.config import Config, Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+from quart_trio import QuartTrio
+
+from .app import close_sessions, create_app
+from .config import Settings
+from .errors import ConfigError, StoreError
+from .store import Store
+
+#: Exit status when a setting, the database or the address cannot be used.
+BAD_START = 2
+#: hypercorn's own log line layout, so every line looks alike.
+LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
+LOG_DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"
+#: Seconds between a worker's looks at the main process's stop event.
+STOP_POLL_INTERVAL = 0.1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check everything, then serve until stopped; the exit status."""
+    args = _parser().parse_args(argv)
+    configure_logging()
+    config = hypercorn_config(args.bind)
+    try:
+        settings = Settings.from_env()
+        Store(settings.db_path).close()  # creates or migrates it now, or says why not
+    except (ConfigError, StoreError) as exc:
+        return _bad_start(str(exc))
+    try:
+        sockets = config.create_sockets()
+    except OSError as exc:
+        return _bad_start(f"cannot listen on {' '.join(config.bind)}: {exc.strerror}")
+    if args.workers == 1:
+        return serve(create_app(settings), config, sockets)
+    return _supervise(config, sockets, args.workers)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quartchat",
+        description="Serve the chat (settings: QUARTCHAT_* variables, see the README).",
+    )
+    parser.add_argument(
+        "-b",
+        "--bind",
+        action="append",
+        metavar="HOST:PORT",
+        help="address to listen on; repeat for several (default 127.0.0.1:8000)",
+    )
+    parser.add_argument(
+        "-w",
+        "--workers",
+        type=_worker_count,
+        default=1,
+        help="worker processes (default 1: one process serves everything)",
+    )
+    return parser
+
+
+def _worker_count(raw: str) -> int:
+    count = int(raw)
+    if count < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return count
+
+
+def _bad_start(cause: str) -> int:
+    print(f"quartchat: {cause}", file=sys.stderr)
+    return BAD_START
+
+
+def configure_logging() -> None:
+    """INFO and up to stderr, hypercorn's lines included, each line once."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT)
+
+
+def hypercorn_config(bind: list[str] | None = None) -> Config:
+    """The package's hypercorn.toml, listening on ``bind`` when given."""
+    with resources.as_file(resources.files(__package__) / "hypercorn.toml") as path:
+        config = Config.from_toml(path)
+    if bind:
+        config.bind = bind
+    # A logger (not "-") makes hypercorn log through the root handler above
+    # instead of adding a handler of its own.
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+def serve(app: QuartTrio, config: Config, sockets: Sockets, stop: Event | None = None) -> int:
+    """Serve ``app`` in this process until SIGINT, SIGTERM or ``stop``; the exit status."""
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+        sock.listen(config.backlog)
+    trigger = partial(_until_stopped, app, stop)
+    try:
+        asgi = wrap_app(app, config.wsgi_max_body_size, "asgi")
+        trio.run(partial(worker_serve, asgi, config, sockets=sockets, shutdown_trigger=trigger))
+    except KeyboardInterrupt:  # a second Ctrl+C during the stop: stop at once
+        return 130
+    return 0
+
+
+async def _until_stopped(app: QuartTrio, stop: Event | None) -> None:
+    """hypercorn's shutdown trigger. Before it returns (and hypercorn stops
+    accepting, then gives what is left ``graceful_timeout`` to finish) every
+    chat socket is closed with 1001."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            if stop is not None:
+                nursery.start_soon(_until_set, stop, nursery.cancel_scope)
+            async for _ in signals:
+                break
+            nursery.cancel_scope.cancel()
+    # The receiver is closed: a second signal now has its usual, abrupt effect.
+    await close_sessions(app)
+
+
+async def _until_set(stop: Event, scope: trio.CancelScope) -> None:
+    # Polled, not waited on in a thread: a process that ends while one of its
+    # threads waits on a multiprocessing Event leaves the Event's condition
+    # counting a sleeper that never wakes, and ``stop.set()`` then hangs.
+    while not stop.is_set():  # noqa: ASYNC110
+        await trio.sleep(STOP_POLL_INTERVAL)
+    scope.cancel()
+
+
+def _supervise(config: Config, sockets: Sockets, workers: int) -> int:
+    """Run ``workers`` processes on the shared sockets until a stop or until one ends."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    # Ignored SIGINT is inherited: a Ctrl+C cannot kill a worker half-started.
+    # Once serving, each worker listens for SIGINT and SIGTERM itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    processes = [
+        context.Process(target=_worker_process, args=(config, sockets, stop), daemon=False)
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    wait([process.sentinel for process in processes])  # a stop ends them all
+    stop.set()
+    for process in processes:
+        process.join()
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+        sock.close()
+    return 0 if all(process.exitcode == 0 for process in processes) else 1
+
+
+def _worker_process(config: Config, sockets: Sockets, stop: Event) -> None:
+    configure_logging()  # a spawned process starts with no logging set up
+    sys.exit(serve(create_app(), config, sockets, stop))
