@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -18,8 +19,17 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 
-#: The page and its assets live beside the package, not in the working directory.
-DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+def _shipped_static_dir() -> Path:
+    """The page and its assets, found through the package, never the working
+    directory: an installed wheel has them as ``quartchat/static``; a checkout
+    (an editable install) keeps them in the repository's top-level ``static/``."""
+    package = Path(str(resources.files(__package__)))
+    shipped = package / "static"
+    return shipped if shipped.is_dir() else package.parent / "static"
+
+
+DEFAULT_STATIC_DIR = _shipped_static_dir()
 
 
 @dataclass(frozen=True, slots=True)

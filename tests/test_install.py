@@ -1,0 +1,93 @@
+"""A normal (not editable) install serves the page from any folder.
+
+``pip install .`` into a fresh virtualenv, as a user would; the packages it
+depends on come from this environment (a path entry, not an install), so the
+test downloads nothing but the build backend.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import sysconfig
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from served import ROOT, Servers
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A virtualenv holding quartchat installed from a wheel; its folder."""
+    venv = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    # quartchat's dependencies, seen through a plain path entry: this
+    # environment's own editable quartchat (a .pth hook) stays out.
+    Path(site, "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    # Built from a copy of what a source distribution holds, so that nothing
+    # left in the checkout (a stale build/ folder) can end up in the wheel.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source)
+    for name in ("quartchat", "static"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", source],
+        check=True,
+    )
+    yield venv
+
+
+@pytest.fixture
+async def servers(tmp_path: Path) -> AsyncIterator[Servers]:
+    async with trio.open_nursery() as nursery:
+        pool = Servers(nursery, tmp_path)  # another folder than the checkout
+        try:
+            yield pool
+        finally:
+            await pool.kill_all()
+            nursery.cancel_scope.cancel()
+
+
+def fetch(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.read()
+
+
+def test_the_wheel_ships_every_file_of_the_page(installed: Path) -> None:
+    shipped = next(installed.glob("lib/python*/site-packages/quartchat/static"))
+    page = ROOT / "static"
+    files = {p.relative_to(page) for p in page.rglob("*") if p.is_file()}
+    assert {p.relative_to(shipped) for p in shipped.rglob("*") if p.is_file()} == files
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["bin/python", "-m", "hypercorn", "--worker-class", "trio", "quartchat:app"],
+        ["bin/quartchat"],
+    ],
+)
+async def test_an_installed_server_serves_the_page_from_another_folder(
+    installed: Path, servers: Servers, command: list[str]
+) -> None:
+    server = await servers.start(
+        [str(installed / command[0]), *command[1:], "--bind", "127.0.0.1:0"]
+    )
+
+    status, page = await trio.to_thread.run_sync(fetch, server.base_url + "/")
+    assert status == 200 and b'src="/static/app.js"' in page
+    status, script = await trio.to_thread.run_sync(fetch, server.base_url + "/static/app.js")
+    assert status == 200 and script == (ROOT / "static" / "app.js").read_bytes()
