@@ -95,7 +95,9 @@ async def collect_close_codes(clients: list[ChatClient], codes: list[int | None]
 async def test_a_stop_closes_every_socket_with_1001_and_keeps_every_acked_message(
     servers: Servers, tmp_path: Path, nursery: trio.Nursery, workers: int, signalled: str
 ) -> None:
-    server = await servers.start([*QUARTCHAT, "--workers", str(workers)])
+    # A hundred new identities from one address: past the default burst.
+    many = {"QUARTCHAT_NEW_IDENTITY_BURST": "1000"}
+    server = await servers.start([*QUARTCHAT, "--workers", str(workers)], env=many)
     clients = await join_many(nursery, server.ws_url, 100)
     acked = []
     for number, client in enumerate(clients[:10]):
