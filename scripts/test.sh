@@ -3,15 +3,17 @@
 # (no arguments) then runs the non-browser tests again in .venv-min, on the
 # lowest versions pyproject.toml allows (constraints/minimum.txt).
 #   bash scripts/test.sh [pytest args...]
-# System packages (Debian): chromium for the browser tests, redis-server for
-# the Redis backend's tests (each starts its own on a free port). Python packages
-# go into ./.venv.
+# System packages (Debian): chromium for the browser tests, a colour-emoji
+# font for the test that emoji are drawn in colour, redis-server for the Redis
+# backend's tests (each starts its own on a free port). Python packages go
+# into ./.venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+fc-list 2>/dev/null | grep -q "Noto Color Emoji" || need+=(fonts-noto-color-emoji)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then

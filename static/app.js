@@ -7,8 +7,11 @@
 //
 // Modules, lowest first (each imports only from modules earlier in this list):
 //   constants, storage, util   tunables, localStorage, pure helpers
-//   state, dom, status, socket shared state, element refs, status/toasts, frame writes
+//   state, dom, status, socket shared state, element refs (and staying at the
+//                              bottom), status/toasts, frame writes
+//   counter, drafts            the composer's height and length counter; drafts
 //   typing, conversations      typing indicators; panes, tabs and history markers
+//   days, richtext             day dividers and grouping; links and code in text
 //   messages, outbox, history  rendering messages; sending; paging older ones
 //   nick, presence             nickname dialog; who is online
 //   navigation                 switching conversations, sidebar
@@ -21,7 +24,7 @@
 import { NEAR_TOP_PX, OFFSET_RE } from "./js/constants.js";
 import { storage } from "./js/storage.js";
 import { state } from "./js/state.js";
-import { dom, isNearBottom, scrollToBottom } from "./js/dom.js";
+import { dom, isNearBottom, scrollToBottom, stickToBottom } from "./js/dom.js";
 import { setStatus, updateTitle } from "./js/status.js";
 import { listConv, makeConv, setLoadOlder } from "./js/conversations.js";
 import { discardEntry, queueMessage, retryEntry, showOutboxEntry } from "./js/outbox.js";
@@ -31,11 +34,13 @@ import { renderOnline } from "./js/presence.js";
 import { setSidebar, switchConv, wireNavigation } from "./js/navigation.js";
 import { killSocket, reconnectNow, startConnecting } from "./js/connection.js";
 import { wireComposer } from "./js/composer.js";
+import { relabelDividers } from "./js/days.js";
 
 // ---------------------------------------------------------------- wiring
 
 /** Listeners that belong to no single module: the message list and the page. */
 function wire() {
+  stickToBottom(); // before the list's other scroll listener, which asks it
   wireComposer();
 
   dom.messages.addEventListener("scroll", () => {
@@ -91,6 +96,13 @@ function boot() {
   for (const entry of state.outbox) showOutboxEntry(entry);
 
   wire();
+  // "Today" turns into "Yesterday" at midnight, even on a page left open.
+  let today = new Date().toDateString();
+  setInterval(() => {
+    if (new Date().toDateString() === today) return;
+    today = new Date().toDateString();
+    relabelDividers([...state.convs.values()].map((conv) => conv.pane));
+  }, 60_000);
   setSidebar(false);
   setStatus(navigator.onLine ? "reconnecting" : "offline");
   dom.me.textContent = state.user ? state.user.nick : (state.wantedNick || "…");

@@ -1,28 +1,21 @@
-// The message composer: auto-growing input, Enter to send, length check.
+// The message composer: Enter to send, trimming as the server does, the
+// length check, and the draft of each conversation.
 
-import { MAX_TEXT } from "./constants.js";
-import { codePoints } from "./util.js";
+import { isBlank, trimMessage } from "./util.js";
 import { state } from "./state.js";
 import { dom, scrollToBottom } from "./dom.js";
-import { toast } from "./status.js";
 import { onInputActivity, stopTyping } from "./typing.js";
 import { queueMessage } from "./outbox.js";
-
-function autoGrow() {
-  const input = dom.input;
-  input.style.height = "auto";
-  input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
-}
+import { measureComposer, refreshComposer } from "./counter.js";
+import { saveDraft } from "./drafts.js";
 
 function onComposerSubmit(event) {
   event.preventDefault();
-  const text = dom.input.value;
-  if (!text.trim()) {
-    dom.input.focus();
-    return;
-  }
-  if (codePoints(text) > MAX_TEXT) {
-    toast(`Messages can be at most ${MAX_TEXT} characters (this one has ${codePoints(text)}).`);
+  // Trimmed here exactly as the server trims, so the message shown at once
+  // is the one everyone else will see.
+  const text = trimMessage(dom.input.value);
+  if (isBlank(text) || measureComposer().over) {
+    dom.input.focus(); // the counter beside the composer says why
     return;
   }
   const convKey = state.active;
@@ -30,7 +23,8 @@ function onComposerSubmit(event) {
   stopTyping();
   queueMessage(text, convKey === "all" ? null : convKey, convKey === "all" ? null : conv.nick);
   dom.input.value = "";
-  autoGrow();
+  saveDraft(convKey, "");
+  refreshComposer();
   dom.input.focus();
   scrollToBottom();
 }
@@ -45,7 +39,8 @@ export function wireComposer() {
     }
   });
   dom.input.addEventListener("input", () => {
-    autoGrow();
+    saveDraft(state.active, dom.input.value);
+    refreshComposer();
     onInputActivity();
   });
   dom.input.addEventListener("blur", () => {

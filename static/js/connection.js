@@ -15,17 +15,43 @@ function socketUrl() {
   return `${scheme}//${location.host}/ws`;
 }
 
+/** Start, or go on after the first-visit dialog got a new nick: on a socket
+ *  still waiting for its welcome, ask again with another hello. */
 export function startConnecting() {
-  if (state.started) return;
-  state.started = true;
-  setStatus(navigator.onLine ? "reconnecting" : "offline");
-  connect();
+  state.holdForNick = false;
+  if (!state.started) {
+    state.started = true;
+    setStatus(navigator.onLine ? "reconnecting" : "offline");
+    connect();
+  } else if (!state.ws) {
+    reconnectNow();
+  } else if (!state.welcomed && state.ws.readyState === WebSocket.OPEN) {
+    sendHello();
+  }
+}
+
+function sendHello() {
+  // The stored nick is re-read: another tab of ours may have changed it.
+  const storedUser = storage.get("user") || state.user;
+  const nick = state.wantedNick || (storedUser ? storedUser.nick : null) || null;
+  state.helloNick = nick;
+  state.socketOpenedAt = Date.now(); // the welcome timeout counts from this hello
+  sendFrame({
+    type: "hello",
+    token: state.token || null,
+    nick,
+    last_id: state.cursor ?? null,
+    epoch: state.cursor !== null ? (state.epoch || null) : null,
+    // A first visit's chosen nick: the server refuses it if taken, before
+    // anyone sees this user, instead of starting with "nick-2".
+    nick_exact: !state.token && !!nick && state.wantedFromDialog,
+  });
 }
 
 function connect() {
   clearTimeout(state.reconnectTimer);
   state.reconnectTimer = 0;
-  if (state.ws) return;
+  if (state.ws || state.holdForNick) return;
   if (!navigator.onLine) {
     setStatus("offline");
     return;
@@ -46,17 +72,7 @@ function connect() {
   ws.addEventListener("open", () => {
     if (state.ws !== ws) return;
     state.lastFrameAt = Date.now();
-    // The stored nick is re-read: another tab of ours may have changed it.
-    const storedUser = storage.get("user") || state.user;
-    const nick = state.wantedNick || (storedUser ? storedUser.nick : null) || null;
-    state.helloNick = nick;
-    sendFrame({
-      type: "hello",
-      token: state.token || null,
-      nick,
-      last_id: state.cursor ?? null,
-      epoch: state.cursor !== null ? (state.epoch || null) : null,
-    });
+    sendHello();
   });
   ws.addEventListener("message", (event) => {
     if (state.ws !== ws) return;

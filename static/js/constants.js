@@ -15,8 +15,13 @@ export const TYPING_IDLE_MS = 3_000;
 export const TYPING_STALE_MS = 6_000;
 export const HISTORY_LIMIT = 50;
 export const HISTORY_TIMEOUT_MS = 15_000;
-export const MAX_TEXT = 2000;
-export const MAX_NICK = 32;
+// Until a welcome says otherwise (its `limits`): the protocol's defaults.
+export const DEFAULT_MAX_TEXT = 2000;
+export const DEFAULT_MAX_NICK = 32;
+// The length counter shows from this many code points below the limit.
+export const COUNTER_MARGIN = 200;
+// Consecutive messages of one person this close together share one header.
+export const GROUP_WITHIN_MS = 5 * 60_000;
 export const NEAR_BOTTOM_PX = 80;
 export const NEAR_TOP_PX = 120;
 export const MAX_INFLIGHT = 1; // unacked sends at once: 1 keeps our own order under rate limits

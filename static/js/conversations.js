@@ -3,7 +3,7 @@
 import { storage } from "./storage.js";
 import { el } from "./util.js";
 import { nickOf, state } from "./state.js";
-import { dom } from "./dom.js";
+import { dom, followPane } from "./dom.js";
 
 // What the "Load older messages" button on top of each pane does. History
 // paging sits above this module (it renders into these panes), so app.js
@@ -35,6 +35,7 @@ export function makeConv(key, nick) {
   markerButton.addEventListener("click", () => loadOlder(key));
   top.append(marker, markerButton);
   pane.append(top);
+  followPane(pane);
   const conv = {
     key,
     nick: nick || null,
@@ -91,6 +92,7 @@ function buildTab(conv) {
   const dot = el("span", "presence-dot");
   dot.setAttribute("aria-hidden", "true");
   const name = el("span", "conv-name");
+  name.dir = "auto";
   const badge = el("span", "badge");
   badge.hidden = true;
   tab.append(dot, name, badge);

@@ -22,6 +22,8 @@ export const dom = {
   composer: $("#composer"),
   input: $("#input"),
   send: $("#send"),
+  composerCount: $("#composer-count"),
+  onlineStale: $("#online-stale"),
   toast: $("#toast"),
   announcer: $("#announcer"),
   nickDialog: $("#nick-dialog"),
@@ -34,14 +36,57 @@ export const dom = {
   nickSubmit: $("#nick-submit"),
 };
 
-export function isNearBottom() {
+// Whether the reader is at the newest message. Kept from their last scroll,
+// not measured when asked: a resize (a phone keyboard opening, a window made
+// shorter) or a message wrapping moves the bottom away without anyone
+// scrolling, and the reader who was there must stay there.
+let atBottom = true;
+let lastTop = 0;
+
+function measureAtBottom() {
   const m = dom.messages;
   return m.scrollHeight - m.scrollTop - m.clientHeight < NEAR_BOTTOM_PX;
 }
 
+export function isNearBottom() {
+  return atBottom;
+}
+
 export function scrollToBottom() {
   dom.messages.scrollTop = dom.messages.scrollHeight;
+  lastTop = dom.messages.scrollTop;
+  atBottom = true;
   dom.jump.hidden = true;
+}
+
+/** Show a position away from the bottom (a conversation switched back to). */
+export function scrollToFromBottom(fromBottom) {
+  const m = dom.messages;
+  m.scrollTop = m.scrollHeight - fromBottom;
+  lastTop = m.scrollTop;
+  atBottom = measureAtBottom();
+}
+
+const follow = new ResizeObserver(() => {
+  if (atBottom) scrollToBottom();
+});
+
+/** Track the reader's scrolling, and keep a reader at the bottom there
+ *  whenever the list or what it shows changes size. */
+export function stickToBottom() {
+  dom.messages.addEventListener("scroll", () => {
+    // Only the reader moving up leaves the bottom: a scroll event measured
+    // after a resize that moved the bottom away is not them.
+    const top = dom.messages.scrollTop;
+    atBottom = measureAtBottom() || (atBottom && top >= lastTop);
+    lastTop = top;
+  }, { passive: true });
+  follow.observe(dom.messages);
+}
+
+/** Follow size changes of a conversation pane's content too. */
+export function followPane(pane) {
+  follow.observe(pane);
 }
 
 /** Run fn (which inserts into the active pane) and keep what the reader
@@ -57,7 +102,9 @@ export function keepScroll(fn) {
   let anchor = null;
   let anchorOffset = 0;
   for (const child of m.firstElementChild ? m.firstElementChild.children : []) {
-    if (child.classList.contains("history-top")) continue; // it always stays on top
+    // A message, not the marker on top (it stays there) nor a day divider
+    // (one may move up to the first message of a prepended page).
+    if (!child.classList.contains("msg")) continue;
     if (child.offsetTop + child.offsetHeight > top) {
       anchor = child;
       anchorOffset = child.offsetTop - top;
@@ -65,5 +112,9 @@ export function keepScroll(fn) {
     }
   }
   fn();
-  if (anchor && anchor.isConnected) m.scrollTop = anchor.offsetTop - anchorOffset;
+  if (anchor && anchor.isConnected) {
+    m.scrollTop = anchor.offsetTop - anchorOffset;
+    lastTop = m.scrollTop;
+    atBottom = measureAtBottom();
+  }
 }

@@ -11,8 +11,9 @@ import { renderTab, updateAllMarkers } from "./conversations.js";
 import { addMessage, addNotice, resetMessages, updateCursor } from "./messages.js";
 import { onAck, onSendError, pump } from "./outbox.js";
 import { ensureFilled, historyFailed, historyNext, onHistory } from "./history.js";
-import { nickRequestDone, onNickError, setWantedNick } from "./nick.js";
+import { nickAccepted, nickRequestDone, onNickError, onNickRefused, setWantedNick } from "./nick.js";
 import { onPresence, renderOnline } from "./presence.js";
+import { refreshComposer } from "./counter.js";
 
 export function handleFrame(frame) {
   switch (frame.type) {
@@ -54,6 +55,8 @@ function onWelcome(frame) {
     setWantedNick(null);
     state.wantedFromDialog = false;
   }
+  nickAccepted();
+  takeLimits(frame.limits);
 
   state.online = new Map();
   for (const u of Array.isArray(frame.online) ? frame.online : []) {
@@ -101,6 +104,17 @@ function onWelcome(frame) {
   setTimeout(() => ensureFilled(state.active), 50);
 }
 
+/** The server's limits replace the built-in defaults (and are kept for the
+ *  next load, before its welcome). */
+function takeLimits(limits) {
+  if (!limits) return;
+  for (const key of ["text", "nick"]) {
+    if (Number.isSafeInteger(limits[key]) && limits[key] > 0) state.limits[key] = limits[key];
+  }
+  storage.set("limits", state.limits);
+  refreshComposer();
+}
+
 function onMessage(frame) {
   if (!frame.from || frame.id === undefined) return;
   const id = Number(frame.id);
@@ -122,6 +136,10 @@ function onError(frame) {
   const code = frame.code;
   if (frame.client_offset) {
     onSendError(frame);
+    return;
+  }
+  if ((code === "nick_taken" || code === "bad_nick") && !state.welcomed) {
+    onNickRefused(frame);
     return;
   }
   if (code === "nick_taken" || code === "bad_nick") {

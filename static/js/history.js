@@ -7,6 +7,7 @@ import { dom, keepScroll } from "./dom.js";
 import { canSend, sendFrame } from "./socket.js";
 import { atBeginning, convFloor, updateAllMarkers, updateMarker } from "./conversations.js";
 import { addMessage, placeById } from "./messages.js";
+import { relayout } from "./days.js";
 
 export function requestOlder(key) {
   const conv = state.convs.get(key);
@@ -133,6 +134,7 @@ function markGap(belowId) {
     node.setAttribute("role", "note");
     node.dataset.after = String(belowId);
     placeById(conv.pane, node, belowId + 0.5);
+    relayout(node);
   }
 }
 

@@ -7,6 +7,8 @@ import { dom, isNearBottom, scrollToBottom } from "./dom.js";
 import { announce, updateTitle } from "./status.js";
 import { clearTyping } from "./typing.js";
 import { listConv, renderBadge, updateAllMarkers } from "./conversations.js";
+import { relayout } from "./days.js";
+import { renderText } from "./richtext.js";
 
 function convKeyOf(msg) {
   if (!msg.to) return "all";
@@ -21,12 +23,16 @@ export function buildMessageEl({ id, fromId, fromNick, to, text, ts, own, msgSta
   if (id !== null && id !== undefined) node.dataset.id = String(id);
   if (offset) node.dataset.offset = offset;
   if (own) node.dataset.state = msgState || "sent";
+  node.dataset.from = fromId || "me";
+  node.dataset.ts = String(ts);
   node.style.setProperty("--h", String(hue(fromId || "me")));
 
   node.append(avatar(fromId || "me", fromNick));
   const body = el("div", "msg-body");
   const meta = el("div", "msg-meta");
-  meta.append(el("span", "msg-from", fromNick));
+  const from = el("span", "msg-from", fromNick);
+  from.dir = "auto";
+  meta.append(from);
   if (to) {
     const tag = el("span", "msg-tag", "private");
     meta.append(tag);
@@ -36,7 +42,9 @@ export function buildMessageEl({ id, fromId, fromNick, to, text, ts, own, msgSta
   time.dateTime = new Date(ts).toISOString();
   time.title = fullDate(ts);
   meta.append(time);
-  const textNode = el("p", "msg-text", text);
+  const textNode = el("div", "msg-text");
+  textNode.dir = "auto";
+  textNode.append(renderText(text));
   body.append(meta, textNode);
   node.append(body);
   if (own) {
@@ -115,12 +123,14 @@ export function addMessage(msg, { source }) {
   if (source === "history") {
     // The caller keeps the scroll position for the whole batch.
     placeById(conv.pane, node, id);
+    relayout(node);
     return true;
   }
 
   const isActive = conv.key === state.active;
   const wasNearBottom = isActive && isNearBottom();
   placeById(conv.pane, node, id);
+  relayout(node);
   clearTyping(conv.key, msg.from.id);
 
   if (isActive) {
@@ -163,6 +173,7 @@ export function addNotice(convKey, text) {
   }
   if (anchor) conv.pane.insertBefore(node, anchor);
   else conv.pane.append(node);
+  relayout(node);
   if (wasNearBottom) scrollToBottom();
 }
 
@@ -191,6 +202,7 @@ export function resetMessages() {
     if (!meta) continue;
     const conv = entry.to ? listConv(entry.to, entry.toNick) : state.convs.get("all");
     conv.pane.append(meta.el);
+    relayout(meta.el);
   }
   updateAllMarkers();
 }

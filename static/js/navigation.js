@@ -1,11 +1,13 @@
 // Moving between conversations: switching the shown pane, closing private tabs, the sidebar and its phone drawer.
 
 import { isMe, state } from "./state.js";
-import { dom, isNearBottom, scrollToBottom } from "./dom.js";
+import { dom, isNearBottom, scrollToBottom, scrollToFromBottom } from "./dom.js";
 import { updateTitle } from "./status.js";
 import { renderTyping, stopTyping } from "./typing.js";
 import { listConv, persistDms, renderBadge } from "./conversations.js";
 import { ensureFilled } from "./history.js";
+import { refreshComposer } from "./counter.js";
+import { loadDraft } from "./drafts.js";
 import { renderOnline } from "./presence.js";
 
 export function switchConv(key, { focus = false } = {}) {
@@ -17,9 +19,11 @@ export function switchConv(key, { focus = false } = {}) {
     stopTyping();
   }
   state.active = next.key;
+  dom.input.value = loadDraft(next.key);
+  refreshComposer();
   dom.messages.replaceChildren(next.pane);
   if (next.scroll.atBottom) scrollToBottom();
-  else dom.messages.scrollTop = dom.messages.scrollHeight - next.scroll.fromBottom;
+  else scrollToFromBottom(next.scroll.fromBottom);
   dom.jump.hidden = true;
   next.unread = 0;
   renderBadge(next);

@@ -1,6 +1,6 @@
 // The nickname dialog (first visit and renames) and nick errors from the server.
 
-import { MAX_NICK, NICK_BAD_CHARS } from "./constants.js";
+import { NICK_BAD_CHARS } from "./constants.js";
 import { storage } from "./storage.js";
 import { codePoints } from "./util.js";
 import { state } from "./state.js";
@@ -17,7 +17,8 @@ let startConnecting = () => {};
 function validNick(raw) {
   const nick = raw.trim();
   if (!nick) return { error: "Please enter a nickname." };
-  if (codePoints(nick) > MAX_NICK) return { error: `A nickname can be at most ${MAX_NICK} characters.` };
+  const max = state.limits.nick;
+  if (codePoints(nick) > max) return { error: `A nickname can be at most ${max} characters.` };
   if (NICK_BAD_CHARS.test(nick)) return { error: "A nickname cannot contain control characters." };
   return { nick };
 }
@@ -33,12 +34,12 @@ export function openNickDialog(mode, { error = null, value = null } = {}) {
   nickDialogMode = mode;
   if (mode === "first") {
     dom.nickTitle.textContent = "Welcome to quartchat";
-    dom.nickHelp.textContent = "Pick a nickname: this is how other people will see you (up to 32 characters).";
+    dom.nickHelp.textContent = `Pick a nickname: this is how other people will see you (up to ${state.limits.nick} characters).`;
     dom.nickSubmit.textContent = "Join the chat";
     dom.nickCancel.textContent = "Skip";
   } else {
     dom.nickTitle.textContent = "Change your nickname";
-    dom.nickHelp.textContent = "Everyone online will see the new name (up to 32 characters).";
+    dom.nickHelp.textContent = `Everyone online will see the new name (up to ${state.limits.nick} characters).`;
     dom.nickSubmit.textContent = "Save";
     dom.nickCancel.textContent = "Cancel";
   }
@@ -79,9 +80,16 @@ function onNickSubmit(event) {
     setWantedNick(nick);
     state.wantedFromDialog = true;
     dom.me.textContent = nick;
-    closeNickDialog();
+    if (navigator.onLine) {
+      // The dialog stays until the server has taken the nick (the welcome)
+      // or refused it (onNickRefused), so a taken one is asked again here.
+      dom.nickSubmit.disabled = true;
+      dom.nickSubmit.textContent = "Joining…";
+    } else {
+      closeNickDialog();
+      dom.input.focus();
+    }
     startConnecting();
-    dom.input.focus();
     return;
   }
   if (state.user && nick === state.user.nick) {
@@ -125,6 +133,22 @@ function nickErrorText(frame, nick) {
       : "That nickname is already taken by someone online.";
   }
   return frame.message ? `That nickname cannot be used: ${frame.message}.` : "That nickname cannot be used.";
+}
+
+/** The first-visit nick was refused before the welcome: nobody has seen
+ *  us yet, so ask for another one (the connection waits for it). */
+export function onNickRefused(frame) {
+  state.holdForNick = true;
+  const asked = state.wantedNick;
+  dom.me.textContent = "…";
+  openNickDialog("first", { error: nickErrorText(frame, asked), value: asked || "" });
+}
+
+/** Welcomed: a first-visit dialog waiting for the server closes. */
+export function nickAccepted() {
+  if (nickDialogMode !== "first" || !dom.nickDialog.open) return;
+  closeNickDialog();
+  dom.input.focus();
 }
 
 export function onNickError(frame) {

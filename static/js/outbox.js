@@ -1,6 +1,6 @@
 // The outbox: messages written here, persisted until acked, sent in order with retries and rate-limit pacing.
 
-import { ACK_TIMEOUT_MS, MAX_INFLIGHT, MAX_RETRIES, MAX_TEXT, PACE_FOR_MS, PACE_MS } from "./constants.js";
+import { ACK_TIMEOUT_MS, MAX_INFLIGHT, MAX_RETRIES, PACE_FOR_MS, PACE_MS } from "./constants.js";
 import { storage } from "./storage.js";
 import { fullDate, hhmm, randomId } from "./util.js";
 import { state } from "./state.js";
@@ -8,6 +8,7 @@ import { dom, isNearBottom, scrollToBottom } from "./dom.js";
 import { canSend, sendFrame } from "./socket.js";
 import { listConv } from "./conversations.js";
 import { buildMessageEl, placeById, renderOwnState, updateCursor } from "./messages.js";
+import { relayout, removeAndRelayout } from "./days.js";
 
 const sessionPrefix = randomId(8);
 let offsetCounter = 0;
@@ -41,6 +42,7 @@ export function showOutboxEntry(entry) {
   });
   if (entry.state === "failed") renderOwnState(node, "failed", entry.reason);
   conv.pane.append(node);
+  relayout(node);
   state.outboxMeta.set(entry.offset, { el: node, inflight: false, sends: 0, timer: 0 });
   if (conv.key === state.active) scrollToBottom();
   return node;
@@ -146,7 +148,7 @@ export function discardEntry(offset) {
   saveOutbox();
   if (meta) {
     clearTimeout(meta.timer);
-    meta.el.remove();
+    removeAndRelayout(meta.el);
     state.outboxMeta.delete(offset);
   }
   dom.input.focus();
@@ -176,12 +178,13 @@ export function onAck(frame) {
   }
   if (state.messages.has(id)) {
     // Already on screen (e.g. another tab of ours sent it first).
-    node.remove();
+    removeAndRelayout(node);
     return;
   }
   const key = entry.to || "all";
   state.messages.set(id, { id, key });
   node.dataset.id = String(id);
+  node.dataset.ts = String(ts);
   const time = node.querySelector(".msg-time");
   if (time) {
     time.textContent = hhmm(ts);
@@ -191,10 +194,11 @@ export function onAck(frame) {
   renderOwnState(node, "sent");
   if (pane && !inPlace(node, id)) {
     const hadFocus = node.contains(document.activeElement);
-    node.remove();
+    removeAndRelayout(node);
     placeById(pane, node, id);
     if (hadFocus) dom.input.focus();
   }
+  relayout(node);
   if (pinned) scrollToBottom();
 }
 
@@ -240,7 +244,7 @@ export function onSendError(frame) {
     return;
   }
   const reasons = {
-    too_long: `longer than ${MAX_TEXT} characters`,
+    too_long: `longer than ${state.limits.text} characters`,
     empty: "the message is empty",
     unknown_user: "that person is unknown to the server",
     bad_offset: "internal client error",

@@ -9,6 +9,12 @@ import { getConv, renderTab } from "./conversations.js";
 import { addNotice } from "./messages.js";
 import { nickRequestDone, setWantedNick } from "./nick.js";
 
+function nickEl(nick) {
+  const node = el("span", "user-nick", nick);
+  node.dir = "auto";
+  return node;
+}
+
 export function renderOnline() {
   const list = [...state.online.entries()].sort((a, b) => {
     if (isMe(a[0])) return -1;
@@ -22,14 +28,14 @@ export function renderOnline() {
     if (isMe(id)) {
       li.classList.add("self");
       const row = el("span", "user-row");
-      row.append(avatar(id, nick), el("span", "user-nick", nick), el("span", "you-tag", "(you)"));
+      row.append(avatar(id, nick), nickEl(nick), el("span", "you-tag", "(you)"));
       li.append(row);
     } else {
       const button = el("button", "user-row user-button");
       button.type = "button";
       button.setAttribute("aria-label", `Message ${nick} privately`);
       if (state.active === id) button.setAttribute("aria-current", "true");
-      button.append(avatar(id, nick), el("span", "user-nick", nick));
+      button.append(avatar(id, nick), nickEl(nick));
       const hint = el("span", "user-hint", "DM");
       hint.setAttribute("aria-hidden", "true");
       button.append(hint);

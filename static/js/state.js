@@ -1,5 +1,6 @@
 // The one mutable client state (restored from storage at load) and who-is-who lookups on it.
 
+import { DEFAULT_MAX_NICK, DEFAULT_MAX_TEXT } from "./constants.js";
 import { storage } from "./storage.js";
 
 export const state = {
@@ -10,9 +11,12 @@ export const state = {
   knownEpoch: storage.get("epoch"), // kept even when the cursor is dropped
   wantedNick: storage.get("wanted_nick"), // asked for, not yet confirmed
   wantedFromDialog: false,
+  // The server's limits, from the last welcome (code points).
+  limits: { text: DEFAULT_MAX_TEXT, nick: DEFAULT_MAX_NICK, ...storage.get("limits", {}) },
 
   status: "reconnecting",
   started: false, // startConnecting() has run (the first-visit dialog holds it back)
+  holdForNick: false, // the first-visit nick was refused: no reconnecting until a new one
   ws: null,
   welcomed: false,
   everWelcomed: false,

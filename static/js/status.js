@@ -15,6 +15,9 @@ export function setStatus(next) {
   else text = state.everWelcomed ? "Reconnecting…" : "Connecting…";
   if (dom.statusText.textContent !== text) dom.statusText.textContent = text;
   document.body.dataset.connection = next;
+  // Who is online is only known while connected: say so rather than show
+  // people as online on stale information.
+  dom.onlineStale.hidden = next === "connected";
 }
 
 let toastTimer = 0;

@@ -13,6 +13,24 @@ export function codePoints(text) {
   return [...text].length;
 }
 
+// What the server trims off both ends of a message: the characters Python's
+// str.isspace() accepts (JavaScript's trim() differs: it keeps U+001C-U+001F
+// and U+0085, and strips U+FEFF).
+const EDGE_SPACE = "[\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+const EDGES = new RegExp(`^${EDGE_SPACE}+|${EDGE_SPACE}+$`, "g");
+// A message of nothing but these is empty: spaces, and characters that draw
+// nothing (format characters such as zero-width spaces, joiners and bidi
+// marks, and the Hangul fillers).
+const BLANK = new RegExp(`^(?:${EDGE_SPACE}|[\\p{Cf}\\u115f\\u1160\\u3164\\uffa0])*$`, "u");
+
+export function trimMessage(text) {
+  return text.replace(EDGES, "");
+}
+
+export function isBlank(text) {
+  return BLANK.test(text);
+}
+
 function pad2(n) {
   return String(n).padStart(2, "0");
 }

@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import sqlite3
@@ -151,6 +152,24 @@ class ChatServer:
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as conn:
             row = conn.execute("SELECT COUNT(*) FROM messages WHERE text = ?", (text,)).fetchone()
             return int(row[0])
+
+    def seed(self, messages: list[tuple[str, int]], nick: str = "carol") -> str:
+        """Stop, write ``(text, ts)`` public messages from ``nick`` (a user of
+        their own) straight into the file, start again: history from days
+        the test did not live through. Returns that user's id."""
+        self.stop()
+        user_id = "u" + secrets.token_hex(8)
+        with contextlib.closing(sqlite3.connect(self.db_path, timeout=10)) as conn, conn:
+            conn.execute(
+                "INSERT INTO users (id, nick, token_hash, created) VALUES (?, ?, ?, 0)",
+                (user_id, nick, secrets.token_hex(32)),
+            )
+            conn.executemany(
+                "INSERT INTO messages (sender, nick, text, ts, client_offset) VALUES (?, ?, ?, ?, ?)",
+                [(user_id, nick, text, ts, f"seed-{i}") for i, (text, ts) in enumerate(messages)],
+            )
+        self.start()
+        return user_id
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
