@@ -165,7 +165,8 @@ class ChatServer:
                 (user_id, nick, secrets.token_hex(32)),
             )
             conn.executemany(
-                "INSERT INTO messages (sender, nick, text, ts, client_offset) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO messages (sender, nick, text, ts, client_offset)"
+                " VALUES (?, ?, ?, ?, ?)",
                 [(user_id, nick, text, ts, f"seed-{i}") for i, (text, ts) in enumerate(messages)],
             )
         self.start()

@@ -118,7 +118,8 @@ def test_drafts_survive_a_reload_per_conversation(users) -> None:
     a.locator(f'#conversations [data-conv="{bob.id()}"]').click()
     expect(box).to_have_value("something just for bob")
     box.press("Enter")
-    expect(alice.msg("something just for bob")).to_have_attribute("data-state", "sent", timeout=TIMEOUT)
+    sent = alice.msg("something just for bob")
+    expect(sent).to_have_attribute("data-state", "sent", timeout=TIMEOUT)
     expect(box).to_have_value("")
 
     # Sent drafts are gone; unsent ones stay.

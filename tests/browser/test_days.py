@@ -37,7 +37,8 @@ def layout(page: Page) -> list[str]:
     lines: list[str] = page.locator("#messages .pane").evaluate(
         """pane => [...pane.children].filter(n => n.matches('.day, .msg')).map(n =>
             n.matches('.day') ? 'day: ' + n.textContent
-            : n.querySelector('.msg-text').textContent + (n.matches('.grouped') ? ' (grouped)' : ''))"""
+            : n.querySelector('.msg-text').textContent
+              + (n.matches('.grouped') ? ' (grouped)' : ''))"""
     )
     return lines
 
