@@ -283,6 +283,21 @@ async def test_a_tail_from_an_old_cursor_first_gets_what_it_missed(log: MessageL
         assert [c.message for c in await take(tail, 1)] == [newer]
 
 
+async def test_closing_the_log_ends_a_waiting_tail(log: MessageLog, nursery: trio.Nursery) -> None:
+    ended = trio.Event()
+
+    async def follow() -> None:
+        async for _ in log.tail(await log.last_id()):
+            raise AssertionError("nothing was committed")
+        ended.set()
+
+    nursery.start_soon(follow)
+    await trio.sleep(0.2)  # the tail is waiting for a commit
+    with trio.fail_after(PATIENCE):
+        await log.aclose()
+        await ended.wait()
+
+
 async def test_a_sqlite_tail_that_falls_behind_the_ring_rereads_the_store(
     tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -255,6 +255,8 @@ class RedisLog:
         self._drained = trio.Event()
         self._stop = trio.Event()
         self._stopped = trio.Event()
+        #: The reads tails are waiting in; closing cancels them.
+        self._tails: set[trio.CancelScope] = set()
 
     def _key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
@@ -275,8 +277,11 @@ class RedisLog:
             self._stopped.set()
 
     async def aclose(self) -> None:
-        """Refuse new calls, wait for those in flight, then close the pool."""
+        """Refuse new calls, end the tails, wait for calls in flight, then
+        close the pool."""
         self._closing = True
+        for waiting in self._tails:
+            waiting.cancel()
         if self._in_flight:
             await self._drained.wait()
         self._stop.set()
@@ -395,22 +400,25 @@ class RedisLog:
         return int(value or 0)
 
     async def tail(self, after_id: int) -> AsyncIterator[list[Committed]]:
+        """Ends when the log closes: its waiting read is cancelled then."""
         position = after_id
         delay = RETRY_FIRST
         log = self._key("log")
         while not self._closing:
-            # Not counted as a call in flight: closing does not wait for it.
-            try:
-                with redis_errors("follow the log"):
-                    reply = await self._redis.xread(
-                        {log: f"{position}-0"}, count=TAIL_BATCH, block=TAIL_BLOCK_MS
-                    )
-            except Unavailable:
-                if self._closing:
-                    return
-                await trio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
-                continue
+            reply = None
+            with trio.CancelScope() as waiting:
+                self._tails.add(waiting)
+                try:
+                    with redis_errors("follow the log"):
+                        reply = await self._redis.xread(
+                            {log: f"{position}-0"}, count=TAIL_BATCH, block=TAIL_BLOCK_MS
+                        )
+                except Unavailable:
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX)
+                    continue
+                finally:
+                    self._tails.discard(waiting)
             delay = RETRY_FIRST
             entries = (reply or {}).get(log, ())
             if not entries:

@@ -43,6 +43,7 @@ class SqliteLog:
         self._grew = trio.Event()
         # Appends commit and publish one at a time, so the ring is in id order.
         self._appending = trio.Lock()
+        self._closing = False
 
     @classmethod
     async def open(cls, path: Path | str) -> SqliteLog:
@@ -55,6 +56,9 @@ class SqliteLog:
         await trio.sleep_forever()
 
     async def aclose(self) -> None:
+        """End the tails, then close the store (after its running calls)."""
+        self._closing = True
+        self._grew.set()
         await self.store.aclose()
 
     async def append(self, drafts: Sequence[Draft]) -> list[Posted | StoreError]:
@@ -80,8 +84,9 @@ class SqliteLog:
         self._grew = trio.Event()
 
     async def tail(self, after_id: int) -> AsyncIterator[list[Committed]]:
+        """Ends when the log closes."""
         position = after_id
-        while True:
+        while not self._closing:
             if position < self._store_only_up_to:
                 missed = await self.store.committed_after(position, RING_SIZE)
                 if missed:
