@@ -18,10 +18,10 @@ export function codePoints(text) {
 // and U+0085, and strips U+FEFF).
 const EDGE_SPACE = "[\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
 const EDGES = new RegExp(`^${EDGE_SPACE}+|${EDGE_SPACE}+$`, "g");
-// A message of nothing but these is empty: spaces, and characters that draw
-// nothing (format characters such as zero-width spaces, joiners and bidi
-// marks, and the Hangul fillers).
-const BLANK = new RegExp(`^(?:${EDGE_SPACE}|[\\p{Cf}\\u115f\\u1160\\u3164\\uffa0])*$`, "u");
+// A message of nothing but these is empty, as the server judges it: spaces,
+// and default-ignorable characters, which draw nothing (zero-width spaces,
+// joiners, direction marks, variation selectors, Hangul fillers...).
+const BLANK = new RegExp(`^(?:${EDGE_SPACE}|\\p{Default_Ignorable_Code_Point})*$`, "u");
 
 export function trimMessage(text) {
   return text.replace(EDGES, "");

@@ -94,7 +94,7 @@ def test_page_trims_as_the_server_does_and_invisible_only_is_not_sent(users) -> 
     assert sends(alice) == ["hello   world"]
 
     # Only spaces, zero-width characters, joiners and direction marks: nothing to send.
-    for blank in (" \n\t ", "\u200b\u200d\u200e\u2060", "\u00a0\u200f\ufeff"):
+    for blank in (" \n\t ", "\u200b\u200d\u200e\u2060", "\u00a0\u200f\ufeff\ufe0f\u3164"):
         a.locator("#input").fill(blank)
         a.locator("#input").press("Enter")
     a.wait_for_timeout(300)
