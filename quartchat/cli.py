@@ -14,8 +14,9 @@ hypercorn's settings read from the package, plus what a service needs:
 
 With ``--workers 1`` (the default) the server is this one process. With
 more, this process owns the listening sockets and runs that many worker
-processes; a stop reaches all of them, and when one worker ends the others
-are stopped too, so a supervisor sees the service end and restarts it.
+processes; a stop reaches all of them, and a worker that is signalled alone,
+or ends, stops the others too, so a supervisor sees the service end and
+restarts it.
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ async def _until_stopped(app: QuartTrio, stop: Event | None) -> None:
             if stop is not None:
                 nursery.start_soon(_until_set, stop, nursery.cancel_scope)
             async for _ in signals:
+                if stop is not None:  # signalled alone: the other workers stop with it
+                    stop.set()
                 break
             nursery.cancel_scope.cancel()
     # The receiver is closed: a second signal now has its usual, abrupt effect.
