@@ -276,18 +276,18 @@ class Store:
         """Store drafts in one transaction; a known ``(sender, client_offset)``
         gives back the original message, marked ``duplicate``.
 
-        Each draft runs in its own savepoint: a row SQLite refuses (a bad
-        value, a broken constraint) fails that draft alone, as a
-        :class:`StoreError` in its place, and the others still commit. Any
-        other error (locked, disk full) fails the whole batch.
+        A row SQLite refuses (a value it cannot take, a broken constraint)
+        fails that draft alone, as a :class:`StoreError` in its place: SQLite
+        backs out only the failed statement and the transaction goes on, so
+        the others still commit, with no savepoint per draft. Any other error
+        (locked, disk full) fails the whole batch.
         """
         ts = now_ms()
         out: list[Posted | StoreError] = []
         with self._writer.atomic():
             for d in drafts:
                 try:
-                    with self._writer.atomic():  # a savepoint
-                        out.append(self._insert_one(d, ts))
+                    out.append(self._insert_one(d, ts))
                 except _REFUSED_ROW as exc:
                     refused = StoreError("the message could not be stored")
                     refused.__cause__ = exc

@@ -215,14 +215,15 @@ def test_retried_offsets_leave_no_gaps_in_the_ids(store: Store) -> None:
 def test_a_refused_draft_fails_alone_and_the_rest_of_its_batch_commits(store: Store) -> None:
     alice, _ = store.create_user("alice")
     bob, _ = store.create_user("bob")
-    good, bad, other = store.insert(
+    good, bad, gone, other = store.insert(
         [
             Draft(alice, "a1", "fine", None),
             Draft(alice, "a2", "x\ud800", None),  # not encodable: SQLite refuses the row
+            Draft(User("u-gone", "ghost"), "g1", "from nobody", None),  # broken foreign key
             Draft(bob, "b1", "also fine", None),
         ]
     )
-    assert isinstance(bad, StoreError)
+    assert isinstance(bad, StoreError) and isinstance(gone, StoreError)
     assert isinstance(good, Posted) and isinstance(other, Posted)
     assert [good.message.id, other.message.id] == [1, 2]
     messages, _ = store.history(alice.id, None, 10)
