@@ -50,8 +50,9 @@ async def test_after_a_stop_the_database_file_alone_holds_every_acked_message(
     assert stored_ids(servers.db_path, tmp_path) == acked
 
 
-async def test_the_log_says_where_it_runs_once(servers: Servers) -> None:
-    server = await servers.start(HYPERCORN)
+@pytest.mark.parametrize("command", [HYPERCORN, QUARTCHAT], ids=["hypercorn", "quartchat"])
+async def test_the_log_says_where_it_runs_once(servers: Servers, command: list[str]) -> None:
+    server = await servers.start(command)
     await server.stop(signal.SIGTERM)
     assert server.text.count("Running on") == 1, server.text
 
