@@ -1,8 +1,9 @@
 """Who is online: users, not connections, and the nicks they hold.
 
 Pure bookkeeping with no I/O and no awaits, so the hub can update it from a
-``finally`` block of a cancelled handler. Nicks are unique among online users,
-compared case-insensitively.
+``finally`` block of a cancelled handler. Nicks are unique among online users:
+no two share a key of :func:`~quartchat.text.nick_keys` (case and look-alike
+characters aside, they would read the same).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .models import User
-from .protocol import MAX_NICK, nick_key
+from .protocol import MAX_NICK
+from .text import nick_keys
 
 #: A connection as the caller names it: the hub's per-process number, or a
 #: :data:`quartchat.backends.base.ConnId` unique across workers.
@@ -50,9 +52,8 @@ class Presence:
         return None if entry is None else entry.user
 
     def is_free(self, nick: str, user_id: str | None) -> bool:
-        """True when no other online user holds ``nick``."""
-        holder = self._nick_holders.get(nick_key(nick))
-        return holder is None or holder == user_id
+        """True when no other online user holds ``nick`` or one like it."""
+        return all(self._nick_holders.get(key, user_id) == user_id for key in nick_keys(nick))
 
     def free_variant(self, nick: str, user_id: str | None) -> str:
         """``nick`` itself if free, else the first free ``nick-2``, ``nick-3``..."""
@@ -67,7 +68,7 @@ class Presence:
         first = entry is None
         if entry is None:
             entry = self._users[user.id] = _Online(user)
-            self._nick_holders[nick_key(user.nick)] = user.id
+            self._claim(user)
         entry.conns.add(conn_id)
         return first
 
@@ -85,16 +86,23 @@ class Presence:
         if entry.conns:
             return None
         del self._users[user_id]
-        if self._nick_holders.get(nick_key(entry.user.nick)) == user_id:
-            del self._nick_holders[nick_key(entry.user.nick)]
+        self._release(entry.user)
         return entry.user
 
     def rename(self, user_id: str, nick: str) -> User:
         """Give an online user a (free) nick; return the user as it was."""
         entry = self._users[user_id]
         old = entry.user
-        if self._nick_holders.get(nick_key(old.nick)) == user_id:
-            del self._nick_holders[nick_key(old.nick)]
-        self._nick_holders[nick_key(nick)] = user_id
+        self._release(old)
         entry.user = User(user_id, nick)
+        self._claim(entry.user)
         return old
+
+    def _claim(self, user: User) -> None:
+        for key in nick_keys(user.nick):
+            self._nick_holders[key] = user.id
+
+    def _release(self, user: User) -> None:
+        for key in nick_keys(user.nick):
+            if self._nick_holders.get(key) == user.id:
+                del self._nick_holders[key]

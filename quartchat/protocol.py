@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import FrameError
+from .text import has_letter, is_blank
 
 MAX_TEXT = 2000
 MAX_NICK = 32
@@ -134,14 +135,16 @@ def _parse_send(fields: _Fields) -> Send:
     text = fields.obj.get("text")
     if not isinstance(text, str):
         raise FrameError("bad_request", "field 'text' must be a string", offset)
-    if len(text) > MAX_TEXT:
-        raise FrameError("too_long", f"text over {MAX_TEXT} characters", offset)
-    if not text.strip():
-        raise FrameError("empty", "text is empty", offset)
     if "\x00" in text:
         raise FrameError("bad_request", "text must not contain NUL", offset)
     if not is_scalar_text(text):
         raise FrameError("bad_request", "text must be valid Unicode (no lone surrogates)", offset)
+    # Every reader sees the same text: no leading or trailing blank lines.
+    text = text.strip()
+    if is_blank(text):
+        raise FrameError("empty", "text is empty", offset)
+    if len(text) > MAX_TEXT:
+        raise FrameError("too_long", f"text over {MAX_TEXT} characters", offset)
     to = fields.obj.get("to")
     if to is not None and (
         not isinstance(to, str) or not 0 < len(to) <= MAX_ID_LEN or not is_scalar_text(to)
@@ -192,20 +195,19 @@ def is_scalar_text(text: str) -> bool:
 
 
 def clean_nick(raw: str) -> str:
-    """Trim a wanted nickname and check it; raise ``bad_nick`` when unusable."""
+    """Normalise (NFKC) and trim a wanted nickname and check it; raise
+    ``bad_nick`` when unusable. NFKC makes fullwidth and mathematical letters
+    plain and composes accents, so one name has one spelling."""
     if not is_scalar_text(raw):
         raise FrameError("bad_nick", "nickname must be valid Unicode (no lone surrogates)")
-    nick = raw.strip()
+    nick = unicodedata.normalize("NFKC", raw).strip()
     if not 1 <= len(nick) <= MAX_NICK:
         raise FrameError("bad_nick", f"nickname must be 1-{MAX_NICK} characters")
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in nick):
         raise FrameError("bad_nick", "nickname must not contain control characters")
+    if not has_letter(nick):
+        raise FrameError("bad_nick", "nickname must show at least one letter or digit")
     return nick
-
-
-def nick_key(nick: str) -> str:
-    """The form two nicks are compared in: case-insensitive."""
-    return nick.casefold()
 
 
 # ----- server frames -------------------------------------------------------

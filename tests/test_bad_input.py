@@ -24,6 +24,12 @@ BAD_FRAMES = [
     (json.dumps({"type": "send", "client_offset": "o k", "text": "hi", "to": None}), "bad_offset"),
     (json.dumps({"type": "send", "client_offset": "ok", "text": "   ", "to": None}), "empty"),
     (
+        json.dumps(
+            {"type": "send", "client_offset": "ok", "text": "\u200b\u200d\u200f", "to": None}
+        ),
+        "empty",
+    ),
+    (
         json.dumps({"type": "send", "client_offset": "ok", "text": "x" * 2001, "to": None}),
         "too_long",
     ),
@@ -220,3 +226,12 @@ async def test_multi_byte_utf8_over_64_kib_closes_with_1009(
     await alice.send_raw(raw)
     assert await alice.close_code() == MESSAGE_TOO_BIG
     assert server.count() == 0
+
+
+async def test_every_reader_gets_the_text_trimmed(server: RunningServer, clients: Clients) -> None:
+    alice, _ = await clients.join(server, nick="alice")
+    bob, _ = await clients.join(server, nick="bob")
+    await alice.say("t", "\n\n  hello\n  world  \n\n")
+    assert (await bob.expect("message"))["text"] == "hello\n  world"
+    await bob.send(type="history", before_id=None, limit=10)
+    assert [m["text"] for m in (await bob.expect("history"))["messages"]] == ["hello\n  world"]

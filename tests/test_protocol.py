@@ -155,6 +155,35 @@ def test_bad_sends_are_refused_with_the_offset(fields: dict[str, object], code: 
         assert error.client_offset == offset
 
 
+def test_text_is_trimmed_of_leading_and_trailing_whitespace() -> None:
+    parsed = parse_frame(frame(type="send", client_offset="t", text="\n \n  two\n\nlines \t\n\n"))
+    assert parsed == Send("t", "two\n\nlines", None)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u200b",
+        "\u200c\u200d",
+        "\u200e\u200f",
+        "\u2066\u2069",
+        "\u2060 \ufeff",
+        "\u3164",
+        " \u034f\n",
+    ],
+    ids=["zwsp", "zwnj-zwj", "lrm-rlm", "isolates", "word-joiner-bom", "filler", "cgj"],
+)
+def test_text_of_invisible_characters_only_is_empty(text: str) -> None:
+    error = refused(frame(type="send", client_offset="t", text=text))
+    assert (error.code, error.client_offset) == ("empty", "t")
+
+
+def test_the_length_limit_counts_the_trimmed_text() -> None:
+    parsed = parse_frame(frame(type="send", client_offset="t", text=f"\n{'x' * 2000}\n\n"))
+    assert isinstance(parsed, Send)
+    assert parsed.text == "x" * 2000
+
+
 def test_text_length_counts_code_points_not_bytes() -> None:
     parsed = parse_frame(frame(type="send", client_offset="e", text="é" * 2000))
     assert isinstance(parsed, Send)

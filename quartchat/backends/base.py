@@ -133,7 +133,8 @@ class PresenceBoard(Protocol):
     """Who is online across all workers: users (not tabs) and their nicks.
 
     Nicks are unique among online users, compared by
-    :func:`quartchat.protocol.nick_key`; claiming one is atomic across workers.
+    :func:`quartchat.text.nick_keys` (sharing any key is a clash); claiming one
+    is atomic across workers.
     A worker that dies without saying goodbye has its connections expire.
     """
 
