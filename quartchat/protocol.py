@@ -130,7 +130,10 @@ def _parse_send(fields: _Fields) -> Send:
         raise FrameError(
             "bad_offset",
             "client_offset must be 1-64 characters of A-Z a-z 0-9 _ . : -",
-            offset if isinstance(offset, str) and len(offset) <= 64 else None,
+            # Echoed only when it can be sent back (a lone surrogate cannot).
+            offset
+            if isinstance(offset, str) and len(offset) <= 64 and is_scalar_text(offset)
+            else None,
         )
     text = fields.obj.get("text")
     if not isinstance(text, str):
