@@ -157,6 +157,21 @@ async def test_rename_takes_a_free_nick_and_frees_the_old_one(workers: Workers) 
     assert await workers.b.rename(ALICE.id, "ALICE") == User(ALICE.id, "Bob")  # own old nick
 
 
+async def test_a_look_alike_of_a_held_nick_is_taken_on_every_worker(workers: Workers) -> None:
+    """Nicks clash by every key of ``nick_keys``: case, TS #39 look-alikes."""
+    await workers.a.connect("a.1", ALICE)
+    await workers.b.connect("b.1", BOB)
+    for look_alike in ["\u0430lice", "aIice", "ALICE", "alice\u2800"]:
+        assert not await workers.b.is_free(look_alike, BOB.id)
+        assert await workers.b.rename(BOB.id, look_alike) is None
+    spoofer, _ = await workers.b.connect("b.2", User("u-spoof", "aIice"))
+    assert spoofer.nick == "aIice-2"
+    assert await workers.a.rename(ALICE.id, "Alice") == ALICE  # one's own look-alike
+    await workers.a.disconnect("a.1", ALICE.id)
+    assert await workers.b.depart_if_idle(ALICE.id) == User(ALICE.id, "Alice")
+    assert await workers.b.rename(BOB.id, "aIice") == BOB  # every key freed
+
+
 async def test_two_renames_to_one_nick_at_once_give_it_to_exactly_one(
     workers: Workers,
 ) -> None:

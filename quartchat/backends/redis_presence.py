@@ -5,8 +5,10 @@ Every change is one Lua script, so two workers never both see a nick as free
 or both take the same user offline. Keys (after the prefix), on one Redis
 server (not Redis Cluster: the reaper touches keys named in its script):
 
-- ``presence:users``   hash user id -> JSON ``[nick, nick_key]``: who is online
-- ``presence:nicks``   hash nick_key -> user id: who holds a nick
+- ``presence:users``   hash user id -> JSON ``[nick, keys]``: who is online
+  (``keys``: the nick's :func:`~quartchat.text.nick_keys`, space-separated)
+- ``presence:nicks``   hash nick key -> user id: who holds a nick (a nick is
+  free when none of its keys is held by someone else)
 - ``presence:counts``  hash user id -> connections open on all workers
 - ``presence:workers`` sorted set worker id -> heartbeat deadline (Redis time)
 - ``presence:conns:<worker>`` hash connection -> user id, per worker
@@ -33,7 +35,7 @@ import trio
 from ..errors import StoreError, Unavailable
 from ..models import User
 from ..presence import nick_variants
-from ..protocol import nick_key
+from ..text import nick_keys
 from .base import ConnId
 from .redis_client import redis_errors
 
@@ -57,13 +59,27 @@ local function now()
   local clock = redis.call('TIME')
   return tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 end
+local function all_free(nicks, keys, uid)
+  for key in string.gmatch(keys, '%S+') do
+    local holder = redis.call('HGET', nicks, key)
+    if holder and holder ~= uid then return false end
+  end
+  return true
+end
+local function claim(nicks, keys, uid)
+  for key in string.gmatch(keys, '%S+') do redis.call('HSET', nicks, key, uid) end
+end
+local function release(nicks, keys, uid)
+  for key in string.gmatch(keys, '%S+') do
+    if redis.call('HGET', nicks, key) == uid then redis.call('HDEL', nicks, key) end
+  end
+end
 local function take_offline(users, nicks, counts, uid)
   redis.call('HDEL', counts, uid)
   local entry = redis.call('HGET', users, uid)
   if not entry then return false end
   redis.call('HDEL', users, uid)
-  local key = cjson.decode(entry)[2]
-  if redis.call('HGET', nicks, key) == uid then redis.call('HDEL', nicks, key) end
+  release(nicks, cjson.decode(entry)[2], uid)
   return entry
 end
 local function beat(workers, worker, ttl)
@@ -72,7 +88,7 @@ end
 """
 
 #: KEYS users nicks counts workers conns; ARGV worker ttl conn uid then
-#: (nick, nick_key) pairs. The user as online now and 1 if this made them
+#: (nick, keys) pairs. The user as online now and 1 if this made them
 #: online, or nil when every offered nick is held by someone else.
 _CONNECT = (
     _LIB
@@ -84,10 +100,9 @@ local entry = redis.call('HGET', users, uid)
 local first = 0
 if not entry then
   for i = 5, #ARGV, 2 do
-    local holder = redis.call('HGET', nicks, ARGV[i + 1])
-    if not holder or holder == uid then
+    if all_free(nicks, ARGV[i + 1], uid) then
       entry = cjson.encode({ARGV[i], ARGV[i + 1]})
-      redis.call('HSET', nicks, ARGV[i + 1], uid)
+      claim(nicks, ARGV[i + 1], uid)
       break
     end
   end
@@ -123,20 +138,21 @@ return take_offline(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
 """
 )
 
-#: KEYS users nicks; ARGV uid nick nick_key. The old entry, nil when the nick
+#: KEYS users nicks; ARGV uid nick keys. The old entry, nil when the nick
 #: is held by another user, 0 when the user is not online.
-_RENAME = """
-local users, nicks, uid, key = KEYS[1], KEYS[2], ARGV[1], ARGV[3]
+_RENAME = (
+    _LIB
+    + """
+local users, nicks, uid, keys = KEYS[1], KEYS[2], ARGV[1], ARGV[3]
 local entry = redis.call('HGET', users, uid)
 if not entry then return 0 end
-local holder = redis.call('HGET', nicks, key)
-if holder and holder ~= uid then return nil end
-local old_key = cjson.decode(entry)[2]
-if redis.call('HGET', nicks, old_key) == uid then redis.call('HDEL', nicks, old_key) end
-redis.call('HSET', nicks, key, uid)
-redis.call('HSET', users, uid, cjson.encode({ARGV[2], key}))
+if not all_free(nicks, keys, uid) then return nil end
+release(nicks, cjson.decode(entry)[2], uid)
+claim(nicks, keys, uid)
+redis.call('HSET', users, uid, cjson.encode({ARGV[2], keys}))
 return entry
 """
+)
 
 #: KEYS workers; ARGV worker ttl. Moves this worker's deadline on.
 _HEARTBEAT = (
@@ -310,7 +326,7 @@ class RedisPresence:
         variants = nick_variants(user.nick)
         while True:
             offered = [
-                arg for nick in islice(variants, VARIANTS_PER_TRY) for arg in (nick, nick_key(nick))
+                arg for nick in islice(variants, VARIANTS_PER_TRY) for arg in (nick, _keys(nick))
             ]
             try:
                 with redis_errors("count a connection"):
@@ -354,7 +370,7 @@ class RedisPresence:
     async def rename(self, user_id: str, nick: str) -> User | None:
         with redis_errors("change a nick"):
             old: object = await self._rename(
-                keys=[self._users, self._nicks], args=[user_id, nick, nick_key(nick)]
+                keys=[self._users, self._nicks], args=[user_id, nick, _keys(nick)]
             )
         if old == 0:
             raise KeyError(f"user {user_id} is not online")
@@ -372,8 +388,13 @@ class RedisPresence:
 
     async def is_free(self, nick: str, user_id: str | None) -> bool:
         with redis_errors("read presence"):
-            holder = await self._redis.hget(self._nicks, nick_key(nick))
-        return holder is None or holder == user_id
+            holders = await self._redis.hmget(self._nicks, sorted(nick_keys(nick)))
+        return all(holder is None or holder == user_id for holder in holders)
+
+
+def _keys(nick: str) -> str:
+    """A nick's keys as one script argument (keys hold no whitespace)."""
+    return " ".join(sorted(nick_keys(nick)))
 
 
 def _user(user_id: str, entry: str) -> User:
