@@ -1,7 +1,7 @@
 """The ASGI app: the page, ``/healthz`` and the ``/ws`` chat socket.
 
-The only module that imports Quart. It reads the settings, opens the store,
-starts the hub in the app's nursery, and adapts Quart's websocket to the
+The only module that imports Quart. It reads the settings, opens the
+backends they name, starts the hub in the app's nursery, and adapts Quart's websocket to the
 :class:`~quartchat.session.Transport` a session speaks through. Run it with
 ``hypercorn --config hypercorn.toml quartchat:app``.
 """
@@ -21,12 +21,12 @@ from quart.globals import websocket_ctx
 from quart.wrappers import Websocket
 from quart_trio import QuartTrio
 
-from .broker import LocalBroker
+from .backends import open_backends
 from .config import Settings
+from .errors import StoreError
 from .hub import Hub
 from .metrics import CONTENT_TYPE
 from .session import Session
-from .store import AsyncStore
 
 HUB_KEY = "quartchat.hub"
 SESSIONS_KEY = "quartchat.sessions"
@@ -162,8 +162,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        store = await AsyncStore.open(settings.db_path)
-        the_hub = Hub(settings, store, LocalBroker())
+        the_hub = Hub(settings, await open_backends(settings))
         await app.nursery.start(the_hub.run)
         app.extensions[HUB_KEY] = the_hub
 
@@ -173,7 +172,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         # (the timeout above is None): shielded, the store still checkpoints
         # its WAL into the database file and closes.
         with trio.CancelScope(shield=True):
-            await hub().store.aclose()
+            await hub().aclose()
 
     @app.after_request
     async def add_security_headers(response: Response) -> Response:
@@ -192,8 +191,11 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
 
     @app.get("/healthz")
     async def healthz() -> tuple[dict[str, Any], int]:
-        last_id = await hub().store.last_id()
-        return {"status": "ok", "last_id": last_id, "epoch": hub().store.epoch}, 200
+        try:
+            last_id = await hub().log.last_id()
+        except StoreError as exc:
+            return {"status": "unavailable", "error": str(exc)}, 503
+        return {"status": "ok", "last_id": last_id, "epoch": hub().log.epoch}, 200
 
     @app.websocket("/ws")
     async def chat_socket() -> tuple[str, int] | None:

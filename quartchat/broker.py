@@ -34,13 +34,13 @@ class Event:
     #: Never connections of this user (presence and typing of oneself).
     skip_user: str | None = None
     #: Never this one connection (a message's own sender: no echo).
-    skip_conn: int | None = None
+    skip_conn: str | None = None
 
     @classmethod
     def of(cls, frame: dict[str, Any], **audience: Any) -> Event:
         return cls(line=encode(frame), **audience)
 
-    def is_for(self, conn_id: int, user_id: str) -> bool:
+    def is_for(self, conn_id: str, user_id: str) -> bool:
         if self.only_users is not None and user_id not in self.only_users:
             return False
         return user_id != self.skip_user and conn_id != self.skip_conn

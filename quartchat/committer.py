@@ -1,25 +1,24 @@
-"""Group commit: many sends, one SQLite transaction, published in id order.
+"""Group commit: many sends of this worker, one append to the log.
 
-Every ``send`` from every connection goes through one task. It takes what is
-waiting (up to ``max_batch`` drafts), stores it in one transaction on the
-store's writer thread, then hands the committed messages to ``on_commit``
-(the hub publishes them) before waking the senders, who then ack. So an ack
-always follows the commit, ids are published in the order they were
-committed, and under load one fsync serves a whole batch. A draft the store
-refuses (a bad value) fails alone: the others in its batch are still stored.
+Every ``send`` from every connection of a worker goes through one task. It
+takes what is waiting (up to ``max_batch`` drafts), appends it to the log in
+one call (one SQLite transaction, or one Redis round trip), then wakes the
+senders, who ack. So an ack always follows the commit, and under load one
+fsync serves a whole batch. Publishing is not its job: every worker reads
+committed messages from the log's tail, in id order. A draft the log refuses
+(a bad value) fails alone: the others in its batch are still stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
 
-from .errors import StoreError
+from .backends.base import MessageLog
+from .errors import StoreError, Unavailable
 from .metrics import Metrics
 from .models import Draft, Posted
-from .store import AsyncStore
 
 
 @dataclass(slots=True)
@@ -33,15 +32,13 @@ class _Pending:
 class Committer:
     def __init__(
         self,
-        store: AsyncStore,
-        on_commit: Callable[[list[tuple[Draft, Posted]]], None],
+        log: MessageLog,
         metrics: Metrics,
         *,
         max_batch: int = 256,
         queue_size: int = 4096,
     ) -> None:
-        self._store = store
-        self._on_commit = on_commit
+        self._log = log
         self._metrics = metrics
         self._max_batch = max_batch
         # Bounded: when the disk falls behind, senders wait here (each one
@@ -53,6 +50,8 @@ class Committer:
         pending = _Pending(draft)
         await self._send.send(pending)
         await pending.done.wait()
+        if isinstance(pending.error, Unavailable):
+            raise Unavailable("the log cannot be reached; retry") from pending.error
         if pending.error is not None:
             raise StoreError("the message could not be stored") from pending.error
         assert pending.result is not None
@@ -72,16 +71,15 @@ class Committer:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
-            results = await self._store.insert([p.draft for p in batch])
+            results = await self._log.append([p.draft for p in batch])
         except Exception as exc:  # the batch failed as a whole: nobody is acked
             for p in batch:
                 p.error = exc
                 p.done.set()
             return
-        # A draft the store refused fails alone; the rest of its batch committed.
-        self._on_commit(
-            [(p.draft, r) for p, r in zip(batch, results, strict=True) if isinstance(r, Posted)]
-        )
+        # A draft the log refused fails alone; the rest of its batch committed.
+        fresh = sum(isinstance(r, Posted) and not r.duplicate for r in results)
+        self._metrics.messages_committed.inc(fresh)
         for p, result in zip(batch, results, strict=True):
             if isinstance(result, Posted):
                 p.result = result

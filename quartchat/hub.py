@@ -1,9 +1,19 @@
 """The hub owns the delivery rules: identity, presence, typing, posting.
 
-Sessions (one per socket) call in; the hub decides who hears what and hands
-it to the broker. Everything a cancelled handler must undo (presence, typing)
-is a plain synchronous method here, so ``finally`` blocks can call it without
-awaiting.
+Sessions (one per socket) call in; the hub decides who hears what. It reaches
+the shared state only through the backend seams (:mod:`quartchat.backends`),
+so the same rules hold for one process on SQLite and for many workers on
+Redis:
+
+- committed messages come from the log's tail, one task per worker, in id
+  order, and go to this worker's local broker;
+- presence, nick and typing frames go on the event bus, which reaches the
+  connections of every worker;
+- who is online, and which nicks they hold, is the presence board's; send
+  allowances are the rate limits'.
+
+Undoing a session (presence, typing) runs from the ``finally`` of a handler
+that may be cancelled, so :meth:`Hub.close_session` is shielded and bounded.
 """
 
 from __future__ import annotations
@@ -11,32 +21,39 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
-from .backends.local_limits import LocalLimits
-from .broker import Broker, Deliver, Event, Subscription
+from .backends import Backends
+from .backends.base import ConnId
+from .broker import Event, Subscription
 from .committer import Committer
 from .config import Settings
 from .errors import POLICY_VIOLATION, UNKNOWN_TOKEN, CloseConnection, FrameError, StoreError
-from .limits import TokenBucket
 from .metrics import Metrics
 from .models import Draft, Message, Posted, User
-from .presence import Presence
-from .protocol import MAX_NICK, MAX_TEXT, Hello, History, Send, clean_nick
-from .store import BUSY_TIMEOUT_MS, AsyncStore, now_ms
+from .protocol import MAX_NICK, MAX_TEXT, Hello, History, Send, clean_nick, encode
+from .store import BUSY_TIMEOUT_MS, now_ms
 
 log = logging.getLogger(__name__)
 
-#: Seconds a nick change waits for the store's writer: three times its busy
-#: timeout, so only a store that is stuck, not one that is busy, is given up on.
+#: Typing relays per user and conversation are at most this often.
+TYPING_RELAY_INTERVAL = 1.0
+#: Seconds a closing session may spend telling the presence board; past it
+#: the board finishes the job itself (an expired heartbeat, or a retry).
+CLEANUP_TIMEOUT = 5.0
+#: Seconds a nick change waits for the log's writer: three times SQLite's busy
+#: timeout, so only a log that is stuck, not one that is busy, is given up on.
 NICK_SAVE_TIMEOUT = 3 * BUSY_TIMEOUT_MS / 1000
 #: Seconds between two prunings of silent users.
 PRUNE_INTERVAL = 3600.0
-#: Typing relays per user and conversation are at most this often.
-TYPING_RELAY_INTERVAL = 1.0
+
+#: Subscribes the session once the hub knows whose it is (so its filter
+#: knows which user's own presence and typing frames to skip).
+Subscribe = Callable[[str], Subscription]
 
 
 @dataclass(slots=True)
@@ -50,34 +67,45 @@ class Identity:
 
 
 @dataclass(slots=True)
-class _Lingering:
-    """A user's last connection, closed but still counted during the leave grace."""
+class Opening:
+    """A started session: its user as online now, what to send before any
+    live frame, and the replay's snapshot id that live messages are checked
+    against (nothing at or below it is sent twice)."""
 
-    conn_id: int
-    scope: trio.CancelScope
+    user: User
+    subscription: Subscription
+    #: The welcome and the replay, encoded.
+    lines: list[str]
+    cursor: int
+    #: What the ``hello`` asked for that could not be had (a taken nick).
+    errors: list[FrameError]
 
 
 @dataclass(slots=True)
 class _Typing:
-    conn_id: int
+    conn_id: ConnId
+    user: User
     scope: trio.CancelScope
     relayed_at: float
 
 
 class Hub:
-    def __init__(self, settings: Settings, store: AsyncStore, broker: Broker) -> None:
+    def __init__(self, settings: Settings, backends: Backends) -> None:
         self.settings = settings
-        self.store = store
-        self.broker = broker
-        self.presence = Presence()
-        self.metrics = Metrics(users_online=lambda: len(self.presence))
-        self.committer = Committer(store, self._publish_committed, self.metrics)
+        self.backends = backends
+        self.log = backends.log
+        self.broker = backends.broker
+        #: Connections per user on this worker (what the metrics count as
+        #: online here; the presence board knows the whole chat).
+        self._local_users: dict[str, int] = {}
+        self.metrics = Metrics(users_online=lambda: len(self._local_users))
+        self.committer = Committer(backends.log, self.metrics)
+        #: Names this worker's connections, so ids never clash across workers.
+        self.worker_id = secrets.token_hex(4)
         self._conn_ids = itertools.count(1)
-        self._send_buckets: dict[str, TokenBucket] = {}
-        #: New identities per client address.
-        self._new_identities = LocalLimits()
         self._typing: dict[tuple[str, str | None], _Typing] = {}
-        self._lingering: dict[str, _Lingering] = {}
+        #: Users whose last connection here closed, waiting out the leave grace.
+        self._graces: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         #: What ``welcome`` tells clients, so pages need not copy the limits.
         self._limits = {
@@ -92,12 +120,53 @@ class Hub:
         }
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The hub's own tasks (the committer, typing timers, pruning); runs until cancelled."""
+        """The backends, the committer, the tail relay and the timers; until cancelled."""
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+            await nursery.start(self.backends.run)
             await nursery.start(self.committer.run)
+            await nursery.start(self._relay_tail)
+            nursery.start_soon(self._announce_departures)
             nursery.start_soon(self._prune_silent_users)
+            self._nursery = nursery
             task_status.started()
+
+    async def aclose(self) -> None:
+        """Close the log (waiting for calls in flight) and release the backends."""
+        try:
+            await self.log.aclose()
+        finally:
+            self.backends.release()
+
+    def new_conn_id(self) -> ConnId:
+        return f"{self.worker_id}.{next(self._conn_ids)}"
+
+    async def _relay_tail(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Every committed message, from every worker, to this worker's
+        connections, in id order (their cursors skip what they replayed)."""
+        start = await self.log.last_id()
+        task_status.started()
+        async for batch in self.log.tail(start):
+            for committed in batch:
+                message = committed.message
+                only = None
+                if message.recipient is not None:
+                    only = frozenset((message.sender.id, message.recipient.id))
+                self.broker.publish(
+                    Event.of(
+                        message.frame(),
+                        message_id=message.id,
+                        only_users=only,
+                        skip_conn=committed.origin or None,
+                    )
+                )
+
+    async def _announce_departures(self) -> None:
+        """Leaves for users whose connections died with another worker."""
+        async for users in self.backends.presence.departed():
+            for user in users:
+                self._publish_presence("leave", user, skip_user=user.id)
 
     async def _prune_silent_users(self) -> None:
         """Delete identities that never said anything, at start and then every
@@ -105,9 +174,9 @@ class Hub:
         ``hello`` without a token makes one, so they would pile up forever."""
         ttl = self.settings.silent_user_ttl
         while True:
-            online = [user.id for user in self.presence.online()]
             try:
-                pruned = await self.store.prune_silent_users(now_ms() - int(ttl * 1000), online)
+                online = [user.id for user in await self.backends.presence.online()]
+                pruned = await self.log.prune_silent_users(now_ms() - int(ttl * 1000), online)
             except StoreError:
                 log.exception("could not prune silent users; trying again later")
             else:
@@ -115,238 +184,227 @@ class Hub:
                     log.info("pruned %d users who never sent a message", pruned)
             await trio.sleep(min(ttl, PRUNE_INTERVAL))
 
-    def new_conn_id(self) -> int:
-        return next(self._conn_ids)
+    # ----- session start and end -------------------------------------------
 
-    # ----- session start ---------------------------------------------------
+    async def open_session(
+        self, conn_id: ConnId, hello: Hello, subscribe: Subscribe, address: str | None = None
+    ) -> Opening:
+        """Start a session in the order that loses nothing: identify, subscribe
+        to live traffic, count the connection online, then read the replay,
+        whose snapshot id the live frames are checked against.
 
-    async def identify(self, hello: Hello, address: str | None = None) -> Identity:
+        A ``nick_exact`` hello whose nick is taken raises ``nick_taken``
+        before anything is stored, claimed or announced. ``address`` (the
+        client's) asking for too many new identities is closed with 1008.
+        """
+        if hello.nick_exact and hello.nick is not None and hello.token is None:
+            nick = clean_nick(hello.nick)
+            if not await self.backends.presence.is_free(nick, None):
+                raise _nick_taken(nick)
+        identity = await self.identify(hello, address)
+        subscription = subscribe(identity.stored.id)
+        try:
+            user = await self._attach(conn_id, identity, exact=hello.nick_exact)
+        except BaseException:
+            subscription.close()
+            raise
+        self._local_users[user.id] = self._local_users.get(user.id, 0) + 1
+        try:
+            if user.nick != identity.stored.nick:
+                await self._save_nick(user)
+            messages, last_id, recovered = await self._replay(user.id, hello)
+            self.metrics.replay_messages.observe(len(messages))
+            online = await self.backends.presence.online()
+        except BaseException:
+            await self.close_session(conn_id, user, subscription)
+            raise
+        welcome = {
+            "type": "welcome",
+            "user": user.ref(),
+            "token": identity.token,
+            "online": [u.ref() for u in online],
+            "last_id": last_id,
+            "epoch": self.log.epoch,
+            "recovered": recovered,
+            "limits": self._limits,
+        }
+        # Only encoded lines outlive this call: the welcome's online list
+        # alone is O(users), and it must not stay alive per connection.
+        lines = [encode(welcome)]
+        lines += [encode(m.frame()) for m in messages]
+        return Opening(user, subscription, lines, last_id, identity.errors)
+
+    async def identify(self, hello: Hello, address: str | None) -> Identity:
         """Look up or create the user of a ``hello``; 4003 for an unknown token,
-        1008 when ``address`` (the client's) asked for too many new identities."""
+        1008 when ``address`` asked for too many new identities."""
         errors: list[FrameError] = []
         wanted: str | None = None
         if hello.nick is not None:
             try:
                 wanted = clean_nick(hello.nick)
             except FrameError as exc:
+                if hello.nick_exact:
+                    raise
                 errors.append(exc)
         if hello.token is not None:
-            user = await self.store.user_by_token(hello.token)
+            user = await self.log.user_by_token(hello.token)
             if user is None:
                 raise CloseConnection(UNKNOWN_TOKEN, "unknown token")
             return Identity(user, hello.token, wanted, errors)
-        if address is not None and not await self._new_identities.take(
-            address, self.settings.new_identity_rate, self.settings.new_identity_burst
+        if address is not None and not await self.backends.limits.take(
+            f"identity:{address}", self.settings.new_identity_rate, self.settings.new_identity_burst
         ):
             raise CloseConnection(POLICY_VIOLATION, "too many new identities; retry later")
         nick = wanted if wanted is not None else f"guest-{secrets.token_hex(2)}"
-        user, token = await self.store.create_user(self.presence.free_variant(nick, None))
+        user, token = await self.log.create_user(nick)
         return Identity(user, token, wanted, errors)
 
-    def check_nick_exact(self, hello: Hello) -> None:
-        """For a ``hello`` with ``nick_exact``: raise ``bad_nick``, or
-        ``nick_taken`` when a new identity asks for a nick someone online
-        holds, before any user is created. :meth:`attach` checks again as it
-        claims the nick."""
-        if not hello.nick_exact or hello.nick is None:
-            return
-        nick = clean_nick(hello.nick)
-        if hello.token is None and not self.presence.is_free(nick, None):
-            raise _nick_taken(nick)
-
-    def attach(
-        self, conn_id: int, identity: Identity, deliver: Deliver, *, exact: bool = False
-    ) -> tuple[User, Subscription]:
-        """Subscribe a connection and count it online; synchronous, so nothing
-        can slip between the nick check and the claim. Returns the user as
-        they are now online (their nick may differ from the stored one),
-        unless ``exact`` and the wanted nick is taken: then ``nick_taken`` is
-        raised before anything is claimed or announced."""
+    async def _attach(self, conn_id: ConnId, identity: Identity, *, exact: bool) -> User:
+        """Count the connection online; return the user as online now. Their
+        first connection is announced; a taken nick falls back to the stored
+        one (or a ``nick-2`` variant) with a ``nick_taken`` error, unless
+        ``exact``, where it is refused before anything is claimed."""
+        presence = self.backends.presence
         stored, wanted = identity.stored, identity.wanted_nick
-        if exact and wanted is not None and not self.presence.is_free(wanted, stored.id):
-            raise _nick_taken(wanted)
-        subscription = self.broker.subscribe(deliver)
-        online = self.presence.get(stored.id)
-        if online is None:
-            nick = stored.nick
-            if wanted is not None:
-                if self.presence.is_free(wanted, stored.id):
-                    nick = wanted
-                else:
-                    identity.errors.append(_nick_taken(wanted))
-            user = User(stored.id, self.presence.free_variant(nick, stored.id))
-            self.presence.add(conn_id, user)
-            self._publish_presence("join", user, skip_user=user.id)
-            if user.id not in self._send_buckets:
-                self._send_buckets[user.id] = TokenBucket(
-                    self.settings.send_rate, self.settings.send_burst, trio.current_time()
-                )
-            return user, subscription
-        self.presence.add(conn_id, online)
+        if wanted is not None and not await presence.is_free(wanted, stored.id):
+            if exact:
+                raise _nick_taken(wanted)
+            identity.errors.append(_nick_taken(wanted))
+            wanted = None
         self._end_grace(stored.id)
-        if wanted is not None and wanted != online.nick:
+        user, first = await presence.connect(conn_id, User(stored.id, wanted or stored.nick))
+        if first:
+            self._publish_presence("join", user, skip_user=user.id)
+        elif wanted is not None and wanted != user.nick:
             try:
-                return self._rename_online(stored.id, wanted), subscription
+                user = await self._rename_online(user, wanted)
             except FrameError as exc:
                 identity.errors.append(exc)
-        return online, subscription
+        return user
 
-    def detach(self, conn_id: int, user_id: str, subscription: Subscription) -> None:
-        """Undo :meth:`attach`: stop delivery and clear typing at once; count
-        the connection out now, or, if it was the user's last, after the leave
-        grace. Synchronous, never raises."""
+    async def close_session(self, conn_id: ConnId, user: User, subscription: Subscription) -> None:
+        """Undo :meth:`open_session`: stop delivery and clear typing at once;
+        count the connection out, and if it was the user's last anywhere,
+        announce the leave once the grace is over. Shielded and bounded, as it
+        runs while the handler is being cancelled; never raises."""
         subscription.close()
+        left = self._local_users.pop(user.id, 1) - 1
+        if left:
+            self._local_users[user.id] = left
         for key, entry in list(self._typing.items()):
-            if key[0] == user_id and entry.conn_id == conn_id:
+            if key[0] == user.id and entry.conn_id == conn_id:
                 self._stop_typing(key)
-        if not (self.presence.is_last(conn_id, user_id) and self._start_grace(conn_id, user_id)):
-            self._count_out(conn_id, user_id)
-
-    def _count_out(self, conn_id: int, user_id: str) -> None:
-        """Forget a connection; publish the leave if it was the user's last."""
-        gone = self.presence.remove(conn_id, user_id)
-        if gone is not None:
-            self._forget_idle_buckets()
-            self._publish_presence("leave", gone, skip_user=user_id)
+        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
+            try:
+                if await self.backends.presence.disconnect(conn_id, user.id):
+                    await self._start_grace(user.id)
+            except StoreError as exc:  # the board finishes it once it can
+                log.warning("could not count connection %s out: %s", conn_id, exc)
 
     # ----- leave grace ---------------------------------------------------------
     # A user whose last connection closes stays online (in the list, holding
-    # their nick) for ``leave_grace`` seconds, kept by that closed connection.
-    # Coming back within it swaps in the new connection silently; otherwise
-    # the leave is announced when the grace ends. Typing is cleared at once.
+    # their nick) for ``leave_grace`` seconds. Coming back within it, on any
+    # worker, announces nothing; otherwise the leave is announced when it ends.
 
-    def _start_grace(self, conn_id: int, user_id: str) -> bool:
-        """Keep ``conn_id`` counted for the grace; False when there is no grace
-        (disabled, or the hub is stopping) and the leave is due now."""
-        grace = self.settings.leave_grace
-        if grace <= 0 or self._nursery is None:
-            return False
-        lingering = _Lingering(conn_id, trio.CancelScope())
+    async def _start_grace(self, user_id: str) -> None:
+        scope = trio.CancelScope()
+        if self.settings.leave_grace > 0 and self._nursery is not None:
+            try:
+                self._nursery.start_soon(self._depart_after_grace, user_id, scope)
+            except RuntimeError:  # the hub's nursery is closed: the server is stopping
+                pass
+            else:
+                self._end_grace(user_id)
+                self._graces[user_id] = scope
+                return
+        await self._depart(user_id)
+
+    async def _depart_after_grace(self, user_id: str, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(self.settings.leave_grace)
+        if self._graces.get(user_id) is not scope:
+            return  # back within the grace, or another grace took over
+        del self._graces[user_id]
         try:
-            self._nursery.start_soon(self._leave_after_grace, user_id, lingering, grace)
-        except RuntimeError:  # the hub's nursery is closed: the server is stopping
-            return False
-        self._lingering[user_id] = lingering
-        return True
+            await self._depart(user_id)
+        except StoreError as exc:
+            log.warning("could not take %s offline: %s", user_id, exc)
 
-    async def _leave_after_grace(self, user_id: str, lingering: _Lingering, grace: float) -> None:
-        with lingering.scope:
-            await trio.sleep(grace)
-        if self._lingering.get(user_id) is lingering:
-            del self._lingering[user_id]
-            self._count_out(lingering.conn_id, user_id)
+    async def _depart(self, user_id: str) -> None:
+        gone = await self.backends.presence.depart_if_idle(user_id)
+        if gone is not None:
+            self._publish_presence("leave", gone, skip_user=user_id)
 
     def _end_grace(self, user_id: str) -> None:
-        """The user is back within the grace: drop the closed connection that
-        kept them online, announcing nothing (their new one is counted)."""
-        lingering = self._lingering.pop(user_id, None)
-        if lingering is not None:
-            lingering.scope.cancel()
-            self.presence.remove(lingering.conn_id, user_id)
+        scope = self._graces.pop(user_id, None)
+        if scope is not None:
+            scope.cancel()
 
-    def _forget_idle_buckets(self) -> None:
-        """Drop the send buckets of offline users that have refilled: a user who
-        reconnects to reset their allowance finds their old, spent bucket.
-
-        Runs only when buckets outnumber online users by half again, so a wave
-        of leaves costs linear time, not quadratic."""
-        if len(self._send_buckets) <= 1.5 * len(self.presence) + 16:
-            return
-        now = trio.current_time()
-        for user_id, bucket in list(self._send_buckets.items()):
-            if self.presence.get(user_id) is None and bucket.is_full(now):
-                del self._send_buckets[user_id]
-
-    def welcome(self, user: User, token: str, last_id: int, recovered: bool) -> dict[str, Any]:
-        return {
-            "type": "welcome",
-            "user": user.ref(),
-            "token": token,
-            "online": [u.ref() for u in self.presence.online()],
-            "last_id": last_id,
-            "epoch": self.store.epoch,
-            "recovered": recovered,
-            "limits": self._limits,
-        }
-
-    async def replay(self, user_id: str, hello: Hello) -> tuple[list[Message], int, bool]:
+    async def _replay(self, user_id: str, hello: Hello) -> tuple[list[Message], int, bool]:
         """What a new connection is owed: newest backlog, or all after its cursor."""
         cursor = hello.last_id
-        if hello.epoch is not None and hello.epoch != self.store.epoch:
+        if hello.epoch is not None and hello.epoch != self.log.epoch:
             cursor = None
         if cursor is None:
-            messages, last, _ = await self.store.replay(user_id, None, self.settings.backlog)
-            return messages, last, False
-        return await self.store.replay(user_id, cursor, self.settings.replay_limit)
+            replay = await self.log.read_after(user_id, None, self.settings.backlog)
+            return replay.messages, replay.last_id, False
+        replay = await self.log.read_after(user_id, cursor, self.settings.replay_limit)
+        return replay.messages, replay.last_id, replay.complete
 
     # ----- requests ----------------------------------------------------------
 
-    async def post(self, conn_id: int, user_id: str, send: Send) -> Posted:
-        """Store and publish a message; return what to ack.
+    async def post(self, conn_id: ConnId, user_id: str, send: Send) -> Posted:
+        """Store a message (the log's tail publishes it); return what to ack.
 
         Raises ``rate_limited`` or ``unknown_user`` (nothing stored), or
         :class:`~quartchat.errors.StoreError` (nothing acked: the client retries).
         """
-        # Every online user has a bucket (made in attach, kept while online).
-        if not self._send_buckets[user_id].take(trio.current_time()):
+        settings = self.settings
+        if not await self.backends.limits.take(
+            f"send:{user_id}", settings.send_rate, settings.send_burst
+        ):
             raise FrameError("rate_limited", "sending too fast; retry shortly", send.client_offset)
-        sender = self.presence.get(user_id)
+        sender = await self.backends.presence.get(user_id)
         assert sender is not None, "a session posts only while attached"
         recipient = None
         if send.to is not None:
-            recipient = self.presence.get(send.to) or await self.store.get_user(send.to)
+            recipient = await self.backends.presence.get(send.to) or await self.log.get_user(
+                send.to
+            )
             if recipient is None:
                 raise FrameError("unknown_user", "no user with that id", send.client_offset)
         self._stop_typing((user_id, send.to))
-        draft = Draft(sender, send.client_offset, send.text, recipient, origin=str(conn_id))
+        draft = Draft(sender, send.client_offset, send.text, recipient, origin=conn_id)
         return await self.committer.post(draft)
-
-    def _publish_committed(self, committed: list[tuple[Draft, Posted]]) -> None:
-        self.metrics.messages_committed.inc(sum(not posted.duplicate for _, posted in committed))
-        for draft, posted in committed:
-            if posted.duplicate:
-                continue
-            message = posted.message
-            only = None
-            if message.recipient is not None:
-                only = frozenset((message.sender.id, message.recipient.id))
-            self.broker.publish(
-                Event.of(
-                    message.frame(),
-                    message_id=message.id,
-                    only_users=only,
-                    skip_conn=int(draft.origin),
-                )
-            )
 
     async def rename(self, user_id: str, raw_nick: str) -> None:
         """Change an online user's nick, tell everyone, then persist it."""
-        before = self.presence.get(user_id)
-        user = self._rename_online(user_id, clean_nick(raw_nick))
-        if user != before:
-            await self.save_nick(user)
+        nick = clean_nick(raw_nick)
+        current = await self.backends.presence.get(user_id)
+        assert current is not None, "a session renames only while attached"
+        user = await self._rename_online(current, nick)
+        if user != current:
+            await self._save_nick(user)
 
-    async def save_nick(self, user: User) -> None:
+    async def _save_nick(self, user: User) -> None:
         """Store a nick that presence already announced.
 
-        Shielded, so a client leaving meanwhile cannot leave the store behind
-        what everyone was told; bounded, so a stuck store cannot hold the
+        Shielded, so a client leaving meanwhile cannot leave the log behind
+        what everyone was told; bounded, so a stuck log cannot hold the
         connection open without end (then the nick is in force until the
         user leaves, and the stored one comes back on their next visit)."""
         with trio.CancelScope(shield=True), trio.move_on_after(NICK_SAVE_TIMEOUT) as bound:
-            await self.store.set_nick(user.id, user.nick)
+            await self.log.set_nick(user.id, user.nick)
         if bound.cancelled_caught:
             log.warning("gave up storing the nick of %s after %s s", user.id, NICK_SAVE_TIMEOUT)
 
-    def _rename_online(self, user_id: str, nick: str) -> User:
-        current = self.presence.get(user_id)
-        assert current is not None
+    async def _rename_online(self, current: User, nick: str) -> User:
         if nick == current.nick:
             return current
-        if not self.presence.is_free(nick, user_id):
+        old = await self.backends.presence.rename(current.id, nick)
+        if old is None:
             raise _nick_taken(nick)
-        old = self.presence.rename(user_id, nick)
-        user = User(user_id, nick)
+        user = User(current.id, nick)
         self._publish_presence("nick", user, old_nick=old.nick)
         return user
 
@@ -354,10 +412,10 @@ class Hub:
         self, event: str, user: User, *, skip_user: str | None = None, **extra: str
     ) -> None:
         frame = {"type": "presence", "event": event, "user": user.ref(), **extra}
-        self.broker.publish(Event.of(frame, skip_user=skip_user))
+        self.backends.bus.publish(Event.of(frame, skip_user=skip_user))
 
     async def history(self, user_id: str, request: History) -> dict[str, Any]:
-        messages, has_more = await self.store.history(
+        messages, has_more = await self.log.history(
             user_id, request.before_id, request.limit, request.with_user
         )
         return {
@@ -370,28 +428,32 @@ class Hub:
 
     # ----- typing ------------------------------------------------------------
 
-    def typing(self, conn_id: int, user_id: str, active: bool, to: str | None) -> None:
+    async def typing(self, conn_id: ConnId, user_id: str, active: bool, to: str | None) -> None:
         """Relay a typing state; the server clears it after ``typing_timeout``."""
         key = (user_id, to)
         if not active:
             self._stop_typing(key)
             return
-        if to is not None and self.presence.get(to) is None:
+        presence = self.backends.presence
+        if to is not None and await presence.get(to) is None:
             return  # nobody online to tell; nothing leaks about who exists
+        user = await presence.get(user_id)
+        if user is None:
+            return
         now = trio.current_time()
         entry = self._typing.get(key)
         if entry is None:
             assert self._nursery is not None, "Hub.run must be started first"
             scope = trio.CancelScope(deadline=now + self.settings.typing_timeout)
-            entry = self._typing[key] = _Typing(conn_id, scope, relayed_at=now)
+            entry = self._typing[key] = _Typing(conn_id, user, scope, relayed_at=now)
             self._nursery.start_soon(self._expire_typing, key, entry)
         else:
             entry.scope.deadline = now + self.settings.typing_timeout
-            entry.conn_id = conn_id
+            entry.conn_id, entry.user = conn_id, user
             if now - entry.relayed_at < TYPING_RELAY_INTERVAL:
                 return
             entry.relayed_at = now
-        self._publish_typing(user_id, to, active=True)
+        self._publish_typing(user, to, active=True)
 
     async def _expire_typing(self, key: tuple[str, str | None], entry: _Typing) -> None:
         with entry.scope:
@@ -404,15 +466,12 @@ class Hub:
         if entry is None:
             return
         entry.scope.cancel()
-        self._publish_typing(key[0], key[1], active=False)
+        self._publish_typing(entry.user, key[1], active=False)
 
-    def _publish_typing(self, user_id: str, to: str | None, *, active: bool) -> None:
-        user = self.presence.get(user_id)
-        if user is None:
-            return
+    def _publish_typing(self, user: User, to: str | None, *, active: bool) -> None:
         frame = {"type": "typing", "user": user.ref(), "active": active, "to": to}
         only = None if to is None else frozenset((to,))
-        self.broker.publish(Event.of(frame, only_users=only, skip_user=user_id))
+        self.backends.bus.publish(Event.of(frame, only_users=only, skip_user=user.id))
 
 
 def _nick_taken(nick: str) -> FrameError:

@@ -7,9 +7,10 @@ broker drops live events in without waiting, the reader drops in replies.
 When the queue is full the client is not keeping up, and the session ends
 with 4008; the client resumes from its cursor when it reconnects.
 
-Ordering: the session subscribes *before* it reads what it missed from the
-store, so nothing committed meanwhile falls between the two; the writer then
-sends the replay and skips queued messages at or below the replay's snapshot.
+Ordering: the hub subscribes the session *before* it reads what it missed
+from the log, so nothing committed meanwhile falls between the two; the
+writer then sends the replay and skips queued messages at or below the
+replay's snapshot.
 
 The session speaks to the socket only through :class:`Transport`, so tests
 can drive it with a fake and :mod:`quartchat.app` adapts Quart's websocket.
@@ -36,10 +37,10 @@ from .errors import (
     FrameError,
     PeerGone,
     StoreError,
+    Unavailable,
 )
-from .hub import Hub, Identity
+from .hub import Hub, Opening
 from .limits import TokenBucket
-from .models import User
 from .protocol import (
     CLIENT_FAULTS,
     Hello,
@@ -99,6 +100,9 @@ class Session:
             self._close = exc
         except PeerGone:
             return
+        except Unavailable as exc:
+            log.warning("could not start a session: %s", exc)
+            self._close = CloseConnection(INTERNAL_ERROR, "store unavailable")
         except StoreError:
             log.exception("store failed during session start")
             self._close = CloseConnection(INTERNAL_ERROR, "store unavailable")
@@ -127,24 +131,15 @@ class Session:
                 return
 
     async def _run(self) -> None:
-        hello, identity, user, subscription = await self._start()
+        opening = await self._start()
         try:
-            if user.nick != identity.stored.nick:
-                await self.hub.save_nick(user)
-            messages, last_id, recovered = await self.hub.replay(user.id, hello)
-            self.hub.metrics.replay_messages.observe(len(messages))
-            # Only encoded lines outlive this point: the welcome's online list
-            # alone is O(users), and it must not stay alive per connection.
-            opening = [encode(self.hub.welcome(user, identity.token, last_id, recovered))]
-            opening += [encode(m.frame()) for m in messages]
-            opening += [encode(self._error(e)) for e in identity.errors]
-            del messages
+            lines = opening.lines + [encode(self._error(e)) for e in opening.errors]
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._guarded, self._write, opening, last_id)
+                nursery.start_soon(self._guarded, self._write, lines, opening.cursor)
                 await self._guarded(self._read)
                 nursery.cancel_scope.cancel()
         finally:
-            self.hub.detach(self.conn_id, self.user_id, subscription)
+            await self.hub.close_session(self.conn_id, opening.user, opening.subscription)
 
     async def _guarded(self, task: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run one of the two tasks; whatever ends it ends the whole session
@@ -161,25 +156,20 @@ class Session:
         else:
             self._cut(CloseConnection(GOING_AWAY, "done"))
 
-    async def _start(self) -> tuple[Hello, Identity, User, Subscription]:
+    async def _start(self) -> Opening:
         """Read hellos until one starts the session. A ``nick_exact`` hello
         whose nick is bad or taken gets that error, and the client may send
         another hello: nobody has been told about this connection yet."""
         while True:
             hello = await self._receive_hello()
             try:
-                self.hub.check_nick_exact(hello)
-                identity = await self.hub.identify(hello, self.address)
-                self.user_id = identity.stored.id  # before attach: its join must skip us
-                user, subscription = self.hub.attach(
-                    self.conn_id, identity, self._deliver, exact=hello.nick_exact
+                return await self.hub.open_session(
+                    self.conn_id, hello, self._subscribe, self.address
                 )
             except FrameError as exc:
                 if not self._frames.take(trio.current_time()):
                     raise CloseConnection(POLICY_VIOLATION, "too many hellos") from None
                 await self.transport.send(encode(self._error(exc)))
-                continue
-            return hello, identity, user, subscription
 
     async def _receive_hello(self) -> Hello:
         with trio.move_on_after(self.settings.hello_timeout):
@@ -196,6 +186,11 @@ class Session:
         raise CloseConnection(NO_HELLO, "no hello in time")
 
     # ----- outbound ------------------------------------------------------------
+
+    def _subscribe(self, user_id: str) -> Subscription:
+        """Called by the hub once it knows whose session this is."""
+        self.user_id = user_id
+        return self.hub.broker.subscribe(self._deliver)
 
     def _deliver(self, event: Event) -> None:
         """Broker callback: queue ``event`` if it is for us; never blocks."""
@@ -294,6 +289,11 @@ class Session:
     async def _handle(self, frame: object) -> None:
         try:
             await self._dispatch(frame)
+        except Unavailable as exc:
+            # Redis is away: nothing was stored or acked; the client retries.
+            log.warning("a %s frame found the store away: %s", type(frame).__name__, exc)
+            offset = frame.client_offset if isinstance(frame, Send) else None
+            raise FrameError("unavailable", "the store is unreachable; retry", offset) from None
         except StoreError:
             # The server's fault, not the client's: the socket stays open and
             # the client retries (a send with the same client_offset).
@@ -316,7 +316,7 @@ class Session:
                     }
                 )
             case Typing():
-                self.hub.typing(self.conn_id, self.user_id, frame.active, frame.to)
+                await self.hub.typing(self.conn_id, self.user_id, frame.active, frame.to)
             case Nick():
                 await self.hub.rename(self.user_id, frame.nick)
             case History():

@@ -1,4 +1,11 @@
-"""Fixtures: a real hypercorn serving quartchat on port 0 in the test's nursery."""
+"""Fixtures: a real hypercorn serving quartchat on port 0 in the test's nursery.
+
+Every test that starts a server runs twice: on the embedded default (one
+hypercorn, SQLite) and on Redis, where "the server" is two hypercorn servers
+(two hubs, as two workers would run) sharing a private redis-server, and
+clients are spread over the two in turn. A test about the embedded store
+itself is marked ``embedded_only``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,8 @@ import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
@@ -21,18 +27,35 @@ from quartchat.app import HUB_KEY, create_app
 from quartchat.config import Settings
 from quartchat.hub import Hub
 
+if TYPE_CHECKING:  # imported by pytest as a plugin, below
+    from redis_server import RedisServer
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Private redis-server fixtures (``redis_server``, ``redis_url``).
 pytest_plugins = ["redis_server"]
 
+BACKENDS = ("sqlite", "redis")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "embedded_only: about the embedded SQLite store; not run on Redis"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "chat_backend" in metafunc.fixturenames:
+        embedded_only = metafunc.definition.get_closest_marker("embedded_only") is not None
+        metafunc.parametrize("chat_backend", BACKENDS[:1] if embedded_only else BACKENDS)
+
 
 @dataclass
-class RunningServer:
+class Worker:
+    """One hypercorn server of a chat."""
+
     app: QuartTrio
-    settings: Settings
     base_url: str
-    shutdown: trio.Event
 
     @property
     def ws_url(self) -> str:
@@ -43,9 +66,56 @@ class RunningServer:
         hub: Hub = self.app.extensions[HUB_KEY]
         return hub
 
+
+@dataclass
+class RunningServer:
+    """One chat: a single server on SQLite, or two sharing Redis."""
+
+    settings: Settings
+    workers: list[Worker]
+    #: Stops every server of this chat.
+    shutdown: trio.Event
+    #: Set once every server of this chat has stopped (its store closed).
+    stopped: trio.Event
+    redis: RedisServer | None = None
+    _turns: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
+
+    @property
+    def app(self) -> QuartTrio:
+        return self.workers[0].app
+
+    @property
+    def base_url(self) -> str:
+        return self.workers[0].base_url
+
+    @property
+    def ws_url(self) -> str:
+        return self.workers[0].ws_url
+
+    @property
+    def hub(self) -> Hub:
+        return self.workers[0].hub
+
+    async def stop(self) -> None:
+        """Shut every server of this chat down gracefully and wait until they are."""
+        self.shutdown.set()
+        await self.stopped.wait()
+
+    def next_ws_url(self) -> str:
+        """The servers' sockets in turn: consecutive clients land on different workers."""
+        return self.workers[next(self._turns) % len(self.workers)].ws_url
+
     def count(self, table: str = "messages") -> int:
-        """Rows in a table, read straight from the file."""
-        db = self.hub.store.sync
+        """Stored messages or users, read straight from the file or from Redis."""
+        if self.redis is not None:
+            from redis_server import redis_integer
+
+            prefix = self.settings.redis_prefix
+            if table == "messages":
+                return redis_integer(self.redis.port, "XLEN", f"{prefix}log")
+            script = "return #redis.call('KEYS', ARGV[1])"
+            return redis_integer(self.redis.port, "EVAL", script, "0", f"{prefix}user:*")
+        db = self.hub.log.store.sync
         with db._reader() as conn:
             return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
@@ -67,21 +137,44 @@ def hypercorn_config(**overrides: Any) -> Config:
 
 
 @pytest.fixture
-async def start_server(tmp_path: Path) -> AsyncIterator[StartServer]:
-    """Start servers on demand; at the end each shuts down gracefully."""
+async def start_server(
+    tmp_path: Path, chat_backend: str, request: pytest.FixtureRequest
+) -> AsyncIterator[StartServer]:
+    """Start chats on demand; at the end each shuts down gracefully. On Redis,
+    a chat started again with the same ``db_path`` finds the same data."""
     numbers = itertools.count()
     started: list[RunningServer] = []
+    redis: RedisServer | None = None
+    if chat_backend == "redis":
+        redis = request.getfixturevalue("redis_server")
 
     async def start(hypercorn: dict[str, Any] | None = None, **overrides: Any) -> RunningServer:
         overrides.setdefault("db_path", tmp_path / f"chat{next(numbers)}.db")
         # Leaves are announced at once unless a test is about the grace.
         overrides.setdefault("leave_grace", 0.0)
+        if redis is not None:
+            overrides.setdefault("redis_url", redis.url)
+            overrides.setdefault("redis_prefix", f"{Path(overrides['db_path']).stem}:")
         settings = dataclasses.replace(Settings(), **overrides)
-        app = create_app(settings)
-        shutdown = trio.Event()
+        shutdown, stopped = trio.Event(), trio.Event()
         config = hypercorn_config(**(hypercorn or {}))
-        binds = await nursery.start(partial(serve, app, config, shutdown_trigger=shutdown.wait))
-        started.append(RunningServer(app, settings, binds[0], shutdown))
+        workers = []
+        count = 1 if redis is None else 2
+        running = [count]
+
+        async def serve_one(app: QuartTrio, *, task_status: trio.TaskStatus[Any]) -> None:
+            try:
+                await serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)
+            finally:
+                running[0] -= 1
+                if not running[0]:
+                    stopped.set()
+
+        for _ in range(count):
+            app = create_app(settings)
+            binds = await nursery.start(serve_one, app)
+            workers.append(Worker(app, binds[0]))
+        started.append(RunningServer(settings, workers, shutdown, stopped, redis))
         return started[-1]
 
     async with trio.open_nursery() as nursery:
@@ -103,7 +196,7 @@ class Clients:
         self.opened: list[ChatClient] = []
 
     async def connect(self, server: RunningServer, *, origin: str | None = None) -> ChatClient:
-        client = await ChatClient.connect(self.nursery, server.ws_url, origin=origin)
+        client = await ChatClient.connect(self.nursery, server.next_ws_url(), origin=origin)
         self.opened.append(client)
         return client
 

@@ -13,12 +13,11 @@ from typing import Any
 
 import trio
 
-from quartchat.broker import LocalBroker
+from quartchat.backends import open_backends
 from quartchat.config import Settings
 from quartchat.errors import PeerGone
 from quartchat.hub import Hub
 from quartchat.session import Session
-from quartchat.store import AsyncStore
 
 
 class FakeTransport:
@@ -59,13 +58,12 @@ class FakeTransport:
 @asynccontextmanager
 async def running_hub(settings: Settings) -> AsyncIterator[Hub]:
     """A hub with its tasks running on a fresh store; closed at the end."""
-    store = await AsyncStore.open(settings.db_path)
-    hub = Hub(settings, store, LocalBroker())
+    hub = Hub(settings, await open_backends(settings))
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
         yield hub
         nursery.cancel_scope.cancel()
-    await store.aclose()
+    await hub.aclose()
 
 
 async def open_session(

@@ -109,6 +109,19 @@ class RedisServer:
         self.start()
 
 
+def redis_integer(port: int, *command: str) -> int:
+    """Run one command whose answer is an integer (a test's look at the data)."""
+    request = f"*{len(command)}\r\n" + "".join(
+        f"${len(part.encode())}\r\n{part}\r\n" for part in command
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request.encode())
+        answer = sock.recv(64)
+    if not answer.startswith(b":"):
+        raise RuntimeError(f"redis answered {answer!r} to {command[0]}")
+    return int(answer[1:].split(b"\r\n")[0])
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh, empty Redis of this test's own, stopped at the end."""

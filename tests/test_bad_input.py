@@ -197,6 +197,7 @@ async def test_the_largest_64_bit_cursor_is_accepted(
     assert (await alice.expect("history"))["messages"] == []
 
 
+@pytest.mark.embedded_only  # makes the SQLite store fail
 async def test_store_failures_are_not_strikes(
     start_server: StartServer, clients: Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -207,7 +208,7 @@ async def test_store_failures_are_not_strikes(
     async def disk_full(drafts: object) -> NoReturn:
         raise StoreError("database or disk is full")
 
-    monkeypatch.setattr(server.hub.store, "insert", disk_full)
+    monkeypatch.setattr(server.hub.log.store, "insert", disk_full)
     for attempt in range(3 * server.settings.strikes):
         await alice.send(type="send", client_offset="retry", text=f"try {attempt}", to=None)
         error = await alice.expect("error")

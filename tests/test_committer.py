@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
+from quartchat.backends.sqlite_log import SqliteLog
 from quartchat.committer import Committer
 from quartchat.errors import StoreError
 from quartchat.metrics import Metrics
 from quartchat.models import Draft, Posted, User
-from quartchat.store import AsyncStore
 
 
 async def test_a_draft_the_store_refuses_fails_alone(tmp_path: Path) -> None:
-    store = await AsyncStore.open(tmp_path / "chat.db")
-    senders = [(await store.create_user(f"user{i}"))[0] for i in range(30)]
-    mallory, _ = await store.create_user("mallory")
-    published: list[int] = []
-    committer = Committer(
-        store,
-        lambda batch: published.extend(posted.message.id for _, posted in batch),
-        Metrics(users_online=lambda: 0),
-    )
+    log = await SqliteLog.open(tmp_path / "chat.db")
+    senders = [(await log.create_user(f"user{i}"))[0] for i in range(30)]
+    mallory, _ = await log.create_user("mallory")
+    committer = Committer(log, Metrics(users_online=lambda: 0))
     acked: dict[str, Posted] = {}
 
     async def send(user: User, offset: str, text: str) -> None:
@@ -48,7 +44,9 @@ async def test_a_draft_the_store_refuses_fails_alone(tmp_path: Path) -> None:
 
     assert sorted(acked) == sorted(f"o{i}" for i in range(30))
     assert sorted(p.message.id for p in acked.values()) == list(range(1, 31))
-    assert published == list(range(1, 31))
-    stored, _ = await store.history(senders[0].id, None, 100, None)
+    async with aclosing(log.tail(0)) as tail:
+        published = await anext(tail)
+    assert [c.message.id for c in published] == list(range(1, 31))
+    stored, _ = await log.history(senders[0].id, None, 100, None)
     assert sorted(m.text for m in stored) == sorted(f"hello {i}" for i in range(30))
-    await store.aclose()
+    await log.aclose()

@@ -49,7 +49,7 @@ async def test_welcome_describes_the_session(server: RunningServer, clients: Cli
     assert welcome["user"]["id"] and welcome["token"]
     assert welcome["online"] == [welcome["user"]]
     assert welcome["last_id"] == 0
-    assert welcome["epoch"] == server.hub.store.epoch
+    assert welcome["epoch"] == server.hub.log.epoch
     assert welcome["recovered"] is False
     assert replay == []
 
@@ -181,7 +181,7 @@ async def test_a_gap_over_the_replay_limit_is_not_recovered(
     alice, _ = await clients.join(server, nick="alice")
     ids = await alice.say_many([f"m{i}" for i in range(8)])
     bob, replay = await clients.join(
-        server, nick="bob", last_id=ids[0], epoch=server.hub.store.epoch
+        server, nick="bob", last_id=ids[0], epoch=server.hub.log.epoch
     )
     assert bob.welcome["recovered"] is False
     assert [m["id"] for m in replay] == ids[-5:]
@@ -276,11 +276,12 @@ async def test_messages_survive_a_restart_and_clients_resume(
     acked = await alice.say_many([f"before restart {i}" for i in range(3)])
     bob, _ = await clients.join(first, nick="bob")
 
-    first.shutdown.set()
-    assert await bob.close_code() == GOING_AWAY
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(first.stop)
+        assert await bob.close_code() == GOING_AWAY
 
     second = await start_server(db_path=first.settings.db_path)
     again, replay = await clients.join(second, token=alice.welcome["token"], last_id=0, epoch=None)
-    assert second.hub.store.epoch == first.hub.store.epoch
+    assert second.hub.log.epoch == first.hub.log.epoch
     assert again.user == alice.user
     assert [m["id"] for m in replay] == acked

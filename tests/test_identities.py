@@ -15,7 +15,7 @@ import trio
 import quartchat.hub
 from conftest import Clients, StartServer
 from fakesession import running_hub
-from quartchat.broker import LocalBroker
+from quartchat.backends import open_backends
 from quartchat.config import Settings
 from quartchat.errors import POLICY_VIOLATION, CloseConnection
 from quartchat.hub import Hub
@@ -30,8 +30,7 @@ async def test_new_identities_are_rate_limited_per_client_address(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
     settings = Settings(db_path=tmp_path / "chat.db", new_identity_rate=0.1, new_identity_burst=3)
-    store = await AsyncStore.open(settings.db_path)
-    hub = Hub(settings, store, LocalBroker())  # not running: no timers but the test's
+    hub = Hub(settings, await open_backends(settings))  # not running: no timers but the test's
     made = [await hub.identify(ANONYMOUS, "192.0.2.1") for _ in range(3)]
     with pytest.raises(CloseConnection) as refused:
         await hub.identify(ANONYMOUS, "192.0.2.1")
@@ -46,7 +45,7 @@ async def test_new_identities_are_rate_limited_per_client_address(
     await hub.identify(ANONYMOUS, "192.0.2.1")
     with pytest.raises(CloseConnection):
         await hub.identify(ANONYMOUS, "192.0.2.1")
-    await store.aclose()
+    await hub.aclose()
 
 
 async def test_a_flood_of_new_identities_from_one_address_is_closed_with_1008(
@@ -78,7 +77,7 @@ async def test_silent_users_are_pruned_at_start_then_every_ttl_keeping_who_is_on
     async with running_hub(settings) as hub:
         start = trio.current_time()
         await trio.sleep(1)  # the first pruning is done
-        hub.presence.add(1, User("u-online", "online"))
+        await hub.backends.presence.connect("w.1", User("u-online", "online"))
         await trio.sleep(149)
     assert calls == [
         (start, 1_000_000 - 60_000, []),

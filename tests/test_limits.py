@@ -15,12 +15,12 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from quartchat.broker import Event, LocalBroker
+from quartchat.backends import open_backends
+from quartchat.broker import Event
 from quartchat.config import Settings
-from quartchat.hub import Hub, Identity
+from quartchat.hub import Hub
 from quartchat.limits import TokenBucket
 from quartchat.models import User
-from quartchat.store import AsyncStore
 
 TYPING_TIMEOUT = 5.0
 
@@ -79,17 +79,16 @@ async def test_a_bucket_is_full_once_waiting_would_add_nothing(autojump_clock: M
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
     settings = Settings(db_path=tmp_path / "chat.db", typing_timeout=TYPING_TIMEOUT)
-    store = await AsyncStore.open(settings.db_path)
-    hub = Hub(settings, store, LocalBroker())
+    hub = Hub(settings, await open_backends(settings))
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
         yield hub
         nursery.cancel_scope.cancel()
-    await store.aclose()
+    await hub.aclose()
 
 
-def typing_heard_by(hub: Hub, conn_id: int, user: User) -> list[tuple[float, bool]]:
-    """Attach ``user`` online; return the (time, active) of every typing frame
+async def typing_heard_by(hub: Hub, conn_id: str, user: User) -> list[tuple[float, bool]]:
+    """Count ``user`` online; return the (time, active) of every typing frame
     their connection is given, as it is given."""
     heard: list[tuple[float, bool]] = []
 
@@ -99,7 +98,8 @@ def typing_heard_by(hub: Hub, conn_id: int, user: User) -> list[tuple[float, boo
             if frame["type"] == "typing":
                 heard.append((trio.current_time(), frame["active"]))
 
-    hub.attach(conn_id, Identity(user, "token", None), deliver)
+    hub.broker.subscribe(deliver)
+    await hub.backends.presence.connect(conn_id, user)
     return heard
 
 
@@ -107,11 +107,11 @@ async def test_a_typing_indicator_is_cleared_after_the_timeout(
     hub: Hub, autojump_clock: MockClock
 ) -> None:
     alice, bob = User("u-alice", "alice"), User("u-bob", "bob")
-    typing_heard_by(hub, 1, alice)
-    bob_heard = typing_heard_by(hub, 2, bob)
+    await typing_heard_by(hub, "w.1", alice)
+    bob_heard = await typing_heard_by(hub, "w.2", bob)
     start = trio.current_time()
 
-    hub.typing(1, alice.id, True, None)
+    await hub.typing("w.1", alice.id, True, None)
     await trio.sleep(3 * TYPING_TIMEOUT)
 
     assert bob_heard == [(start, True), (start + TYPING_TIMEOUT, False)]
@@ -121,13 +121,13 @@ async def test_a_new_typing_frame_pushes_the_timeout_back(
     hub: Hub, autojump_clock: MockClock
 ) -> None:
     alice, bob = User("u-alice", "alice"), User("u-bob", "bob")
-    typing_heard_by(hub, 1, alice)
-    bob_heard = typing_heard_by(hub, 2, bob)
+    await typing_heard_by(hub, "w.1", alice)
+    bob_heard = await typing_heard_by(hub, "w.2", bob)
     start = trio.current_time()
 
-    hub.typing(1, alice.id, True, None)
+    await hub.typing("w.1", alice.id, True, None)
     await trio.sleep(TYPING_TIMEOUT - 1)
-    hub.typing(1, alice.id, True, None)  # still typing: refreshed, and relayed again
+    await hub.typing("w.1", alice.id, True, None)  # still typing: refreshed, and relayed again
     refreshed = trio.current_time()
     await trio.sleep(3 * TYPING_TIMEOUT)
 

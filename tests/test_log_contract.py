@@ -24,6 +24,7 @@ from quartchat.backends.redis_log import RedisLog
 from quartchat.backends.sqlite_log import SqliteLog
 from quartchat.errors import StoreError, Unavailable
 from quartchat.models import Draft, Message, Posted, User
+from quartchat.store import now_ms
 from redis_server import RedisServer
 
 #: Seconds any one wait in these tests may take before the test fails
@@ -328,6 +329,22 @@ async def test_users_are_found_by_token_and_id_and_keep_a_new_nick(log: MessageL
     assert await log.get_user(alice.id) == User(alice.id, "alicia")
     await log.set_nick("u-nobody", "ghost")
     assert await log.get_user("u-nobody") is None
+
+
+async def test_pruning_deletes_only_silent_offline_identities(log: MessageLog) -> None:
+    sender, receiver, online = await users(log, "sender", "receiver", "online")
+    silent, token = await log.create_user("silent")
+    await say(log, sender, "hi", to=receiver)
+    created_before = now_ms() + 1000  # every user above is old enough
+
+    assert await log.prune_silent_users(created_before, keep=[online.id]) == 1
+
+    assert await log.get_user(silent.id) is None
+    assert await log.user_by_token(token) is None
+    for user in (sender, receiver, online):
+        assert await log.get_user(user.id) == user
+    assert await log.prune_silent_users(created_before, keep=[online.id]) == 0
+    assert await log.prune_silent_users(0, keep=[]) == 0  # none created before 1970
 
 
 async def test_a_reopened_log_keeps_its_epoch_messages_and_users(open_log: OpenLog) -> None:

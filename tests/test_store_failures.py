@@ -51,7 +51,7 @@ async def test_a_store_error_during_hello_closes_with_1011(
 async def test_a_store_error_on_send_is_internal_and_the_socket_stays_open(
     hub: Hub, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
-    bob, _ = await hub.store.create_user("bob")  # offline: his id is looked up
+    bob, _ = await hub.log.create_user("bob")  # offline: his id is looked up
     async with trio.open_nursery() as nursery:
         client = await open_session(nursery, hub, "alice")
         await wait_for(lambda: client.of_type("welcome"))
@@ -68,7 +68,7 @@ async def test_a_store_error_on_send_is_internal_and_the_socket_stays_open(
             }
         ]
         assert client.of_type("ack") == []
-        assert await hub.store.last_id() == 0
+        assert await hub.log.last_id() == 0
 
         await client.client_says(type="send", client_offset="k1", text="hi", to=bob.id)
         await wait_for(lambda: client.of_type("ack"))
@@ -82,8 +82,8 @@ async def test_a_client_leaving_during_its_nick_write_leaves_store_and_presence_
     """The nick asked for in ``hello`` is announced at once and stored after:
     the client leaving while that write waits for a busy writer must not
     leave the old nick stored under the one everyone was told."""
-    alice, token = await hub.store.create_user("alice")
-    bob, _ = await hub.store.create_user("bob")
+    alice, token = await hub.log.create_user("alice")
+    bob, _ = await hub.log.create_user("bob")
     gate = threading.Event()
     original = Store.set_nick
 
@@ -96,7 +96,7 @@ async def test_a_client_leaving_during_its_nick_write_leaves_store_and_presence_
     async with trio.open_nursery() as nursery:
         watcher = await open_session(nursery, hub, "watcher")
         await wait_for(lambda: watcher.of_type("welcome"))
-        nursery.start_soon(hub.store.set_nick, bob.id, "bobby")
+        nursery.start_soon(hub.log.set_nick, bob.id, "bobby")
         async with trio.open_nursery() as alice_connection:
             await open_session(alice_connection, hub, "alicia", token=token)
             await wait_for(lambda: any(f["event"] == "join" for f in watcher.of_type("presence")))
@@ -105,6 +105,6 @@ async def test_a_client_leaving_during_its_nick_write_leaves_store_and_presence_
             gate.set()
         joined = [f for f in watcher.of_type("presence") if f["event"] == "join"]
         assert [f["user"] for f in joined] == [{"id": alice.id, "nick": "alicia"}]
-        stored = await hub.store.get_user(alice.id)
+        stored = await hub.log.get_user(alice.id)
         assert stored is not None and stored.nick == "alicia"
         nursery.cancel_scope.cancel()

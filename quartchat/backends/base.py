@@ -16,7 +16,7 @@ never a driver's (``sqlite3``, ``coredis``) exceptions.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -106,6 +106,11 @@ class MessageLog(Protocol):
     async def get_user(self, user_id: str) -> User | None: ...
 
     async def set_nick(self, user_id: str, nick: str) -> None: ...
+
+    async def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
+        """Delete identities created before ``created_before`` (ms since the
+        epoch) that never sent nor received a message, except ``keep`` (those
+        online); return how many went. Their tokens then close with 4003."""
 
 
 #: What travels on the event bus: the frame and its audience. A bus between

@@ -25,6 +25,10 @@ does not grow with the log.
     The newest id trimmed away by retention (absent: nothing trimmed).
 ``user:<id>``, ``token:<sha256>``, ``epoch``
     Identities (tokens kept only as hashes) and the log's epoch.
+``silent``
+    A sorted set of the users who never sent nor received a message, by
+    creation time: the ones pruning may delete. An append takes its sender
+    and recipient out of it in the same script.
 
 Appending a batch is one ``EVALSHA`` round trip; its answer arrives only
 after Redis has applied (and, with AOF, logged) every write of the script.
@@ -33,7 +37,7 @@ after Redis has applied (and, with AOF, logged) every write of the script.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -137,6 +141,7 @@ for i = 0, (#ARGV - 2) / 7 - 1 do
   else
     local id = redis.call('INCR', KEYS[1])
     put(k, id .. '-0', m, ts)
+    redis.call('ZREM', ARGV[2] .. 'silent', m[1], m[3])
     out[#out + 1] = {id, 0, {'ts', ts}}
   end
 end
@@ -178,6 +183,7 @@ local log = KEYS[1]
 local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 local lo = math.max(tonumber(ARGV[1]), floor) + 1
+if lo > last then return {last, floor, 0} end  -- a cursor at or past the end
 local hi = ARGV[2]
 local limit = tonumber(ARGV[3])
 local ids = {}
@@ -232,6 +238,17 @@ redis.call('SET', KEYS[2], ARGV[1])
 return 1
 """
 
+# Deletes one identity if it is still silent (an append may have just taken
+# it out of the set). KEYS: silent, user:<id>. ARGV: id, the token key prefix.
+_PRUNE = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local token_hash = redis.call('HGET', KEYS[2], 'token_hash')
+if token_hash then redis.call('DEL', ARGV[2] .. token_hash) end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
+"""
+
 _SET_NICK = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'nick', ARGV[1]) end
 """
@@ -250,6 +267,7 @@ class RedisLog:
         self._import_user_script = self._redis.register_script(_IMPORT_USER)
         self._page_script = self._redis.register_script(_PAGE)
         self._set_nick_script = self._redis.register_script(_SET_NICK)
+        self._prune_script = self._redis.register_script(_PRUNE)
         self._closing = False
         self._in_flight = 0
         self._drained = trio.Event()
@@ -439,6 +457,7 @@ class RedisLog:
                 {"nick": nick, "token_hash": token_hash, "created": now_ms()},
             )
             await self._redis.set(self._key("token", token_hash), user.id)
+            await self._redis.zadd(self._key("silent"), {user.id: now_ms()})
         return user, token
 
     async def user_by_token(self, token: str) -> User | None:
@@ -475,6 +494,21 @@ class RedisLog:
     async def set_nick(self, user_id: str, nick: str) -> None:
         with self._call("change a nick"):
             await self._set_nick_script(keys=[self._key("user", user_id)], args=[nick])
+
+    async def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
+        kept = set(keep)
+        pruned = 0
+        with self._call("prune silent users"):
+            silent = await self._redis.zrange(
+                self._key("silent"), "-inf", created_before, sortby=coredis.PureToken.BYSCORE
+            )
+            for user_id in (str(u) for u in silent if str(u) not in kept):
+                keys = [self._key("silent"), self._key("user", user_id)]
+                gone: object = await self._prune_script(
+                    keys=keys, args=[user_id, self._key("token", "")]
+                )
+                pruned += gone == 1
+        return pruned
 
 
 #: What a draft Redis cannot hold gets in its place (its strings are not

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
 
 import trio
@@ -125,6 +125,9 @@ class SqliteLog:
 
     async def set_nick(self, user_id: str, nick: str) -> None:
         await self.store.set_nick(user_id, nick)
+
+    async def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
+        return await self.store.prune_silent_users(created_before, keep)
 
 
 def _committed_id(item: Committed) -> int:
