@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -52,6 +53,7 @@ async def test_metrics_are_off_unless_turned_on(server: RunningServer) -> None:
     assert Settings.from_env({"QUARTCHAT_METRICS": "1"}).metrics is True
 
 
+@pytest.mark.embedded_only  # metrics are per process; on Redis the clients are split over two
 async def test_the_numbers_follow_the_traffic(start_server: StartServer, clients: Clients) -> None:
     server = await start_server(metrics=True, strikes=2, send_burst=100)
     before = await scrape(server)
