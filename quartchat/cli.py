@@ -58,9 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     config = hypercorn_config(args.bind)
     try:
         settings = Settings.from_env()
-        Store(settings.db_path).close()  # creates or migrates it now, or says why not
+        if settings.redis_url is None:
+            Store(settings.db_path).close()  # creates or migrates it now, or says why not
     except (ConfigError, StoreError) as exc:
         return _bad_start(str(exc))
+    if args.workers > 1 and settings.redis_url is None:
+        # Each worker would fan out to its own clients only: one chat split in N.
+        return _bad_start(
+            f"--workers {args.workers} needs QUARTCHAT_REDIS_URL, so that the workers"
+            " share one chat; without it, run one worker"
+        )
     try:
         sockets = config.create_sockets()
     except OSError as exc:

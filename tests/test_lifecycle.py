@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from chatclient import NOISE, ChatClient
+from quartchat.backends.redis_log import RedisLog
 from quartchat.store import Store
 from served import HYPERCORN, PATIENCE, QUARTCHAT, ROOT, Servers
 
@@ -94,11 +95,18 @@ async def collect_close_codes(clients: list[ChatClient], codes: list[int | None]
     [(1, "the server"), (2, "one worker")],
 )
 async def test_a_stop_closes_every_socket_with_1001_and_keeps_every_acked_message(
-    servers: Servers, tmp_path: Path, nursery: trio.Nursery, workers: int, signalled: str
+    servers: Servers,
+    tmp_path: Path,
+    nursery: trio.Nursery,
+    workers: int,
+    signalled: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     # A hundred new identities from one address: past the default burst.
-    many = {"QUARTCHAT_NEW_IDENTITY_BURST": "1000"}
-    server = await servers.start([*QUARTCHAT, "--workers", str(workers)], env=many)
+    env = {"QUARTCHAT_NEW_IDENTITY_BURST": "1000"}
+    if workers > 1:  # several workers share one chat through Redis
+        env["QUARTCHAT_REDIS_URL"] = request.getfixturevalue("redis_url")
+    server = await servers.start([*QUARTCHAT, "--workers", str(workers)], env=env)
     clients = await join_many(nursery, server.ws_url, 100)
     acked = []
     for number, client in enumerate(clients[:10]):
@@ -116,7 +124,27 @@ async def test_a_stop_closes_every_socket_with_1001_and_keeps_every_acked_messag
     assert codes == [1001] * len(clients)
     for client in clients:
         await client.aclose()
-    assert stored_ids(servers.db_path, tmp_path) == sorted(acked)
+    if workers > 1:
+        assert await redis_ids(env["QUARTCHAT_REDIS_URL"], nursery) == sorted(acked)
+    else:
+        assert stored_ids(servers.db_path, tmp_path) == sorted(acked)
+
+
+async def redis_ids(url: str, nursery: trio.Nursery) -> list[int]:
+    """Message ids in the Redis log, read as a new worker would."""
+    log = RedisLog(url)
+    await nursery.start(log.run)
+    replay = await log.read_after("a reader", 0, 10_000)
+    await log.aclose()
+    return [message.id for message in replay.messages]
+
+
+async def test_several_workers_without_redis_are_refused_in_one_line(servers: Servers) -> None:
+    server = await servers.launch([*QUARTCHAT, "--workers", "2"])
+
+    assert await server.wait_exit() == 2
+    assert len(server.output) == 1, server.text
+    assert server.output[0].startswith("quartchat: --workers 2 needs QUARTCHAT_REDIS_URL")
 
 
 def read_only_database(folder: Path) -> Path:
