@@ -4,32 +4,17 @@ replay after a cursor, and no message lost or repeated."""
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
 import trio
 
+import rawhttp
 from conftest import Clients, RunningServer, StartServer
 from quartchat.errors import GOING_AWAY, NO_HELLO, UNKNOWN_TOKEN
 
 
 async def http_get(server: RunningServer, path: str) -> tuple[int, str]:
-    """A minimal HTTP/1.1 GET over a trio socket (no client library needed)."""
-    parts = urlsplit(server.base_url)
-    stream = await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 80)
-    async with stream:
-        await stream.send_all(
-            f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode()
-        )
-        data = b""
-        with trio.fail_after(5):
-            while b"\r\n\r\n" not in data:
-                data += await stream.receive_some(65536)
-            head, _, body = data.partition(b"\r\n\r\n")
-            headers = dict(line.split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:])
-            length = int({k.lower(): v for k, v in headers.items()}.get("content-length", 0))
-            while len(body) < length:
-                body += await stream.receive_some(65536)
-    return int(head.split()[1]), body.decode("utf-8", "replace")
+    status, _, body = await rawhttp.request(server, path)
+    return status, body.decode("utf-8", "replace")
 
 
 async def test_healthz_and_the_page_are_served(server: RunningServer) -> None:

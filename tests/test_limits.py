@@ -15,7 +15,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from quartchat.backends import open_backends
+from fakesession import running_hub
 from quartchat.broker import Event
 from quartchat.config import Settings
 from quartchat.hub import Hub
@@ -79,12 +79,8 @@ async def test_a_bucket_is_full_once_waiting_would_add_nothing(autojump_clock: M
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
     settings = Settings(db_path=tmp_path / "chat.db", typing_timeout=TYPING_TIMEOUT)
-    hub = Hub(settings, await open_backends(settings))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.run)
+    async with running_hub(settings) as hub:
         yield hub
-        nursery.cancel_scope.cancel()
-    await hub.aclose()
 
 
 async def typing_heard_by(hub: Hub, conn_id: str, user: User) -> list[tuple[float, bool]]:

@@ -4,12 +4,12 @@ messages, rate limiting and the origin check."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
+import rawhttp
 from chatclient import ChatClient
 from conftest import Clients, RunningServer, StartServer
 from quartchat.errors import POLICY_VIOLATION
@@ -659,27 +659,16 @@ async def handshake_status(server: RunningServer, origin: str | None) -> int:
     Not through trio-websocket: it raises ``ConnectionRejected`` for a 403,
     but from a reader task (failing whatever nursery it runs in) and without
     closing its socket (a ResourceWarning, an error in this suite)."""
-    parts = urlsplit(server.base_url)
-    lines = [
-        "GET /ws HTTP/1.1",
-        f"Host: {parts.netloc}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-    ]
+    upgrade = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
     if origin is not None:
-        lines.append(f"Origin: {origin}")
-    stream = await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 80)
-    async with stream:
-        await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode())
-        head = b""
-        with trio.fail_after(5):
-            while b"\r\n" not in head:
-                chunk = await stream.receive_some(4096)
-                assert chunk, f"connection closed before a status line: {head!r}"
-                head += chunk
-    return int(head.split()[1])
+        upgrade["Origin"] = origin
+    status, _, _ = await rawhttp.request(server, "/ws", upgrade)
+    return status
 
 
 @pytest.mark.parametrize(
