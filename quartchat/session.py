@@ -19,7 +19,7 @@ can drive it with a fake and :mod:`quartchat.app` adapts Quart's websocket.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 import trio
@@ -56,8 +56,14 @@ from .protocol import (
 
 log = logging.getLogger(__name__)
 
-#: Most queued frames the writer joins into one WebSocket frame.
+#: Most queued frames the writer takes from the queue at once.
 MAX_COALESCE = 256
+#: Largest server frame the writer builds by joining objects, in UTF-8 bytes:
+#: the 64 KiB a client may send, so a client that caps incoming frames as the
+#: server caps its own never closes for size (a replay of 2000-character
+#: messages included). One object larger than this (a welcome listing
+#: thousands of users) is sent alone, in a frame of its own.
+MAX_FRAME_BYTES = 64 * 1024
 #: Seconds a socket gets to take our close frame before we give up on it.
 CLOSE_TIMEOUT = 2.0
 #: One strike comes back this often, so an occasional mistake never adds up.
@@ -225,8 +231,7 @@ class Session:
 
     async def _write(self, opening: list[str], cursor: int) -> None:
         """The only writer: welcome and replay first, then queued frames, coalesced."""
-        for start in range(0, len(opening), MAX_COALESCE):
-            await self.transport.send("\n".join(opening[start : start + MAX_COALESCE]))
+        await self._send_lines(opening, 0)
         opening.clear()  # sent: free it for the life of the connection
         while True:
             batch = [await self._outbox.receive()]
@@ -247,9 +252,15 @@ class Session:
                     cursor = item.message_id
                     messages += 1
                 lines.append(item.line)
-            if lines:
-                await self.transport.send("\n".join(lines))
-                self.hub.metrics.frame_sent(len(lines), messages)
+            await self._send_lines(lines, messages)
+
+    async def _send_lines(self, lines: list[str], messages: int) -> None:
+        """Send ``lines`` (``messages`` of them chat messages) in as few frames
+        as :data:`MAX_FRAME_BYTES` allows."""
+        for frame in coalesce(lines):
+            await self.transport.send("\n".join(frame))
+            self.hub.metrics.frame_sent(len(frame), messages)
+            messages = 0  # counted with the first frame: the totals are what matter
 
     # ----- inbound -------------------------------------------------------------
 
@@ -325,3 +336,20 @@ class Session:
                 self._reply({"type": "pong"})
             case Hello():
                 raise FrameError("bad_request", "hello was already received")
+
+
+def coalesce(lines: list[str], limit: int = MAX_FRAME_BYTES) -> Iterator[list[str]]:
+    """Consecutive groups of ``lines`` whose join with newlines is at most
+    ``limit`` UTF-8 bytes (a line longer than that makes a group alone).
+    An ASCII line's length is its size; only others are encoded to measure."""
+    group: list[str] = []
+    size = -1  # the first line has no newline before it
+    for line in lines:
+        length = 1 + (len(line) if line.isascii() else len(line.encode()))
+        if group and size + length > limit:
+            yield group
+            group, size = [], -1
+        group.append(line)
+        size += length
+    if group:
+        yield group
