@@ -1,0 +1,180 @@
+"""Faults of a chat spread over workers that share one Redis, with real
+processes: a worker killed or stopped mid-traffic, Redis away for a while.
+
+Two ``quartchat`` processes on two ports stand for two workers (on one host
+or two): clients pick one, as a load balancer would, and move to the other
+when theirs goes. Every test checks what users rely on: each acked message
+reaches every client exactly once and in id order, whatever went away.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, HandshakeError
+
+from redis_server import RedisServer
+from resuming import PATIENCE, ResumingClient
+from served import QUARTCHAT, Served, Servers
+
+#: Messages each talking client sends in a test.
+MESSAGES = 40
+#: Acks each talker has before the fault is injected (mid-traffic).
+BEFORE_FAULT = 10
+#: Seconds a dead worker's heartbeat lasts here (the default is 10 s).
+HEARTBEAT_TTL = 2.0
+
+
+@pytest.fixture
+async def servers(tmp_path: Path) -> AsyncIterator[Servers]:
+    async with trio.open_nursery() as nursery:
+        pool = Servers(nursery, tmp_path)
+        try:
+            yield pool
+        finally:
+            await pool.kill_all()
+            nursery.cancel_scope.cancel()
+
+
+def cluster_env(redis: RedisServer) -> dict[str, str]:
+    return {
+        "QUARTCHAT_REDIS_URL": redis.url,
+        "QUARTCHAT_REDIS_HEARTBEAT_TTL": str(HEARTBEAT_TTL),
+        # The test's clients all come from 127.0.0.1 and send fast.
+        "QUARTCHAT_NEW_IDENTITY_BURST": "1000",
+        "QUARTCHAT_SEND_RATE": "1000",
+        "QUARTCHAT_SEND_BURST": "1000",
+    }
+
+
+async def reconnect(client: ResumingClient, nursery: trio.Nursery, url: str) -> None:
+    """Connect again (token and cursor kept), retrying while refused."""
+    with trio.fail_after(PATIENCE):
+        while True:
+            try:
+                await client.connect(nursery, url)
+                return
+            except (OSError, HandshakeError, ConnectionClosed):
+                await trio.sleep(0.1)
+
+
+async def talk(
+    client: ResumingClient,
+    nursery: trio.Nursery,
+    fallback: str,
+    midway: Callable[[], None] = lambda: None,
+) -> None:
+    """Send MESSAGES messages, each until it is acked: an ``unavailable``
+    answer is retried with the same offset; a lost connection is resumed on
+    ``fallback`` and the unacked message sent again. ``midway`` is called
+    once BEFORE_FAULT messages are acked."""
+    number = 0
+    while number < MESSAGES:
+        offset = f"{client.nick}-{number}"
+        try:
+            with trio.fail_after(PATIENCE):
+                acked = await client.send(offset, f"{client.nick} says {number}")
+        except ConnectionClosed:
+            await reconnect(client, nursery, fallback)
+            continue
+        if acked is None:
+            await trio.sleep(0.2)
+            continue
+        number += 1
+        if number == BEFORE_FAULT:
+            midway()
+
+
+def check_delivery(clients: list[ResumingClient]) -> set[int]:
+    """Every acked message reached every client exactly once, in id order
+    (its own through their acks, or as messages on a later connection); and
+    nothing unacked was delivered. Returns the acked ids."""
+    acked = {i for c in clients for i in c.acked.values()}
+    assert len(acked) == sum(len(c.acked) for c in clients), "two messages got one id"
+    for client in clients:
+        assert client.seen == sorted(set(client.seen)), f"{client.nick}: repeated or reordered"
+        assert set(client.seen) <= acked, f"{client.nick} got a message nobody has an ack for"
+        missing = acked - set(client.seen) - set(client.acked.values())
+        assert not missing, f"{client.nick} never got {sorted(missing)}"
+    return acked
+
+
+class Countdown:
+    """An event set once ``count`` parties have called :meth:`arrive`."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.done = trio.Event()
+
+    def arrive(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.done.set()
+
+
+async def join_all(
+    nursery: trio.Nursery, placed: list[tuple[str, Served]]
+) -> list[ResumingClient]:
+    clients = []
+    for nick, server in placed:
+        client = ResumingClient(nick)
+        await client.connect(nursery, server.ws_url)
+        clients.append(client)
+    return clients
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+async def test_a_worker_gone_mid_traffic_loses_repeats_and_reorders_nothing(
+    servers: Servers, redis_server: RedisServer, nursery: trio.Nursery, sig: signal.Signals
+) -> None:
+    env = cluster_env(redis_server)
+    doomed = await servers.start(QUARTCHAT, env=env)
+    survivor = await servers.start(QUARTCHAT, env=env)
+    alice, carol, dave, bob, erin = await join_all(
+        nursery,
+        [("alice", doomed), ("carol", doomed), ("dave", doomed), ("bob", survivor), ("erin", survivor)],
+    )
+    talkers = [alice, carol, bob]
+    midway = Countdown(len(talkers))
+    gone_at = [0.0]
+
+    async def fault() -> None:
+        await midway.done.wait()
+        gone_at[0] = trio.current_time()
+        if sig == signal.SIGKILL:
+            doomed.kill()
+            await doomed.wait_exit()
+        else:
+            assert await doomed.stop(sig) == 0
+
+    async with trio.open_nursery() as traffic:
+        traffic.start_soon(fault)
+        for client in talkers:
+            traffic.start_soon(talk, client, nursery, survivor.ws_url, midway.arrive)
+        traffic.start_soon(dave.wait_closed)
+
+    readers = [alice, carol, bob, erin]
+    acked = {i for c in talkers for i in c.acked.values()}
+    with trio.fail_after(PATIENCE):
+        for client in readers:
+            await client.read_until(acked)
+    check_delivery(readers)
+    assert len(acked) == MESSAGES * len(talkers)
+
+    # dave never came back: the survivor announces he left, and only him.
+    with trio.fail_after(PATIENCE):
+        await erin.read_until_presence("leave", dave.user_id)
+    print(f"leave of dave {trio.current_time() - gone_at[0]:.2f} s after the {sig.name}")
+    assert [who for event, who in erin.presence if event == "leave"] == [dave.user_id]
+    newcomer = ResumingClient("frank")
+    await newcomer.connect(nursery, survivor.ws_url)
+    online = {user["id"] for user in newcomer.welcome["online"]}
+    assert online == {c.user_id for c in [*readers, newcomer]}
+    if sig == signal.SIGTERM:
+        assert alice.close_codes == carol.close_codes == dave.close_codes == [1001]
+    for client in [*readers, dave, newcomer]:
+        await client.aclose()
