@@ -3,15 +3,21 @@ headers exactly as the server wrote them."""
 
 from __future__ import annotations
 
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import trio
 
-from conftest import RunningServer
+
+class Server(Protocol):
+    """Any server a test started (an in-process one, or a real command)."""
+
+    @property
+    def base_url(self) -> str: ...
 
 
 async def request(
-    server: RunningServer, path: str, headers: dict[str, str] | None = None
+    server: Server, path: str, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     """One raw HTTP/1.1 GET: the status, the headers (names lower-cased) and
     the body. Raw, so a test can send any ``Host`` and ``Origin``, and so a

@@ -17,7 +17,8 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError
 
-from redis_server import RedisServer
+from rawhttp import request
+from redis_server import RedisServer, redis_integer
 from resuming import PATIENCE, ResumingClient
 from served import QUARTCHAT, Served, Servers
 
@@ -177,4 +178,58 @@ async def test_a_worker_gone_mid_traffic_loses_repeats_and_reorders_nothing(
     if sig == signal.SIGTERM:
         assert alice.close_codes == carol.close_codes == dave.close_codes == [1001]
     for client in [*readers, dave, newcomer]:
+        await client.aclose()
+
+
+#: Seconds Redis stays away in the outage test.
+OUTAGE = 6.0
+
+
+async def test_redis_away_mid_traffic_refuses_sends_until_it_returns_then_all_resume(
+    servers: Servers, redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    env = cluster_env(redis_server)
+    first = await servers.start(QUARTCHAT, env=env)
+    second = await servers.start(QUARTCHAT, env=env)
+    alice, erin, bob, gina = await join_all(
+        nursery, [("alice", first), ("erin", first), ("bob", second), ("gina", second)]
+    )
+    talkers = [alice, bob]
+    midway = Countdown(len(talkers))
+    during: dict[str, object] = {}
+
+    async def outage() -> None:
+        await midway.done.wait()
+        await trio.to_thread.run_sync(redis_server.stop)
+        during["healthz"] = [(await request(s, "/healthz"))[0] for s in (first, second)]
+        # A send while Redis is away is answered at once, and not acked.
+        during["answer"] = await gina.send("gina-0", "while Redis is away")
+        await trio.sleep(OUTAGE)
+        await trio.to_thread.run_sync(redis_server.start)  # same port, same dir: its AOF
+
+    async with trio.open_nursery() as traffic:
+        traffic.start_soon(outage)
+        traffic.start_soon(talk, alice, nursery, first.ws_url, midway.arrive)
+        traffic.start_soon(talk, bob, nursery, second.ws_url, midway.arrive)
+
+    assert during == {"healthz": [503, 503], "answer": None}
+    assert gina.send_errors == ["unavailable"]
+    for talker in talkers:
+        assert "unavailable" in talker.send_errors
+    # gina retries her message with the same offset: it goes through once.
+    with trio.fail_after(PATIENCE):
+        while await gina.send("gina-0", "while Redis is away") is None:
+            await trio.sleep(0.2)
+    talkers.append(gina)
+
+    acked = {i for c in talkers for i in c.acked.values()}
+    readers = [alice, erin, bob, gina]
+    with trio.fail_after(PATIENCE):
+        for client in readers:
+            await client.read_until(acked)
+    check_delivery(readers)
+    assert len(acked) == 2 * MESSAGES + 1
+    assert redis_integer(redis_server.port, "XLEN", "quartchat:log") == len(acked)
+    assert [(await request(s, "/healthz"))[0] for s in (first, second)] == [200, 200]
+    for client in readers:
         await client.aclose()
