@@ -194,3 +194,35 @@ def test_the_documented_hypercorn_settings_are_the_shipped_ones() -> None:
     """``hypercorn --config hypercorn.toml`` and ``quartchat`` run alike."""
     shipped = ROOT / "quartchat" / "hypercorn.toml"
     assert (ROOT / "hypercorn.toml").read_text() == shipped.read_text()
+
+
+#: The documented ``hypercorn --workers 2`` command, bound to a free port.
+HYPERCORN_TWO_WORKERS = [*HYPERCORN[:-1], "--workers", "2", HYPERCORN[-1]]
+
+
+async def test_hypercorn_workers_without_redis_end_the_service_naming_the_setting(
+    servers: Servers,
+) -> None:
+    server = await servers.launch(HYPERCORN_TWO_WORKERS)
+
+    await server.wait_exit()  # ended: no worker is left serving half a chat
+    named = [line for line in server.output if "set QUARTCHAT_REDIS_URL" in line]
+    assert named, server.text
+    assert named[0].endswith("set QUARTCHAT_REDIS_URL so they share one chat through Redis")
+
+
+async def test_hypercorn_workers_on_redis_serve_one_chat(
+    servers: Servers, nursery: trio.Nursery, redis_url: str
+) -> None:
+    env = {"QUARTCHAT_REDIS_URL": redis_url}
+    server = await servers.start(HYPERCORN_TWO_WORKERS, env=env)
+    # Eight clients: the workers take connections as the kernel hands them out.
+    clients = await join_many(nursery, server.ws_url, 8)
+
+    for number, sender in enumerate(clients):
+        ack = await sender.say(f"hi{number}", f"hi from {number}")
+        for other in clients:
+            if other is not sender:
+                assert (await other.expect("message"))["id"] == ack["id"]
+    for client in clients:
+        await client.aclose()
