@@ -106,6 +106,10 @@ class Hub:
         self._typing: dict[tuple[str, str | None], _Typing] = {}
         #: Users whose last connection here closed, waiting out the leave grace.
         self._graces: dict[str, trio.CancelScope] = {}
+        #: The newest id the tail has handed to this worker's broker, and
+        #: an event set each time it moves (then replaced).
+        self._relayed = 0
+        self._relay_moved = trio.Event()
         self._nursery: trio.Nursery | None = None
         #: What ``welcome`` tells clients, so pages need not copy the limits.
         self._limits = {
@@ -145,7 +149,7 @@ class Hub:
     ) -> None:
         """Every committed message, from every worker, to this worker's
         connections, in id order (their cursors skip what they replayed)."""
-        start = await self.log.last_id()
+        self._relayed = start = await self.log.last_id()
         task_status.started()
         async for batch in self.log.tail(start):
             for committed in batch:
@@ -161,6 +165,18 @@ class Hub:
                         skip_conn=committed.origin or None,
                     )
                 )
+            self._relayed = batch[-1].message.id
+            self._relay_moved.set()
+            self._relay_moved = trio.Event()
+
+    async def _relayed_past(self, message_id: int) -> None:
+        """Return once the tail has relayed ``message_id``: every message
+        below it is then queued for this worker's connections, so an ack sent
+        now reaches its connection after them. Clients move their cursor on
+        acks (the page does); a lower message arriving after the ack would be
+        skipped by a resume from that cursor."""
+        while self._relayed < message_id:
+            await self._relay_moved.wait()
 
     async def _announce_departures(self) -> None:
         """Leaves for users whose connections died with another worker."""
@@ -375,7 +391,9 @@ class Hub:
                 raise FrameError("unknown_user", "no user with that id", send.client_offset)
         self._stop_typing((user_id, send.to))
         draft = Draft(sender, send.client_offset, send.text, recipient, origin=conn_id)
-        return await self.committer.post(draft)
+        posted = await self.committer.post(draft)
+        await self._relayed_past(posted.message.id)
+        return posted
 
     async def rename(self, user_id: str, raw_nick: str) -> None:
         """Change an online user's nick, tell everyone, then persist it."""

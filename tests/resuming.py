@@ -34,6 +34,9 @@ class ResumingClient:
     acked: dict[str, int] = field(default_factory=dict)
     #: (event, user id) of every presence frame, in order.
     presence: list[tuple[str, str]] = field(default_factory=list)
+    #: Messages that arrived with an id below the cursor (an ack had moved
+    #: it past them): a resume at that moment would have skipped them.
+    below_cursor: list[int] = field(default_factory=list)
     #: Codes of the ``error`` frames answered to its sends.
     send_errors: list[str] = field(default_factory=list)
     #: How each connection ended (None: closed without a code).
@@ -112,6 +115,8 @@ class ResumingClient:
     def _record(self, frame: dict[str, Any]) -> dict[str, Any]:
         """Note what ``frame`` delivers, the moment it arrives."""
         if frame["type"] == "message":
+            if self.cursor is not None and frame["id"] < self.cursor:
+                self.below_cursor.append(frame["id"])
             self.seen.append(frame["id"])
             self._advance(frame["id"])
         elif frame["type"] == "presence":

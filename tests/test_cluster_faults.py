@@ -98,6 +98,7 @@ def check_delivery(clients: list[ResumingClient]) -> set[int]:
     assert len(acked) == sum(len(c.acked) for c in clients), "two messages got one id"
     for client in clients:
         assert client.seen == sorted(set(client.seen)), f"{client.nick}: repeated or reordered"
+        assert not client.below_cursor, f"{client.nick} got messages below an ack"
         assert set(client.seen) <= acked, f"{client.nick} got a message nobody has an ack for"
         missing = acked - set(client.seen) - set(client.acked.values())
         assert not missing, f"{client.nick} never got {sorted(missing)}"
