@@ -6,8 +6,6 @@ killed, a network blip), and never seen live."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import trio
 
 from conftest import StartServer

@@ -118,9 +118,7 @@ class Countdown:
             self.done.set()
 
 
-async def join_all(
-    nursery: trio.Nursery, placed: list[tuple[str, Served]]
-) -> list[ResumingClient]:
+async def join_all(nursery: trio.Nursery, placed: list[tuple[str, Served]]) -> list[ResumingClient]:
     clients = []
     for nick, server in placed:
         client = ResumingClient(nick)
@@ -136,9 +134,9 @@ async def test_a_worker_gone_mid_traffic_loses_repeats_and_reorders_nothing(
     env = cluster_env(redis_server)
     doomed = await servers.start(QUARTCHAT, env=env)
     survivor = await servers.start(QUARTCHAT, env=env)
+    on_doomed = [("alice", doomed), ("carol", doomed), ("dave", doomed)]
     alice, carol, dave, bob, erin = await join_all(
-        nursery,
-        [("alice", doomed), ("carol", doomed), ("dave", doomed), ("bob", survivor), ("erin", survivor)],
+        nursery, [*on_doomed, ("bob", survivor), ("erin", survivor)]
     )
     talkers = [alice, carol, bob]
     midway = Countdown(len(talkers))
@@ -219,8 +217,8 @@ async def test_redis_away_mid_traffic_refuses_sends_until_it_returns_then_all_re
         assert "unavailable" in talker.send_errors
     # gina retries her message with the same offset: it goes through once.
     with trio.fail_after(PATIENCE):
-        while await gina.send("gina-0", "while Redis is away") is None:
-            await trio.sleep(0.2)
+        while await gina.send("gina-0", "while Redis is away") is None:  # noqa: ASYNC110
+            await trio.sleep(0.2)  # a page retries on a timer too
     talkers.append(gina)
 
     acked = {i for c in talkers for i in c.acked.values()}
