@@ -1,0 +1,286 @@
+"""The connection cases: many clients connect and then stay idle.
+
+``--storm N``: N new users connect, ``--storm-concurrency`` handshakes at a
+time (as after a restart); reported: seconds until all are welcomed, each
+handshake's time, and the presence objects (and frames, bytes) each client
+got by the time everything settled.
+
+``--idle N``: N welcomed connections, all tabs of one user (so no presence
+storm and no new-identity limit), then quiet; reported: the server's RSS
+per connection (with ``--server-pid``).
+
+Both use ``rawclient`` so that ``--deflate`` offers permessage-deflate.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+
+from .config import Config
+from .output import Row, fmt_count, fmt_latency, fmt_values, percentiles_ms, show_progress
+from .procstats import ProcProbe
+from .rawclient import Closed, RawClient, connect
+
+#: Seconds one client has for TCP connect, upgrade, hello and welcome.
+HANDSHAKE_TIMEOUT = 30.0
+#: Seconds every client together has to connect.
+CONNECT_LIMIT = 600.0
+#: Once all are connected: wait until no presence object arrived for this long...
+QUIET_SECONDS = 2.0
+#: ...but no longer than this, then measure.
+SETTLE_LIMIT = 60.0
+PROGRESS_INTERVAL = 1.0
+PHASES = {"connect": ("before_connect", "connected"), "settle": ("connected", "settled")}
+POINTS = {"before_connect": "before_connect", "connected": "connected", "settled": "settled"}
+
+
+@dataclass(slots=True, eq=False)
+class Holder:
+    """The clients of one run and what happened to them."""
+
+    cfg: Config
+    run: str = field(default_factory=lambda: secrets.token_hex(3))
+    clients: list[RawClient] = field(default_factory=list)
+    handshakes: list[float] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+    #: Closes by the server after a client was welcomed.
+    closes: Counter[str] = field(default_factory=Counter)
+    attempts_left: int = 0
+    all_attempted: trio.Event = field(default_factory=trio.Event)
+    last_presence: float = 0.0
+    phase: str = "connect"
+    started: float = 0.0
+    connected: float = 0.0
+    settled: float = 0.0
+    probe: ProcProbe | None = None
+    own: ProcProbe = field(default_factory=lambda: ProcProbe((os.getpid(),)))
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def mark(self, name: str) -> None:
+        self.own.mark(name)
+        if self.probe is not None:
+            self.probe.mark(name)
+
+    def attempted(self) -> None:
+        self.attempts_left -= 1
+        if self.attempts_left <= 0:
+            self.all_attempted.set()
+
+
+def hello(nick: str | None, token: str | None) -> dict[str, Any]:
+    return {"type": "hello", "token": token, "nick": nick, "last_id": None, "epoch": None}
+
+
+async def hold_one(
+    holder: Holder,
+    url: str,
+    greeting: dict[str, Any],
+    limiter: trio.CapacityLimiter,
+    task_status: trio.TaskStatus[str | None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Connect (within the limiter), report the welcome's token, then read until cancelled."""
+    client = None
+    async with limiter:
+        began = trio.current_time()
+        try:
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                client, welcome = await connect(url, greeting, holder.cfg.deflate)
+        except (OSError, Closed, trio.TooSlowError) as exc:
+            label = exc.label if isinstance(exc, Closed) else type(exc).__name__
+            holder.failures[label] += 1
+            holder.attempted()
+            task_status.started(None)
+            return
+    holder.handshakes.append(trio.current_time() - began)
+    holder.clients.append(client)
+    holder.attempted()
+    task_status.started(str(welcome.get("token")))
+    try:
+        while True:
+            objects = await client.next_objects()
+            if any(str(obj.get("type", "")).startswith("presence") for obj in objects):
+                holder.last_presence = trio.current_time()
+    except (OSError, Closed) as exc:
+        holder.closes[exc.label if isinstance(exc, Closed) else type(exc).__name__] += 1
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await client.aclose()
+
+
+async def connect_all(holder: Holder, nursery: trio.Nursery) -> None:
+    """Start every client; idle clients are tabs of the first one's user."""
+    cfg = holder.cfg
+    limiter = trio.CapacityLimiter(cfg.connect_concurrency)
+    holder.attempts_left = cfg.clients
+    token = None
+    first = 0
+    if cfg.mode == "idle":
+        token = await nursery.start(hold_one, holder, cfg.urls[0], hello(None, None), limiter)
+        first = 1
+    for i in range(first, cfg.clients):
+        url = cfg.urls[i % len(cfg.urls)]
+        nick = f"c{i}-{holder.run}" if cfg.mode == "storm" else None
+        nursery.start_soon(hold_one, holder, url, hello(nick, token), limiter)
+    with trio.move_on_after(CONNECT_LIMIT):
+        await holder.all_attempted.wait()
+
+
+async def settle(holder: Holder) -> None:
+    """Wait until presence has been quiet for QUIET_SECONDS (bounded), then measure."""
+    deadline = trio.current_time() + SETTLE_LIMIT
+    holder.last_presence = max(holder.last_presence, trio.current_time())
+    for _ in range(math.ceil(SETTLE_LIMIT / QUIET_SECONDS) + 1):
+        quiet_at = min(deadline, holder.last_presence + QUIET_SECONDS)
+        if trio.current_time() >= quiet_at:
+            return
+        await trio.sleep_until(quiet_at)
+
+
+async def progress_task(holder: Holder) -> None:
+    for _ in range(math.ceil((CONNECT_LIMIT + SETTLE_LIMIT) / PROGRESS_INTERVAL) + 10):
+        holder.own.sample()
+        if holder.probe is not None:
+            holder.probe.sample()
+        presence = sum(c.objects["presence"] for c in holder.clients)
+        show_progress(
+            f"[{holder.phase:<7}] {trio.current_time() - holder.started:6.1f}s"
+            f"  welcomed {len(holder.clients)}/{holder.cfg.clients}"
+            f"  failed {sum(holder.failures.values())}  presence objects {presence}"
+        )
+        await trio.sleep(PROGRESS_INTERVAL)
+
+
+async def run_holder(holder: Holder) -> None:
+    holder.started = trio.current_time()
+    holder.mark("before_connect")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(progress_task, holder)
+        await connect_all(holder, nursery)
+        holder.connected = trio.current_time()
+        holder.mark("connected")
+        holder.phase = "settle"
+        await settle(holder)
+        holder.settled = trio.current_time()
+        holder.mark("settled")
+        holder.phase = "close"
+        nursery.cancel_scope.cancel()
+
+
+def per_client(values: list[int]) -> dict[str, float | int | None]:
+    if not values:
+        return {"mean": None, "max": None, "min": None, "total": 0}
+    return {
+        "mean": round(sum(values) / len(values), 1),
+        "min": min(values),
+        "max": max(values),
+        "total": sum(values),
+    }
+
+
+def summarize(holder: Holder) -> dict[str, Any]:
+    cfg, clients = holder.cfg, holder.clients
+    welcomed = len(clients)
+    server = None
+    if holder.probe is not None:
+        server = holder.probe.summary(PHASES, POINTS)
+        before, after = holder.probe.marks.get("before_connect"), holder.probe.marks.get("settled")
+        per_conn = None
+        if before is not None and after is not None and welcomed:
+            per_conn = round((after.rss_kb - before.rss_kb) / welcomed, 1)
+        server["kb_per_connection"] = per_conn
+    failures = [
+        reason
+        for failed, reason in (
+            (welcomed < cfg.clients, f"{cfg.clients - welcomed} clients not welcomed"),
+            (bool(holder.closes), f"{sum(holder.closes.values())} closed by the server"),
+        )
+        if failed
+    ]
+    return {
+        "case": cfg.mode,
+        "run": holder.run,
+        "started_at": holder.started_at,
+        "config": {
+            "urls": list(cfg.urls),
+            "clients": cfg.clients,
+            "concurrency": cfg.connect_concurrency,
+            "deflate_offered": cfg.deflate,
+        },
+        "clients": {
+            "welcomed": welcomed,
+            "failed": sum(holder.failures.values()),
+            "failures": dict(holder.failures),
+            "closed_by_server": dict(holder.closes),
+            "deflate_accepted": sum(c.deflate_accepted for c in clients),
+            "seconds_until_all_welcomed": round(holder.connected - holder.started, 3),
+            "settle_seconds": round(holder.settled - holder.connected, 3),
+            "handshake_ms": percentiles_ms(holder.handshakes),
+        },
+        "received_per_client": {
+            "presence_objects": per_client([c.objects["presence"] for c in clients]),
+            "objects": per_client([sum(c.objects.values()) for c in clients]),
+            "frames": per_client([c.frames for c in clients]),
+            "bytes": per_client([c.bytes_received for c in clients]),
+        },
+        "server": server,
+        "generator": holder.own.summary(PHASES, POINTS),
+        "pass": not failures,
+        "failures": failures,
+    }
+
+
+def fmt_spread(figures: dict[str, Any]) -> str:
+    if figures["mean"] is None:
+        return "n/a"
+    return "  ".join(f"{name} {figures[name]}" for name in ("mean", "min", "max", "total"))
+
+
+def report_rows(res: dict[str, Any]) -> list[Row]:
+    cl, got, cfg = res["clients"], res["received_per_client"], res["config"]
+    closes = cl["closed_by_server"]
+    rows: list[Row] = [
+        ("clients", ""),
+        ("welcomed", f"{cl['welcomed']} / {cfg['clients']}  ({cfg['concurrency']} at a time)"),
+        ("failed", fmt_count(cl["failed"], cl["failures"])),
+        ("closed by the server", fmt_count(sum(closes.values()), closes)),
+        ("deflate offered / accepted", f"{cfg['deflate_offered']} / {cl['deflate_accepted']}"),
+        ("s until all welcomed", str(cl["seconds_until_all_welcomed"])),
+        ("handshake ms", fmt_latency(cl["handshake_ms"])),
+        ("s settling (until presence is quiet)", str(cl["settle_seconds"])),
+        ("received per client", ""),
+        ("presence objects", fmt_spread(got["presence_objects"])),
+        ("objects", fmt_spread(got["objects"])),
+        ("frames", fmt_spread(got["frames"])),
+        ("bytes", fmt_spread(got["bytes"])),
+    ]
+    for title, proc in (("server", res["server"]), ("generator (this process)", res["generator"])):
+        if proc is None:
+            continue
+        if title == "server":
+            title = f"server pids {' + '.join(str(pid) for pid in proc['pids'])} (added up)"
+        cpu = (proc["cpu_pct_connect"], proc["cpu_pct_settle"])
+        rss = (proc["rss_mb_before_connect"], proc["rss_mb_connected"], proc["rss_mb_settled"])
+        rows += [
+            (title, ""),
+            ("CPU % connect / settle", fmt_values(cpu)),
+            ("RSS MB start / connected / settled", fmt_values(rss)),
+        ]
+        if "kb_per_connection" in proc:
+            per_conn = fmt_values((proc["kb_per_connection"],))
+            rows.append(("KB per connection (settled - start)", per_conn))
+    return rows
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Run --storm or --idle and return its results."""
+    holder = Holder(cfg, probe=ProcProbe(cfg.server_pids) if cfg.server_pids else None)
+    trio.run(run_holder, holder)
+    return summarize(holder)

@@ -1,0 +1,793 @@
+"""The message runs: receivers listen while senders send, open loop at a
+fixed total rate (the default) or closed loop with a few sends in flight
+each (``--ingest``); then every delivery is checked (``checker.py``).
+
+Clients are trio-websocket connections, each a new user.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    HandshakeError,
+    WebSocketConnection,
+    connect_websocket_url,
+)
+from wsproto.utilities import LocalProtocolError
+
+from .checker import DeliveryCheck, Inbox
+from .config import Config
+from .output import (
+    Row,
+    fmt_count,
+    fmt_counter,
+    fmt_latency,
+    fmt_values,
+    percentiles_ms,
+    show_progress,
+)
+from .procstats import ProcProbe
+
+#: Server frames may coalesce many objects, so allow large frames.
+MAX_MESSAGE_SIZE = 1 << 20
+#: Frames trio-websocket buffers per connection before it stops reading the socket.
+MESSAGE_QUEUE_SIZE = 32
+#: Seconds one client has for TCP connect, upgrade, hello and welcome.
+HANDSHAKE_TIMEOUT = 10.0
+#: Seconds each connect phase (receivers, then senders) may take in total.
+CONNECT_PHASE_LIMIT = 120.0
+#: Pause between connecting and sending, so that join presence and backlogs settle.
+SETTLE_SECONDS = 1.0
+#: A sender that falls this far behind its schedule stops; the rest is "not sent".
+SEND_GRACE = 5.0
+#: Seconds for closing all sockets at the end.
+CLOSE_TIMEOUT = 3.0
+#: Added to the sum of all phase limits to get the hard limit of the whole run.
+HARD_LIMIT_MARGIN = 30.0
+PROGRESS_INTERVAL = 1.0
+#: Period of the probe that measures how late this process's own event loop runs.
+LAG_PROBE_INTERVAL = 0.01
+#: Above this p99 loop lag (ms) the table warns that latencies include generator delay.
+LAG_WARN_MS = 50.0
+DRAIN_POLL = 0.05
+#: Frames read while waiting for ``welcome`` before giving up on the client.
+MAX_WELCOME_FRAMES = 100
+#: Only lines holding one of these words are decoded; presence and typing are skipped.
+INTERESTING = re.compile(r'"(?:message|ack|error|welcome)"')
+#: CPU phases (start mark, end mark) and RSS marks reported for each process.
+PHASES = {
+    "connect": ("before_connect", "connected"),
+    "send": ("send_start", "send_end"),
+    "send_and_drain": ("send_start", "drain_end"),
+}
+POINTS = {"before_connect": "before_connect", "connected": "connected", "end": "drain_end"}
+
+
+class NoWelcome(Exception):
+    """The server did not answer ``hello`` with ``welcome``."""
+
+
+def hard_limit(cfg: Config) -> float:
+    """Seconds after which the run is cut, whatever state it is in."""
+    return (
+        2 * CONNECT_PHASE_LIMIT
+        + SETTLE_SECONDS
+        + cfg.duration
+        + SEND_GRACE
+        + cfg.drain
+        + CLOSE_TIMEOUT
+        + HARD_LIMIT_MARGIN
+    )
+
+
+# ---------------------------------------------------------------- state
+
+
+@dataclass(slots=True)
+class Countdown:
+    """An event that fires once ``tick`` has been called ``left`` times."""
+
+    left: int
+    event: trio.Event = field(default_factory=trio.Event)
+
+    def __post_init__(self) -> None:
+        if self.left <= 0:
+            self.event.set()
+
+    def tick(self) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            self.event.set()
+
+
+@dataclass(slots=True, eq=False)
+class Client:
+    """One connection and what it has received of this run's messages."""
+
+    nick: str
+    #: The server this client talks to.
+    url: str
+    inbox: Inbox
+    ws: WebSocketConnection | None = None
+    welcomed: bool = False
+    open: bool = False
+    stopping: bool = False
+    reader: trio.CancelScope = field(default_factory=trio.CancelScope)
+    #: --ingest: one token per send that may be unanswered; an answer returns it.
+    window: trio.Semaphore | None = None
+
+    @property
+    def sender_index(self) -> int | None:
+        return self.inbox.sender_index
+
+
+@dataclass(slots=True)
+class Ledger:
+    """Counters over all clients: what was sent, acked, refused and delivered."""
+
+    check: DeliveryCheck = field(default_factory=DeliveryCheck)
+    #: Sends written to a socket; planned minus sent were skipped (sender gone or behind).
+    sent: int = 0
+    #: client_offset -> send time, until an ack or an error answers it.
+    pending: dict[str, float] = field(default_factory=dict)
+    ack_latencies: list[float] = field(default_factory=list)
+    #: Error frames by code, and how many sends they refused.
+    errors: Counter[str] = field(default_factory=Counter)
+    refused: int = 0
+    #: Acks for an offset that was not pending (a repeat, or an unknown offset).
+    stray_acks: int = 0
+    #: First deliveries of this run's messages (all clients) and their latencies.
+    received: int = 0
+    delivery_latencies: list[float] = field(default_factory=list)
+    last_delivery: float = 0.0
+    #: Message frames from elsewhere: backlog, other users, other runs.
+    foreign: int = 0
+    #: Lines that failed to decode, or this run's payloads that failed to parse.
+    malformed: int = 0
+    binary_frames: int = 0
+    connect_failures: Counter[str] = field(default_factory=Counter)
+    unexpected_closes: Counter[str] = field(default_factory=Counter)
+    #: Exceptions raised inside trio-websocket for one connection (its known bugs).
+    library_errors: Counter[str] = field(default_factory=Counter)
+    max_send_lag: float = 0.0
+
+
+@dataclass(slots=True, eq=False)
+class Bench:
+    """One run: settings, clients, counters and the times of its phases."""
+
+    cfg: Config
+    run: str
+    receivers: list[Client]
+    senders: list[Client]
+    ledger: Ledger
+    limiter: trio.CapacityLimiter
+    closed: Countdown
+    probe: ProcProbe | None
+    phase: str = "connect"
+    started: float = 0.0
+    connected: float = 0.0
+    send_start: float = 0.0
+    send_end: float = 0.0
+    drain_end: float = 0.0
+    own: ProcProbe = field(default_factory=lambda: ProcProbe((os.getpid(),)))
+    #: How late the lag probe woke up, in seconds, during send and drain.
+    loop_lags: list[float] = field(default_factory=list)
+    hard_limit_hit: bool = False
+    started_at: str = ""
+
+    @classmethod
+    def create(cls, cfg: Config) -> Bench:
+        run = secrets.token_hex(3)
+        urls = cfg.urls
+        return cls(
+            cfg=cfg,
+            run=run,
+            receivers=[
+                Client(f"r{i}-{run}", urls[i % len(urls)], Inbox()) for i in range(cfg.receivers)
+            ],
+            senders=[
+                Client(f"s{i}-{run}", urls[i % len(urls)], Inbox(sender_index=i))
+                for i in range(cfg.senders)
+            ],
+            ledger=Ledger(),
+            limiter=trio.CapacityLimiter(cfg.connect_concurrency),
+            closed=Countdown(cfg.receivers + cfg.senders),
+            probe=ProcProbe(cfg.server_pids) if cfg.server_pids else None,
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+
+    @property
+    def prefix(self) -> str:
+        return f"bench|{self.run}|"
+
+    @property
+    def clients(self) -> list[Client]:
+        return self.receivers + self.senders
+
+    def mark(self, name: str) -> None:
+        """Note CPU time and memory of this process and, if probed, of the server."""
+        self.own.mark(name)
+        if self.probe is not None:
+            self.probe.mark(name)
+
+    def settled(self) -> bool:
+        """True when no send awaits an answer and every open client has all it should."""
+        if self.ledger.pending:
+            return False
+        check = self.ledger.check
+        return all(len(c.inbox.seen) >= check.expected_for(c.inbox) for c in self.clients if c.open)
+
+
+# ---------------------------------------------------------------- frames
+
+
+def make_payload(prefix: str, sender: int, seq: int, sent_at: float) -> str:
+    return f"{prefix}{sender}|{seq}|{sent_at:.6f}"
+
+
+def parse_payload(text: str, prefix: str) -> tuple[int, float]:
+    """Sender index and send time of one of this run's payloads (ValueError if bad)."""
+    sender, _seq, sent_at = text[len(prefix) :].split("|")
+    return int(sender), float(sent_at)
+
+
+def hello_frame(nick: str | None, token: str | None = None) -> str:
+    return json.dumps(
+        {"type": "hello", "token": token, "nick": nick, "last_id": None, "epoch": None}
+    )
+
+
+def send_frame(offset: str, text: str) -> str:
+    return json.dumps({"type": "send", "client_offset": offset, "text": text, "to": None})
+
+
+def handle_frame(bench: Bench, client: Client, frame: str, now: float) -> None:
+    for line in frame.split("\n"):
+        if line and INTERESTING.search(line):
+            handle_line(bench, client, line, now)
+
+
+def handle_line(bench: Bench, client: Client, line: str, now: float) -> None:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        bench.ledger.malformed += 1
+        return
+    if not isinstance(obj, dict):
+        bench.ledger.malformed += 1
+        return
+    kind = obj.get("type")
+    if kind == "message":
+        on_message(bench, client, obj, now)
+    elif kind == "ack":
+        on_ack(bench, client, obj, now)
+    elif kind == "error":
+        on_error(bench, client, obj)
+    elif kind == "welcome":
+        client.welcomed = True
+
+
+def on_message(bench: Bench, client: Client, obj: dict[str, Any], now: float) -> None:
+    ledger = bench.ledger
+    text, msg_id = obj.get("text"), obj.get("id")
+    if not isinstance(text, str) or not text.startswith(bench.prefix):
+        ledger.foreign += 1
+        return
+    try:
+        if not isinstance(msg_id, int):
+            raise ValueError(msg_id)
+        sender, sent_at = parse_payload(text, bench.prefix)
+    except ValueError:
+        ledger.malformed += 1
+        return
+    if client.inbox.deliver(msg_id, sender):
+        ledger.received += 1
+        ledger.delivery_latencies.append(now - sent_at)
+        ledger.last_delivery = now
+
+
+def answered(client: Client) -> None:
+    """A send of this client was acked or refused: it may send another (--ingest)."""
+    if client.window is not None:
+        client.window.release()
+
+
+def on_ack(bench: Bench, client: Client, obj: dict[str, Any], now: float) -> None:
+    ledger = bench.ledger
+    sent_at = ledger.pending.pop(str(obj.get("client_offset")), None)
+    msg_id = obj.get("id")
+    if sent_at is None or client.sender_index is None or not isinstance(msg_id, int):
+        ledger.stray_acks += 1
+        return
+    ledger.check.ack(msg_id, client.sender_index)
+    ledger.ack_latencies.append(now - sent_at)
+    answered(client)
+
+
+def on_error(bench: Bench, client: Client, obj: dict[str, Any]) -> None:
+    ledger = bench.ledger
+    ledger.errors[str(obj.get("code"))] += 1
+    offset = obj.get("client_offset")
+    if isinstance(offset, str) and ledger.pending.pop(offset, None) is not None:
+        ledger.refused += 1
+        answered(client)
+
+
+# ---------------------------------------------------------------- connections
+
+
+def failure_label(exc: BaseException) -> str:
+    if isinstance(exc, trio.TooSlowError):
+        return "timeout"
+    if isinstance(exc, ConnectionRejected):
+        return f"rejected HTTP {exc.status_code}"
+    if isinstance(exc, ConnectionClosed):
+        return f"closed {close_label(exc)}"
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    return type(exc).__name__
+
+
+def close_label(exc: ConnectionClosed) -> str:
+    reason = exc.reason
+    if reason is None:
+        return "no close reason"
+    text = f"{reason.code} {reason.name}"
+    return f"{text} ({reason.reason})" if reason.reason else text
+
+
+async def wait_welcome(bench: Bench, client: Client, ws: WebSocketConnection) -> None:
+    """Read frames until ``welcome``; backlog lines in them are handled (and ignored)."""
+    for _ in range(MAX_WELCOME_FRAMES):
+        frame = await ws.get_message()
+        if isinstance(frame, str):
+            handle_frame(bench, client, frame, trio.current_time())
+        if client.welcomed:
+            return
+    raise NoWelcome(client.nick)
+
+
+async def open_client(
+    bench: Bench, nursery: trio.Nursery, client: Client, deadline: float
+) -> WebSocketConnection | None:
+    """Connect, say hello and wait for welcome; None (and a counted reason) on failure."""
+    ws: WebSocketConnection | None = None
+    async with bench.limiter:
+        if trio.current_time() > deadline:
+            bench.ledger.connect_failures["connect phase over"] += 1
+            return None
+        try:
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                ws = await connect_websocket_url(
+                    nursery,
+                    client.url,
+                    message_queue_size=MESSAGE_QUEUE_SIZE,
+                    max_message_size=MAX_MESSAGE_SIZE,
+                )
+                await ws.send_message(hello_frame(client.nick))
+                await wait_welcome(bench, client, ws)
+            return ws
+        except (
+            OSError,
+            HandshakeError,
+            ConnectionClosed,
+            trio.TooSlowError,
+            trio.BrokenResourceError,
+            NoWelcome,
+        ) as exc:
+            bench.ledger.connect_failures[failure_label(exc)] += 1
+    if ws is not None:
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await ws.aclose()
+    return None
+
+
+async def read_loop(bench: Bench, client: Client, ws: WebSocketConnection) -> None:
+    """Handle frames until the socket closes or ``client.reader`` is cancelled."""
+    while True:
+        frame = await ws.get_message()
+        if isinstance(frame, str):
+            handle_frame(bench, client, frame, trio.current_time())
+        else:
+            bench.ledger.binary_frames += 1
+
+
+async def serve_client(bench: Bench, client: Client, ws: WebSocketConnection) -> None:
+    """Read until the server closes or the run stops; then close gracefully."""
+    client.ws, client.open = ws, True
+    try:
+        with client.reader:
+            await read_loop(bench, client, ws)
+    except ConnectionClosed as exc:
+        if not client.stopping:
+            bench.ledger.unexpected_closes[close_label(exc)] += 1
+        return
+    finally:
+        client.open = False
+    with trio.move_on_after(CLOSE_TIMEOUT):
+        await ws.aclose()
+
+
+async def run_client(bench: Bench, client: Client, deadline: float, connected: Countdown) -> None:
+    """One client's life, in its own nursery so that a library failure stays contained."""
+    async with trio.open_nursery() as nursery:
+        ws = None
+        try:
+            ws = await open_client(bench, nursery, client, deadline)
+        finally:
+            connected.tick()
+        if ws is not None:
+            await serve_client(bench, client, ws)
+
+
+async def client_task(bench: Bench, client: Client, deadline: float, connected: Countdown) -> None:
+    try:
+        await run_client(bench, client, deadline, connected)
+    except* LocalProtocolError as group:
+        # trio-websocket 0.12 answers a ping that arrives while our close frame is in
+        # flight and its reader task raises (python-trio/trio-websocket#184).
+        bench.ledger.library_errors["LocalProtocolError"] += len(group.exceptions)
+    finally:
+        bench.closed.tick()
+
+
+async def connect_group(bench: Bench, nursery: trio.Nursery, clients: list[Client]) -> None:
+    """Start one task per client and wait until every connect attempt has ended."""
+    connected = Countdown(len(clients))
+    deadline = trio.current_time() + CONNECT_PHASE_LIMIT
+    for client in clients:
+        nursery.start_soon(client_task, bench, client, deadline, connected)
+    with trio.move_on_after(CONNECT_PHASE_LIMIT + HANDSHAKE_TIMEOUT):
+        await connected.event.wait()
+
+
+# ---------------------------------------------------------------- phases
+
+
+async def send_one(bench: Bench, sender: Client, seq: int, now: float) -> bool:
+    """Write one send; False if the sender's socket is gone (then nothing counts)."""
+    ledger = bench.ledger
+    index = sender.sender_index if sender.sender_index is not None else -1
+    offset = f"{bench.run}-{index}-{seq}"
+    frame = send_frame(offset, make_payload(bench.prefix, index, seq, now))
+    ledger.pending[offset] = now
+    ledger.sent += 1
+    try:
+        assert sender.ws is not None
+        await sender.ws.send_message(frame)
+    except ConnectionClosed:
+        ledger.pending.pop(offset, None)
+        ledger.sent -= 1
+        return False
+    return True
+
+
+async def scheduled_sends(bench: Bench, sender: Client, indices: range) -> None:
+    """Open loop: message i of the whole schedule is due at start + i/rate."""
+    cutoff = bench.send_start + bench.cfg.duration + SEND_GRACE
+    for seq, slot in enumerate(indices):
+        due = bench.send_start + slot / bench.cfg.rate
+        await trio.sleep_until(due)
+        now = trio.current_time()
+        if sender.ws is None or not sender.open or now > cutoff:
+            return
+        bench.ledger.max_send_lag = max(bench.ledger.max_send_lag, now - due)
+        if not await send_one(bench, sender, seq, now):
+            return
+
+
+async def closed_loop_sends(bench: Bench, sender: Client) -> None:
+    """Closed loop (--ingest): send whenever fewer than --in-flight sends are
+    unanswered, until --duration is over."""
+    window = sender.window = trio.Semaphore(bench.cfg.in_flight)
+    stop = bench.send_start + bench.cfg.duration
+    for seq in range(10**9):
+        with trio.move_on_at(stop):
+            await window.acquire()
+        now = trio.current_time()
+        if now >= stop or sender.ws is None or not sender.open:
+            return
+        if not await send_one(bench, sender, seq, now):
+            return
+
+
+async def send_task(bench: Bench, sender: Client, share: range, done: Countdown) -> None:
+    try:
+        if bench.cfg.mode == "ingest":
+            await closed_loop_sends(bench, sender)
+        else:
+            await scheduled_sends(bench, sender, share)
+    finally:
+        done.tick()
+
+
+async def send_phase(bench: Bench, nursery: trio.Nursery) -> None:
+    live = [s for s in bench.senders if s.open]
+    total = bench.cfg.planned_messages or 0
+    bench.phase = "send"
+    bench.send_start = trio.current_time()
+    bench.mark("send_start")
+    done = Countdown(len(live))
+    for position, sender in enumerate(live):
+        share = range(position, total, len(live))
+        nursery.start_soon(send_task, bench, sender, share, done)
+    with trio.move_on_after(bench.cfg.duration + SEND_GRACE + 1):
+        await done.event.wait()
+    bench.send_end = trio.current_time()
+    bench.mark("send_end")
+
+
+async def drain_phase(bench: Bench) -> None:
+    """Wait (bounded) until every send is answered and every delivery has arrived."""
+    bench.phase = "drain"
+    deadline = trio.current_time() + bench.cfg.drain
+    for _ in range(math.ceil(bench.cfg.drain / DRAIN_POLL) + 1):
+        if bench.settled() or trio.current_time() >= deadline:
+            break
+        await trio.sleep(DRAIN_POLL)
+    bench.drain_end = trio.current_time()
+    bench.mark("drain_end")
+
+
+async def close_phase(bench: Bench, nursery: trio.Nursery) -> None:
+    bench.phase = "close"
+    for client in bench.clients:
+        client.stopping = True
+        client.reader.cancel()
+    with trio.move_on_after(CLOSE_TIMEOUT + 1):
+        await bench.closed.event.wait()
+    nursery.cancel_scope.cancel()
+
+
+async def progress_task(bench: Bench) -> None:
+    """Write a status line to stderr each second; sample the server too."""
+    for _ in range(math.ceil(hard_limit(bench.cfg) / PROGRESS_INTERVAL) + 1):
+        bench.own.sample()
+        if bench.probe is not None:
+            bench.probe.sample()
+        ledger = bench.ledger
+        opened = sum(c.open for c in bench.clients)
+        show_progress(
+            f"[{bench.phase:<7}] {trio.current_time() - bench.started:6.1f}s"
+            f"  open {opened}/{len(bench.clients)}  sent {ledger.sent}"
+            f"  acked {len(ledger.check.acked)}  errors {sum(ledger.errors.values())}"
+            f"  deliveries {ledger.received}"
+        )
+        await trio.sleep(PROGRESS_INTERVAL)
+
+
+async def lag_probe_task(bench: Bench) -> None:
+    """Record how late a short sleep wakes up: a busy generator skews every latency."""
+    for _ in range(math.ceil(hard_limit(bench.cfg) / LAG_PROBE_INTERVAL) + 1):
+        due = trio.current_time() + LAG_PROBE_INTERVAL
+        await trio.sleep_until(due)
+        if bench.phase in ("send", "drain"):
+            bench.loop_lags.append(trio.current_time() - due)
+
+
+async def run_bench(bench: Bench) -> None:
+    """Connect receivers, then senders; settle; send; drain; close.
+
+    Every task runs in one main nursery; each client only adds a small nursery of
+    its own for its socket's reader (see ``run_client``).
+    """
+    bench.started = trio.current_time()
+    bench.mark("before_connect")
+    with trio.move_on_after(hard_limit(bench.cfg)) as hard:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(progress_task, bench)
+            nursery.start_soon(lag_probe_task, bench)
+            await connect_group(bench, nursery, bench.receivers)
+            await connect_group(bench, nursery, bench.senders)
+            bench.connected = trio.current_time()
+            bench.mark("connected")
+            bench.phase = "settle"
+            await trio.sleep(SETTLE_SECONDS)
+            await send_phase(bench, nursery)
+            await drain_phase(bench)
+            await close_phase(bench, nursery)
+    bench.hard_limit_hit = hard.cancelled_caught
+    end_unfinished_phases(bench, trio.current_time())
+
+
+def end_unfinished_phases(bench: Bench, now: float) -> None:
+    """After a cut by the hard limit, phases that never ended end now."""
+    bench.connected = bench.connected or now
+    bench.send_start = bench.send_start or now
+    bench.send_end = bench.send_end or now
+    bench.drain_end = bench.drain_end or now
+
+
+# ---------------------------------------------------------------- results
+
+
+def verdict(bench: Bench, deliveries: dict[str, int]) -> list[str]:
+    """Reasons the run failed; empty when it passed."""
+    ledger = bench.ledger
+    unacked = ledger.sent - len(ledger.check.acked)
+    planned = bench.cfg.planned_messages
+    not_sent = 0 if planned is None else planned - ledger.sent
+    why = f"{ledger.refused} refused by error, {len(ledger.pending)} unanswered"
+    checks = [
+        (ledger.sent == 0, "nothing was sent"),
+        (not_sent > 0, f"{not_sent} planned messages not sent"),
+        (unacked > 0, f"{unacked} sent messages not acked ({why})"),
+        (deliveries["lost"] > 0, f"{deliveries['lost']} deliveries lost"),
+        (deliveries["duplicated"] > 0, f"{deliveries['duplicated']} deliveries duplicated"),
+        (deliveries["echoes"] > 0, f"{deliveries['echoes']} echoes to the sender"),
+        (deliveries["out_of_order"] > 0, f"{deliveries['out_of_order']} out of order"),
+        (bench.hard_limit_hit, "hard time limit reached"),
+    ]
+    return [reason for failed, reason in checks if failed]
+
+
+def summarize(bench: Bench) -> dict[str, Any]:
+    cfg, ledger = bench.cfg, bench.ledger
+    planned, acked = cfg.planned_messages, len(ledger.check.acked)
+    deliveries = ledger.check.tally(c.inbox for c in bench.clients if c.welcomed)
+    send_secs = max(bench.send_end - bench.send_start, 1e-9)
+    delivery_secs = max(ledger.last_delivery - bench.send_start, 1e-9)
+    failures = verdict(bench, deliveries)
+    return {
+        "case": cfg.mode,
+        "run": bench.run,
+        "started_at": bench.started_at,
+        "config": {
+            "urls": list(cfg.urls),
+            "receivers": cfg.receivers,
+            "senders": cfg.senders,
+            "rate": cfg.rate if cfg.mode == "load" else None,
+            "in_flight": cfg.in_flight if cfg.mode == "ingest" else None,
+            "duration": cfg.duration,
+            "drain": cfg.drain,
+            "connect_concurrency": cfg.connect_concurrency,
+        },
+        "clients": {
+            "receivers_connected": sum(c.welcomed for c in bench.receivers),
+            "senders_connected": sum(c.welcomed for c in bench.senders),
+            "connects_failed": sum(ledger.connect_failures.values()),
+            "connect_failures": dict(ledger.connect_failures),
+            "unexpected_closes": sum(ledger.unexpected_closes.values()),
+            "close_codes": dict(ledger.unexpected_closes),
+            "connect_seconds": round(bench.connected - bench.started, 3),
+            "library_errors": dict(ledger.library_errors),
+        },
+        "sending": {
+            "planned": planned,
+            "sent": ledger.sent,
+            "not_sent": None if planned is None else planned - ledger.sent,
+            "acked": acked,
+            "acked_per_second": round(acked / send_secs, 1),
+            "refused": ledger.refused,
+            "unanswered": len(ledger.pending),
+            "errors": dict(ledger.errors),
+            "stray_acks": ledger.stray_acks,
+            "send_seconds": round(send_secs, 3),
+            "send_rate": round(ledger.sent / send_secs, 1),
+            "max_send_lag_ms": round(ledger.max_send_lag * 1000, 3),
+        },
+        "deliveries": {
+            **deliveries,
+            "expected": deliveries["expected_receivers"] + deliveries["expected_senders"],
+            "received": deliveries["received_receivers"] + deliveries["received_senders"],
+            "per_second": round(ledger.received / delivery_secs, 1) if ledger.received else 0.0,
+            "foreign_messages": ledger.foreign,
+            "malformed_lines": ledger.malformed,
+            "binary_frames": ledger.binary_frames,
+        },
+        "latency_ms": {
+            "ack": percentiles_ms(ledger.ack_latencies),
+            "delivery": percentiles_ms(ledger.delivery_latencies),
+        },
+        "server": None if bench.probe is None else bench.probe.summary(PHASES, POINTS),
+        "generator": {
+            **bench.own.summary(PHASES, POINTS),
+            "loop_lag_ms": percentiles_ms(bench.loop_lags),
+            "wall_seconds": round(bench.drain_end - bench.started, 3),
+            "drain_seconds": round(bench.drain_end - bench.send_end, 3),
+        },
+        "pass": not failures,
+        "failures": failures,
+    }
+
+
+def sending_rows(res: dict[str, Any]) -> list[Row]:
+    se, cfg = res["sending"], res["config"]
+    if res["case"] == "ingest":
+        planned = f"closed loop, {cfg['in_flight']} in flight per sender, {cfg['duration']:g} s"
+        rows = [("mode", planned), ("acked messages/s", str(se["acked_per_second"]))]
+    else:
+        rows = [
+            ("planned", f"{se['planned']}  ({cfg['rate']:g} msg/s x {cfg['duration']:g} s)"),
+            ("not sent", str(se["not_sent"])),
+        ]
+    return [
+        ("sending", ""),
+        *rows,
+        ("sent", f"{se['sent']}  ({se['send_rate']} msg/s, max lag {se['max_send_lag_ms']} ms)"),
+        ("acked", str(se["acked"])),
+        ("refused by error / unanswered", f"{se['refused']} / {se['unanswered']}"),
+        ("error frames by code", fmt_counter(se["errors"])),
+    ]
+
+
+def report_rows(res: dict[str, Any]) -> list[Row]:
+    """(label, value) rows; a row with an empty value is a section heading."""
+    cl, de, lat, cfg = res["clients"], res["deliveries"], res["latency_ms"], res["config"]
+    rows = [
+        ("clients", ""),
+        ("receivers connected", f"{cl['receivers_connected']} / {cfg['receivers']}"),
+        ("senders connected", f"{cl['senders_connected']} / {cfg['senders']}"),
+        ("connects failed", fmt_count(cl["connects_failed"], cl["connect_failures"])),
+        ("unexpected closes (by code)", fmt_count(cl["unexpected_closes"], cl["close_codes"])),
+        ("trio-websocket errors", fmt_counter(cl["library_errors"])),
+        *sending_rows(res),
+        ("ack latency ms", fmt_latency(lat["ack"])),
+        ("deliveries", ""),
+        ("expected to receivers", f"{de['expected_receivers']}  (acked x receivers)"),
+        ("expected to senders", f"{de['expected_senders']}  (acked x (senders - 1))"),
+        ("received (of expected)", f"{de['received']} / {de['expected']}"),
+        ("lost", f"{de['lost']}  (on {de['clients_with_loss']} clients)"),
+        ("duplicated", str(de["duplicated"])),
+        ("echoed to sender", str(de["echoes"])),
+        ("out of order", str(de["out_of_order"])),
+        ("delivered but never acked", str(de["unacked_deliveries"])),
+        ("deliveries/s", f"{de['per_second']}  (first send to last delivery)"),
+        ("delivery latency ms", fmt_latency(lat["delivery"])),
+        (
+            "backlog, other senders / malformed",
+            f"{de['foreign_messages']} / {de['malformed_lines']}",
+        ),
+    ]
+    if res["server"] is not None:
+        pids = " + ".join(str(pid) for pid in res["server"]["pids"])
+        rows += proc_rows(f"server pids {pids} (added up)", res["server"])
+    gen = res["generator"]
+    rows += proc_rows("generator (this process)", gen)
+    rows += [
+        ("event loop lag ms", fmt_latency(gen["loop_lag_ms"])),
+        ("s connecting / whole run", f"{cl['connect_seconds']} / {gen['wall_seconds']}"),
+    ]
+    return rows
+
+
+def proc_rows(title: str, proc: dict[str, Any]) -> list[Row]:
+    """CPU and memory rows for the server or the generator."""
+    cpu = (proc["cpu_pct_connect"], proc["cpu_pct_send"], proc["cpu_pct_send_and_drain"])
+    rss = (proc["rss_mb_before_connect"], proc["rss_mb_connected"], proc["rss_mb_end"])
+    return [
+        (title, ""),
+        ("CPU % connect / send / send+drain", fmt_values(cpu)),
+        ("RSS MB start / connected / end", fmt_values(rss)),
+        (
+            "RSS MB peak sampled / VmHWM",
+            fmt_values((proc["rss_mb_peak_sampled"], proc["vm_hwm_mb"])),
+        ),
+    ]
+
+
+def notes(res: dict[str, Any]) -> list[str]:
+    lag_p99 = res["generator"]["loop_lag_ms"]["p99"]
+    if lag_p99 is not None and lag_p99 > LAG_WARN_MS:
+        return [f"generator event loop lag p99 {lag_p99} ms: latencies include its delay"]
+    return []
+
+
+def run(cfg: Config) -> dict[str, Any]:
+    """Run the message case and return its results."""
+    bench = Bench.create(cfg)
+    trio.run(run_bench, bench)
+    return summarize(bench)
