@@ -1,0 +1,127 @@
+"""A short load on the real ``quartchat`` command, run by ``scripts/bench.py``.
+
+CI runs this: 200 receivers and 10 senders at 100 messages/s for 5 s must
+lose, duplicate, echo or reorder nothing, and every send must be acked.
+Nothing here asserts how fast: the bench waits (bounded, generously) until
+everything arrived, and only the counts are checked. The other cases
+(``--ingest``, ``--storm``, ``--idle``) get a small run each, so that they
+keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from served import QUARTCHAT, ROOT, Served, Servers
+
+#: 10 senders at 100 msg/s is the default 10 msg/s per user exactly: leave room
+#: for a late sender catching up; and 210 new users come from one address.
+LIMITS = {
+    "QUARTCHAT_SEND_RATE": "50",
+    "QUARTCHAT_SEND_BURST": "100",
+    "QUARTCHAT_NEW_IDENTITY_BURST": "1000",
+}
+#: Seconds a bench run may take on a busy machine before the test gives up.
+RUN_LIMIT = 600
+
+
+@pytest.fixture
+async def chat(tmp_path: Path) -> AsyncIterator[Served]:
+    """``quartchat`` on a free port with a temp database and raised limits."""
+    async with trio.open_nursery() as nursery:
+        servers = Servers(nursery, tmp_path)
+        try:
+            yield await servers.start(QUARTCHAT, env=LIMITS)
+        finally:
+            await servers.kill_all()
+            nursery.cancel_scope.cancel()
+
+
+async def bench(chat: Served, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+    """Run scripts/bench.py against ``chat``; its exit status, JSON and output."""
+    results = tmp_path / "bench.json"
+    (worker,) = chat.serving_pids()
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "bench.py"),
+        "--url",
+        chat.ws_url,
+        "--server-pid",
+        str(worker),
+        "--json",
+        str(results),
+        *args,
+    ]
+    with trio.fail_after(RUN_LIMIT):
+        done = await trio.run_process(
+            command, capture_stdout=True, stderr=subprocess.STDOUT, check=False
+        )
+    output = done.stdout.decode()
+    return done.returncode, json.loads(results.read_text()), output
+
+
+def assert_every_delivery_exact(res: dict[str, Any], output: str) -> None:
+    """Every sent message acked, and delivered once, in order, to everyone else."""
+    sending, deliveries = res["sending"], res["deliveries"]
+    assert sending["sent"] > 0, output
+    assert (sending["acked"], sending["refused"], sending["unanswered"]) == (
+        sending["sent"],
+        0,
+        0,
+    ), output
+    problems = ("lost", "duplicated", "echoes", "out_of_order", "unacked_deliveries")
+    assert {name: deliveries[name] for name in problems} == dict.fromkeys(problems, 0), output
+    assert deliveries["received"] == deliveries["expected"] > 0, output
+
+
+async def test_a_short_load_loses_duplicates_echoes_and_reorders_nothing(
+    chat: Served, tmp_path: Path
+) -> None:
+    _, res, output = await bench(
+        chat,
+        tmp_path,
+        *("--receivers", "200", "--senders", "10", "--rate", "100", "--duration", "5"),
+        *("--drain", "300"),
+    )
+    assert res["clients"]["receivers_connected"] == 200, output
+    assert res["clients"]["senders_connected"] == 10, output
+    assert res["clients"]["unexpected_closes"] == 0, output
+    assert_every_delivery_exact(res, output)
+
+
+async def test_ingest_acks_every_send_of_a_closed_loop(chat: Served, tmp_path: Path) -> None:
+    _, res, output = await bench(chat, tmp_path, "--ingest", "--duration", "1", "--drain", "300")
+    assert res["config"]["receivers"] == 10, output
+    assert res["sending"]["acked_per_second"] > 0, output
+    assert_every_delivery_exact(res, output)
+
+
+@pytest.mark.parametrize("deflate", [[], ["--deflate"]], ids=["plain", "deflate"])
+async def test_a_storm_welcomes_everyone_and_counts_their_presence(
+    chat: Served, tmp_path: Path, deflate: list[str]
+) -> None:
+    status, res, output = await bench(
+        chat, tmp_path, "--storm", "30", "--storm-concurrency", "10", *deflate
+    )
+    assert status == 0, output
+    assert res["clients"]["welcomed"] == 30, output
+    assert res["config"]["deflate_offered"] == bool(deflate)
+    # Everyone but the last to arrive hears of someone coming online.
+    assert res["received_per_client"]["presence_objects"]["total"] > 0, output
+
+
+async def test_idle_connections_report_server_memory_per_connection(
+    chat: Served, tmp_path: Path
+) -> None:
+    status, res, output = await bench(chat, tmp_path, "--idle", "30", "--deflate")
+    assert status == 0, output
+    assert res["clients"]["welcomed"] == 30, output
+    assert res["server"]["kb_per_connection"] is not None, output
