@@ -24,6 +24,9 @@ from wsproto.events import (
 )
 from wsproto.extensions import PerMessageDeflate
 
+#: Longest server frame taken (the server bounds its own; this bounds our buffer).
+MAX_FRAME_CHARS = 1 << 20
+
 
 class Closed(Exception):
     """The server refused or closed the connection; ``label`` says how."""
@@ -43,6 +46,8 @@ class RawClient:
     deflate_accepted: bool = False
     frames: int = 0
     bytes_received: int = 0
+    #: Text of a frame whose end has not arrived yet.
+    partial: str = ""
     objects: Counter[str] = field(default_factory=Counter)
 
     async def send_text(self, text: str) -> None:
@@ -74,14 +79,41 @@ class RawClient:
                 isinstance(ext, PerMessageDeflate) for ext in event.extensions
             )
         elif isinstance(event, TextMessage):
-            self.frames += event.message_finished
-            objects = [json.loads(line) for line in event.data.split("\n") if line]
-            self.objects.update(str(obj.get("type")) for obj in objects)
-            return objects
+            # wsproto hands over a long frame in pieces, as its bytes arrive.
+            self.partial += event.data
+            if len(self.partial) > MAX_FRAME_CHARS:
+                raise Closed(f"server frame over {MAX_FRAME_CHARS} characters")
+            if event.message_finished:
+                text, self.partial = self.partial, ""
+                self.frames += 1
+                return self._count(text)
         return []
+
+    def _count(self, text: str) -> list[dict[str, Any]]:
+        """The objects of one whole frame (one per line), counted by type."""
+        objects = []
+        for line in text.split("\n"):
+            if not line:
+                continue
+            obj = parse_object(line)
+            if obj is None:
+                self.objects["malformed"] += 1
+            else:
+                self.objects[str(obj.get("type"))] += 1
+                objects.append(obj)
+        return objects
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+def parse_object(line: str) -> dict[str, Any] | None:
+    """One line of a server frame as a JSON object, or None if it is not one."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 async def connect(
