@@ -33,7 +33,7 @@ HYPERCORN = [
 QUARTCHAT = [sys.executable, "-m", "quartchat", "--bind", "127.0.0.1:0"]
 #: Seconds a command may take to start or to stop before the test fails;
 #: generous, because the machine is shared (this bounds, it measures nothing).
-PATIENCE = 30
+PATIENCE = 60
 
 _RUNNING = re.compile(r"\[(\d+)\] \[INFO\] Running on (http://\S+)")
 
