@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .protocol import encode
+from .protocol import ServerFrame, encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class Event:
     skip_conn: str | None = None
 
     @classmethod
-    def of(cls, frame: dict[str, Any], **audience: Any) -> Event:
+    def of(cls, frame: ServerFrame, **audience: Any) -> Event:
         return cls(line=encode(frame), **audience)
 
     def is_for(self, conn_id: str, user_id: str) -> bool:

@@ -23,7 +23,6 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import trio
 
@@ -35,7 +34,21 @@ from .config import Settings
 from .errors import POLICY_VIOLATION, UNKNOWN_TOKEN, CloseConnection, FrameError, StoreError
 from .metrics import Metrics
 from .models import Draft, Message, Posted, User
-from .protocol import MAX_NICK, MAX_TEXT, Hello, History, Send, clean_nick, encode
+from .protocol import (
+    MAX_NICK,
+    MAX_TEXT,
+    Hello,
+    History,
+    HistoryPage,
+    Limits,
+    MessageFrame,
+    PresenceNotice,
+    Send,
+    TypingNotice,
+    Welcome,
+    clean_nick,
+    encode,
+)
 from .store import BUSY_TIMEOUT_MS, now_ms
 
 log = logging.getLogger(__name__)
@@ -112,16 +125,16 @@ class Hub:
         self._relay_moved = trio.Event()
         self._nursery: trio.Nursery | None = None
         #: What ``welcome`` tells clients, so pages need not copy the limits.
-        self._limits = {
-            "text": MAX_TEXT,
-            "nick": MAX_NICK,
-            "send_rate": settings.send_rate,
-            "send_burst": settings.send_burst,
-            "frame_rate": settings.frame_rate,
-            "frame_burst": settings.frame_burst,
-            "frame_bytes": settings.max_frame_bytes,
-            "history": settings.history_max,
-        }
+        self._limits = Limits(
+            text=MAX_TEXT,
+            nick=MAX_NICK,
+            send_rate=settings.send_rate,
+            send_burst=settings.send_burst,
+            frame_rate=settings.frame_rate,
+            frame_burst=settings.frame_burst,
+            frame_bytes=settings.max_frame_bytes,
+            history=settings.history_max,
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The backends, the committer, the tail relay and the timers; until cancelled."""
@@ -159,7 +172,7 @@ class Hub:
                     only = frozenset((message.sender.id, message.recipient.id))
                 self.broker.publish(
                     Event.of(
-                        message.frame(),
+                        MessageFrame(message),
                         message_id=message.id,
                         only_users=only,
                         skip_conn=committed.origin or None,
@@ -182,7 +195,7 @@ class Hub:
         """Leaves for users whose connections died with another worker."""
         async for users in self.backends.presence.departed():
             for user in users:
-                self._publish_presence("leave", user, skip_user=user.id)
+                self._publish_presence(PresenceNotice("leave", user), skip_user=user.id)
 
     async def _prune_silent_users(self) -> None:
         """Delete identities that never said anything, at start and then every
@@ -234,20 +247,13 @@ class Hub:
         except BaseException:
             await self.close_session(conn_id, user, subscription)
             raise
-        welcome = {
-            "type": "welcome",
-            "user": user.ref(),
-            "token": identity.token,
-            "online": [u.ref() for u in online],
-            "last_id": last_id,
-            "epoch": self.log.epoch,
-            "recovered": recovered,
-            "limits": self._limits,
-        }
+        welcome = Welcome(
+            user, identity.token, online, last_id, self.log.epoch, recovered, self._limits
+        )
         # Only encoded lines outlive this call: the welcome's online list
         # alone is O(users), and it must not stay alive per connection.
         lines = [encode(welcome)]
-        lines += [encode(m.frame()) for m in messages]
+        lines += [encode(MessageFrame(m)) for m in messages]
         return Opening(user, subscription, lines, last_id, identity.errors)
 
     async def identify(self, hello: Hello, address: str | None) -> Identity:
@@ -290,7 +296,7 @@ class Hub:
         self._end_grace(stored.id)
         user, first = await presence.connect(conn_id, User(stored.id, wanted or stored.nick))
         if first:
-            self._publish_presence("join", user, skip_user=user.id)
+            self._publish_presence(PresenceNotice("join", user), skip_user=user.id)
         elif wanted is not None and wanted != user.nick:
             try:
                 user = await self._rename_online(user, wanted)
@@ -349,7 +355,7 @@ class Hub:
     async def _depart(self, user_id: str) -> None:
         gone = await self.backends.presence.depart_if_idle(user_id)
         if gone is not None:
-            self._publish_presence("leave", gone, skip_user=user_id)
+            self._publish_presence(PresenceNotice("leave", gone), skip_user=user_id)
 
     def _end_grace(self, user_id: str) -> None:
         scope = self._graces.pop(user_id, None)
@@ -423,26 +429,17 @@ class Hub:
         if old is None:
             raise _nick_taken(nick)
         user = User(current.id, nick)
-        self._publish_presence("nick", user, old_nick=old.nick)
+        self._publish_presence(PresenceNotice("nick", user, old_nick=old.nick))
         return user
 
-    def _publish_presence(
-        self, event: str, user: User, *, skip_user: str | None = None, **extra: str
-    ) -> None:
-        frame = {"type": "presence", "event": event, "user": user.ref(), **extra}
-        self.backends.bus.publish(Event.of(frame, skip_user=skip_user))
+    def _publish_presence(self, notice: PresenceNotice, *, skip_user: str | None = None) -> None:
+        self.backends.bus.publish(Event.of(notice, skip_user=skip_user))
 
-    async def history(self, user_id: str, request: History) -> dict[str, Any]:
+    async def history(self, user_id: str, request: History) -> HistoryPage:
         messages, has_more = await self.log.history(
             user_id, request.before_id, request.limit, request.with_user
         )
-        return {
-            "type": "history",
-            "messages": [m.body() for m in messages],
-            "has_more": has_more,
-            "before_id": request.before_id,
-            "with": request.with_user,
-        }
+        return HistoryPage(messages, has_more, request.before_id, request.with_user)
 
     # ----- typing ------------------------------------------------------------
 
@@ -487,9 +484,9 @@ class Hub:
         self._publish_typing(entry.user, key[1], active=False)
 
     def _publish_typing(self, user: User, to: str | None, *, active: bool) -> None:
-        frame = {"type": "typing", "user": user.ref(), "active": active, "to": to}
         only = None if to is None else frozenset((to,))
-        self.backends.bus.publish(Event.of(frame, only_users=only, skip_user=user.id))
+        notice = TypingNotice(user, active, to)
+        self.backends.bus.publish(Event.of(notice, only_users=only, skip_user=user.id))
 
 
 def _nick_taken(nick: str) -> FrameError:

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
 class User:
     id: str
     nick: str
-
-    def ref(self) -> dict[str, str]:
-        """The ``{"id", "nick"}`` form frames carry."""
-        return {"id": self.id, "nick": self.nick}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,20 +33,6 @@ class Message:
     recipient: User | None
     text: str
     ts: int
-
-    def body(self) -> dict[str, Any]:
-        """The message as ``history`` and ``message`` frames carry it (no ``type``)."""
-        return {
-            "id": self.id,
-            "from": self.sender.ref(),
-            "to": None if self.recipient is None else self.recipient.ref(),
-            "text": self.text,
-            "ts": self.ts,
-        }
-
-    def frame(self) -> dict[str, Any]:
-        """The live and replayed ``message`` frame."""
-        return {"type": "message", **self.body()}
 
 
 @dataclass(frozen=True, slots=True)

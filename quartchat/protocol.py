@@ -1,8 +1,10 @@
-"""Protocol v1 without I/O: parse and validate client frames, build server frames.
+"""Protocol v1 without I/O: parse and validate client frames, encode server frames.
 
 Everything here is synchronous and pure, so the rules of docs/protocol.md are
 tested without a socket. A client frame becomes one of the frozen dataclasses
-below or raises :class:`~quartchat.errors.FrameError` with the protocol's code.
+below or raises :class:`~quartchat.errors.FrameError` with the protocol's code;
+a server frame is one of the frozen records at the end, and :func:`encode`
+makes it one line of JSON.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 from .errors import FrameError
+from .models import Message, User
 from .text import has_letter, is_blank
 
 MAX_TEXT = 2000
@@ -214,15 +218,167 @@ def clean_nick(raw: str) -> str:
 
 
 # ----- server frames -------------------------------------------------------
+# One frozen record per server frame type; ``encode`` is the only way a frame
+# becomes text. Each record's ``wire`` gives its JSON object, with the keys in
+# the order docs/protocol.md shows them.
+
+#: Built once: ``json.dumps`` with options would build a new encoder per call.
+#: Frames are trees of records, so the check for cycles is not needed.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 
 
-def encode(frame: dict[str, Any]) -> str:
-    """One server object as one line of compact JSON (no raw newlines inside)."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+def encode(frame: ServerFrame) -> str:
+    """One server frame as one line of compact JSON: newlines inside strings
+    are escaped, other non-ASCII characters are kept as they are."""
+    return _JSON.encode(frame.wire())
 
 
-def error_frame(exc: FrameError) -> dict[str, Any]:
-    frame: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message}
-    if exc.client_offset is not None:
-        frame["client_offset"] = exc.client_offset
-    return frame
+def _user(user: User) -> dict[str, str]:
+    return {"id": user.id, "nick": user.nick}
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """A message as ``message`` and ``history`` frames carry it (no ``type``)."""
+    recipient = message.recipient
+    return {
+        "id": message.id,
+        "from": _user(message.sender),
+        "to": None if recipient is None else _user(recipient),
+        "text": message.text,
+        "ts": message.ts,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The server's settings a client should respect, as ``welcome`` tells them."""
+
+    text: int
+    nick: int
+    send_rate: float
+    send_burst: int
+    frame_rate: float
+    frame_burst: int
+    frame_bytes: int
+    history: int
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    user: User
+    token: str
+    online: Sequence[User]
+    last_id: int
+    epoch: str
+    recovered: bool
+    limits: Limits
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "type": "welcome",
+            "user": _user(self.user),
+            "token": self.token,
+            "online": [_user(user) for user in self.online],
+            "last_id": self.last_id,
+            "epoch": self.epoch,
+            "recovered": self.recovered,
+            "limits": asdict(self.limits),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFrame:
+    """A committed message, live or replayed; encoded once per broadcast."""
+
+    message: Message
+
+    def wire(self) -> dict[str, Any]:
+        return {"type": "message", **_message(self.message)}
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """The answer to a ``history`` request, which it echoes."""
+
+    messages: Sequence[Message]
+    has_more: bool
+    before_id: int | None
+    with_user: str | None
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "type": "history",
+            "messages": [_message(message) for message in self.messages],
+            "has_more": self.has_more,
+            "before_id": self.before_id,
+            "with": self.with_user,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """A ``send`` committed (or already stored: the same id again)."""
+
+    client_offset: str
+    id: int
+    ts: int
+
+    def wire(self) -> dict[str, Any]:
+        return {"type": "ack", "client_offset": self.client_offset, "id": self.id, "ts": self.ts}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorFrame:
+    code: str
+    message: str
+    #: Set when the error is about a ``send``; absent from the frame otherwise.
+    client_offset: str | None = None
+
+    @classmethod
+    def of(cls, exc: FrameError) -> ErrorFrame:
+        return cls(exc.code, exc.message, exc.client_offset)
+
+    def wire(self) -> dict[str, Any]:
+        frame: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
+        if self.client_offset is not None:
+            frame["client_offset"] = self.client_offset
+        return frame
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceNotice:
+    """A user joined, left, or (with ``old_nick``) changed their nick."""
+
+    event: Literal["join", "leave", "nick"]
+    user: User
+    #: Set for ``nick`` events only; absent from the frame otherwise.
+    old_nick: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        frame: dict[str, Any] = {"type": "presence", "event": self.event, "user": _user(self.user)}
+        if self.old_nick is not None:
+            frame["old_nick"] = self.old_nick
+        return frame
+
+
+@dataclass(frozen=True, slots=True)
+class TypingNotice:
+    """Another user's typing state in a conversation (``to``: null for everyone)."""
+
+    user: User
+    active: bool
+    to: str | None
+
+    def wire(self) -> dict[str, Any]:
+        return {"type": "typing", "user": _user(self.user), "active": self.active, "to": self.to}
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    def wire(self) -> dict[str, Any]:
+        return {"type": "pong"}
+
+
+ServerFrame = (
+    Welcome | MessageFrame | HistoryPage | Ack | ErrorFrame | PresenceNotice | TypingNotice | Pong
+)

@@ -43,14 +43,17 @@ from .hub import Hub, Opening
 from .limits import TokenBucket
 from .protocol import (
     CLIENT_FAULTS,
+    Ack,
+    ErrorFrame,
     Hello,
     History,
     Nick,
     Ping,
+    Pong,
     Send,
+    ServerFrame,
     Typing,
     encode,
-    error_frame,
     parse_frame,
 )
 
@@ -211,13 +214,13 @@ class Session:
         except trio.ClosedResourceError:
             pass
 
-    def _reply(self, frame: dict[str, Any]) -> None:
+    def _reply(self, frame: ServerFrame) -> None:
         self._queue(encode(frame))
 
-    def _error(self, exc: FrameError) -> dict[str, Any]:
+    def _error(self, exc: FrameError) -> ErrorFrame:
         """The error frame for ``exc``, counted by its code."""
         self.hub.metrics.errors.labels(exc.code).inc()
-        return error_frame(exc)
+        return ErrorFrame.of(exc)
 
     def shut_down(self) -> None:
         """End the connection now with 1001: the server is stopping. Safe at
@@ -316,16 +319,8 @@ class Session:
     async def _dispatch(self, frame: object) -> None:
         match frame:
             case Send():
-                posted = await self.hub.post(self.conn_id, self.user_id, frame)
-                message = posted.message
-                self._reply(
-                    {
-                        "type": "ack",
-                        "client_offset": frame.client_offset,
-                        "id": message.id,
-                        "ts": message.ts,
-                    }
-                )
+                message = (await self.hub.post(self.conn_id, self.user_id, frame)).message
+                self._reply(Ack(frame.client_offset, message.id, message.ts))
             case Typing():
                 await self.hub.typing(self.conn_id, self.user_id, frame.active, frame.to)
             case Nick():
@@ -333,7 +328,7 @@ class Session:
             case History():
                 self._reply(await self.hub.history(self.user_id, frame))
             case Ping():
-                self._reply({"type": "pong"})
+                self._reply(Pong())
             case Hello():
                 raise FrameError("bad_request", "hello was already received")
 

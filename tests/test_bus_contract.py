@@ -21,6 +21,8 @@ from quartchat.backends.local_bus import LocalBus
 from quartchat.backends.redis_bus import RedisBus, encode_event
 from quartchat.backends.redis_client import redis_client
 from quartchat.broker import Event, LocalBroker
+from quartchat.models import User
+from quartchat.protocol import TypingNotice
 from redis_server import RedisServer
 
 PREFIX = "test:"
@@ -77,10 +79,12 @@ def events(count: int, tag: str) -> list[Event]:
         {"only_users": frozenset({"u-bob", "u-carol"})},
         {"message_id": 7, "skip_conn": "a.1"},
     ]
-    return [
-        Event.of({"type": "typing", "n": n, "tag": tag}, **audiences[n % len(audiences)])
-        for n in range(count)
-    ]
+    return [Event.of(typing(f"{tag} {n}"), **audiences[n % len(audiences)]) for n in range(count)]
+
+
+def typing(tag: str) -> TypingNotice:
+    """A frame that ``tag`` tells apart from the others."""
+    return TypingNotice(User("u-test", tag), active=True, to=None)
 
 
 async def received(channel: trio.MemoryReceiveChannel[Event], count: int) -> list[Event]:
@@ -98,7 +102,7 @@ async def test_events_from_one_worker_reach_every_workers_subscribers_once_in_or
     assert await received(on_b, 20) == sent
     # b answers once it has them all: by then a's own events would have come
     # back to a from Redis too, had they been delivered twice.
-    marker = Event.of({"type": "typing", "tag": "from b"})
+    marker = Event.of(typing("from b"))
     workers.b.bus.publish(marker)
     assert await received(on_a, 21) == [*sent, marker]
     with trio.move_on_after(0.2):
@@ -114,7 +118,7 @@ async def test_an_unreadable_payload_on_the_channel_is_ignored(redis_server: Red
         on_bus = worker.listen()
         for junk in ["not json", '{"origin": "x"}', '{"origin": "x", "event": {"nope": 1}}']:
             await redis.publish(f"{PREFIX}events", junk)
-        sent = Event.of({"type": "typing", "tag": "after junk"})
+        sent = Event.of(typing("after junk"))
         await redis.publish(f"{PREFIX}events", encode_event("another worker", sent))
         assert await received(on_bus, 1) == [sent]
         nursery.cancel_scope.cancel()
@@ -144,7 +148,7 @@ async def test_the_bus_relays_again_after_redis_comes_back(redis_server: RedisSe
         await nursery.start(b.run)
         on_a, on_b = Worker(a, a.broker).listen(), Worker(b, b.broker).listen()
         redis_server.stop()
-        during = Event.of({"type": "typing", "tag": "during the outage"})
+        during = Event.of(typing("during the outage"))
         a.publish(during)  # neither raises nor waits
         assert await received(on_a, 1) == [during]
         redis_server.start()
@@ -152,7 +156,7 @@ async def test_the_bus_relays_again_after_redis_comes_back(redis_server: RedisSe
             number = 0
             while True:
                 number += 1
-                a.publish(Event.of({"type": "typing", "n": number}))
+                a.publish(Event.of(typing(str(number))))
                 with trio.move_on_after(0.1):
                     while (await on_b.receive()).line == during.line:
                         pass

@@ -33,12 +33,12 @@ from quartchat.errors import FrameError
 from quartchat.protocol import (
     MAX_ID,
     MAX_TEXT,
+    ErrorFrame,
     History,
     Send,
     Typing,
     clean_nick,
     encode,
-    error_frame,
     parse_frame,
 )
 from quartchat.text import is_blank
@@ -138,7 +138,7 @@ def test_parse_frame_gives_a_clean_frame_or_a_frame_error(raw: str | bytes) -> N
         frame = parse_frame(raw, history_max=200)
     except FrameError as exc:
         assert exc.code in ERROR_CODES
-        encode(error_frame(exc)).encode("utf-8")  # every error can be sent
+        encode(ErrorFrame.of(exc)).encode("utf-8")  # every error can be sent
         return
     values = {f.name: getattr(frame, f.name) for f in dataclasses.fields(frame)}
     nick = values.pop("nick", None)  # judged by clean_nick, below

@@ -15,8 +15,6 @@ from quartchat.protocol import (
     Send,
     Typing,
     clean_nick,
-    encode,
-    error_frame,
     parse_frame,
 )
 
@@ -197,19 +195,3 @@ def test_nicks_are_trimmed_and_checked() -> None:
         with pytest.raises(FrameError) as info:
             clean_nick(bad)
         assert info.value.code == "bad_nick"
-
-
-def test_server_frames_are_one_line_each() -> None:
-    line = encode({"type": "message", "text": "two\nlines\u2028here"})
-    assert "\n" not in line
-    assert json.loads(line)["text"] == "two\nlines\u2028here"
-
-
-def test_error_frames_carry_the_offset_only_for_sends() -> None:
-    assert error_frame(FrameError("empty", "text is empty", "k-1")) == {
-        "type": "error",
-        "code": "empty",
-        "message": "text is empty",
-        "client_offset": "k-1",
-    }
-    assert "client_offset" not in error_frame(FrameError("bad_json", "nope"))
