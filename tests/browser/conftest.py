@@ -182,13 +182,11 @@ def server_env() -> dict[str, str]:
     return {}
 
 
-@pytest.fixture
-def server(tmp_path: Path, server_env: dict[str, str]) -> Iterator[ChatServer]:
-    """A fresh server with a fresh database for each test.
-
-    Afterwards the test fails if the server died on its own or logged a traceback.
-    """
-    running = ChatServer(tmp_path / "server", server_env)
+@contextlib.contextmanager
+def running_server(workdir: Path, env: dict[str, str]) -> Iterator[ChatServer]:
+    """A server started in ``workdir``, stopped at the end; afterwards it
+    fails the test if the server died on its own or logged a traceback."""
+    running = ChatServer(workdir, env)
     running.start()
     try:
         yield running
@@ -199,6 +197,13 @@ def server(tmp_path: Path, server_env: dict[str, str]) -> Iterator[ChatServer]:
         raise AssertionError(f"the server exited by itself ({running.crashed}):\n{log[-5000:]}")
     if "Traceback" in log:
         raise AssertionError(f"the server logged an exception:\n{log[-5000:]}")
+
+
+@pytest.fixture
+def server(tmp_path: Path, server_env: dict[str, str]) -> Iterator[ChatServer]:
+    """A fresh server with a fresh database for each test."""
+    with running_server(tmp_path / "server", server_env) as running:
+        yield running
 
 
 # ----- the browser --------------------------------------------------------------
@@ -325,10 +330,13 @@ class Users:
 
     def new(
         self, nick: str, *, join: bool = True, viewport: ViewportSize | None = None,
-        **context_options: Any,
+        server: ChatServer | None = None, **context_options: Any,
     ) -> User:  # fmt: skip
+        """A user whose pages open ``server`` (by default the test's server)."""
         context = self.browser.new_context(
-            base_url=self.server.base_url, viewport=viewport or DESKTOP, **context_options
+            base_url=(server or self.server).base_url,
+            viewport=viewport or DESKTOP,
+            **context_options,
         )
         context.set_default_timeout(TIMEOUT)
         user = User(nick, context)
