@@ -237,7 +237,6 @@ class Hub:
         except BaseException:
             subscription.close()
             raise
-        self._local_users[user.id] = self._local_users.get(user.id, 0) + 1
         try:
             if user.nick != identity.stored.nick:
                 await self._save_nick(user)
@@ -294,14 +293,23 @@ class Hub:
             identity.errors.append(_nick_taken(wanted))
             wanted = None
         self._end_grace(stored.id)
-        user, first = await presence.connect(conn_id, User(stored.id, wanted or stored.nick))
-        if first:
-            self._publish_presence(PresenceNotice("join", user), skip_user=user.id)
-        elif wanted is not None and wanted != user.nick:
-            try:
-                user = await self._rename_online(user, wanted)
-            except FrameError as exc:
-                identity.errors.append(exc)
+        # Shielded: a client leaving now must not leave the board counting a
+        # connection nobody will count out (its answer is bounded by the
+        # backend's own timeout).
+        with trio.CancelScope(shield=True):
+            user, first = await presence.connect(conn_id, User(stored.id, wanted or stored.nick))
+        self._local_users[user.id] = self._local_users.get(user.id, 0) + 1
+        try:
+            if first:
+                self._publish_presence(PresenceNotice("join", user), skip_user=user.id)
+            elif wanted is not None and wanted != user.nick:
+                try:
+                    user = await self._rename_online(user, wanted)
+                except FrameError as exc:
+                    identity.errors.append(exc)
+        except BaseException:
+            await self._count_out(conn_id, user)
+            raise
         return user
 
     async def close_session(self, conn_id: ConnId, user: User, subscription: Subscription) -> None:
@@ -310,12 +318,17 @@ class Hub:
         announce the leave once the grace is over. Shielded and bounded, as it
         runs while the handler is being cancelled; never raises."""
         subscription.close()
-        left = self._local_users.pop(user.id, 1) - 1
-        if left:
-            self._local_users[user.id] = left
         for key, entry in list(self._typing.items()):
             if key[0] == user.id and entry.conn_id == conn_id:
                 self._stop_typing(key)
+        await self._count_out(conn_id, user)
+
+    async def _count_out(self, conn_id: ConnId, user: User) -> None:
+        """Forget a counted connection; after the user's last one anywhere, the
+        leave follows the grace. Shielded and bounded; never raises."""
+        left = self._local_users.pop(user.id, 1) - 1
+        if left:
+            self._local_users[user.id] = left
         with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
             try:
                 if await self.backends.presence.disconnect(conn_id, user.id):
