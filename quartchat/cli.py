@@ -38,6 +38,7 @@ from hypercorn.utils import wrap_app
 from quart_trio import QuartTrio
 
 from .app import close_sessions, create_app
+from .backends import hold_single_writer
 from .config import Settings
 from .errors import ConfigError, StoreError
 from .store import Store
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if settings.redis_url is None:
             Store(settings.db_path).close()  # creates or migrates it now, or says why not
+            hold_single_writer(settings.db_path)()  # another server on it? say so now
     except (ConfigError, StoreError) as exc:
         return _bad_start(str(exc))
     if args.workers > 1 and settings.redis_url is None:

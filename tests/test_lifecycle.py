@@ -147,6 +147,16 @@ async def test_several_workers_without_redis_are_refused_in_one_line(servers: Se
     assert server.output[0].startswith("quartchat: --workers 2 needs QUARTCHAT_REDIS_URL")
 
 
+async def test_a_second_server_on_one_database_is_refused_in_one_line(servers: Servers) -> None:
+    await servers.start(QUARTCHAT)
+    second = await servers.launch(QUARTCHAT)
+
+    assert await second.wait_exit() == 2
+    assert len(second.output) == 1, second.text
+    assert "is already served by another process" in second.output[0]
+    assert "QUARTCHAT_REDIS_URL" in second.output[0]
+
+
 def read_only_database(folder: Path) -> Path:
     """An up-to-date database file that cannot be written."""
     path = folder / "chat.db"

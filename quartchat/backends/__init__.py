@@ -50,7 +50,7 @@ async def _open_embedded(settings: Settings, broker: LocalBroker) -> Backends:
     from .local_presence import LocalPresence
     from .sqlite_log import SqliteLog
 
-    release = _hold_single_writer(settings.db_path)
+    release = hold_single_writer(settings.db_path)
     try:
         log = await SqliteLog.open(settings.db_path)
     except BaseException:
@@ -91,7 +91,7 @@ def _open_redis(settings: Settings, url: str, broker: LocalBroker) -> Backends:
     return Backends(log, bus, presence, RedisLimits(shared, prefix), broker, run, lambda: None)
 
 
-def _hold_single_writer(db_path: Path) -> Callable[[], None]:
+def hold_single_writer(db_path: Path) -> Callable[[], None]:
     """Make sure this is the only process serving ``db_path``.
 
     The embedded default fans messages out inside one process: a second
