@@ -26,6 +26,7 @@ from chatclient import ChatClient
 from quartchat.app import HUB_KEY, create_app
 from quartchat.config import Settings
 from quartchat.hub import Hub
+from served import Servers
 
 if TYPE_CHECKING:  # imported by pytest as a plugin, below
     from redis_server import RedisServer
@@ -217,3 +218,16 @@ async def clients(start_server: StartServer) -> AsyncIterator[Clients]:
             for client in pool.opened:
                 await client.aclose()
         nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def servers(tmp_path: Path) -> AsyncIterator[Servers]:
+    """Runs the real server commands (``quartchat``, ``hypercorn``) as
+    processes in ``tmp_path``; every one still running is killed at the end."""
+    async with trio.open_nursery() as nursery:
+        pool = Servers(nursery, tmp_path)
+        try:
+            yield pool
+        finally:
+            await pool.kill_all()
+            nursery.cancel_scope.cancel()

@@ -10,8 +10,7 @@ reaches every client exactly once and in id order, whatever went away.
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -28,17 +27,6 @@ MESSAGES = 40
 BEFORE_FAULT = 10
 #: Seconds a dead worker's heartbeat lasts here (the default is 10 s).
 HEARTBEAT_TTL = 2.0
-
-
-@pytest.fixture
-async def servers(tmp_path: Path) -> AsyncIterator[Servers]:
-    async with trio.open_nursery() as nursery:
-        pool = Servers(nursery, tmp_path)
-        try:
-            yield pool
-        finally:
-            await pool.kill_all()
-            nursery.cancel_scope.cancel()
 
 
 def cluster_env(redis: RedisServer) -> dict[str, str]:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import sysconfig
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,17 +48,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         check=True,
     )
     yield venv
-
-
-@pytest.fixture
-async def servers(tmp_path: Path) -> AsyncIterator[Servers]:
-    async with trio.open_nursery() as nursery:
-        pool = Servers(nursery, tmp_path)  # another folder than the checkout
-        try:
-            yield pool
-        finally:
-            await pool.kill_all()
-            nursery.cancel_scope.cancel()
 
 
 def fetch(url: str) -> tuple[int, bytes]:

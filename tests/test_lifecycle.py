@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,6 @@ from chatclient import NOISE, ChatClient
 from quartchat.backends.redis_log import RedisLog
 from quartchat.store import Store
 from served import HYPERCORN, PATIENCE, QUARTCHAT, ROOT, Servers
-
-
-@pytest.fixture
-async def servers(tmp_path: Path) -> AsyncIterator[Servers]:
-    async with trio.open_nursery() as nursery:
-        pool = Servers(nursery, tmp_path)
-        try:
-            yield pool
-        finally:
-            await pool.kill_all()
-            nursery.cancel_scope.cancel()
 
 
 def stored_ids(db_file: Path, tmp_path: Path) -> list[int]:
