@@ -43,3 +43,26 @@ async def request(
             while len(body) < int(fields.get("content-length", 0)):
                 body += await stream.receive_some(65536)
     return int(status_line.split()[1]), fields, body
+
+
+def upgrade(origin: str | None, host: str | None = None) -> dict[str, str]:
+    """Headers of a WebSocket upgrade from a page at ``origin``."""
+    headers = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    if host is not None:
+        headers["Host"] = host
+    if origin is not None:
+        headers["Origin"] = origin
+    return headers
+
+
+async def handshake(server: Server, origin: str | None, host: str | None = None) -> int:
+    """The HTTP status of a bare WebSocket upgrade: 101 accepted, else refused.
+
+    Not through trio-websocket: it raises ``ConnectionRejected`` for a 403
+    from a reader task, and leaves its socket open."""
+    return (await request(server, "/ws", upgrade(origin, host)))[0]

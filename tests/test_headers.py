@@ -12,7 +12,7 @@ import pytest
 from conftest import RunningServer, StartServer
 from quartchat.config import Settings
 from quartchat.errors import ConfigError
-from rawhttp import request
+from rawhttp import handshake, request
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -80,23 +80,6 @@ def test_the_page_needs_nothing_the_policy_blocks() -> None:
 # ----- which pages may open the socket ---------------------------------------------------
 
 
-def upgrade(origin: str | None, host: str | None = None) -> dict[str, str]:
-    """Headers of a WebSocket upgrade from a page at ``origin``."""
-    headers = {
-        "Upgrade": "websocket",
-        "Connection": "Upgrade",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version": "13",
-    }
-    if host is not None:
-        headers["Host"] = host
-    if origin is not None:
-        headers["Origin"] = origin
-    return headers
-
-
-async def handshake(server: RunningServer, origin: str | None, host: str | None = None) -> int:
-    return (await request(server, "/ws", upgrade(origin, host)))[0]
 
 
 async def test_by_default_an_origin_matching_the_host_is_trusted(server: RunningServer) -> None:

@@ -652,37 +652,18 @@ async def test_a_peer_that_keeps_sending_garbage_is_closed_with_1008(
 # ----- origin check ----------------------------------------------------------------------
 
 
-async def handshake_status(server: RunningServer, origin: str | None) -> int:
-    """The HTTP status of a bare WebSocket upgrade with ``Origin: origin``:
-    101 accepted, else refused.
-
-    Not through trio-websocket: it raises ``ConnectionRejected`` for a 403,
-    but from a reader task (failing whatever nursery it runs in) and without
-    closing its socket (a ResourceWarning, an error in this suite)."""
-    upgrade = {
-        "Upgrade": "websocket",
-        "Connection": "Upgrade",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version": "13",
-    }
-    if origin is not None:
-        upgrade["Origin"] = origin
-    status, _, _ = await rawhttp.request(server, "/ws", upgrade)
-    return status
-
-
 @pytest.mark.parametrize(
     "origin", ["http://evil.example", "http://127.0.0.1:1", "null"], ids=["site", "port", "null"]
 )
 async def test_cross_origin_socket_is_refused(server: RunningServer, origin: str) -> None:
     """A page on another site (or port) cannot open the socket: the
     handshake is rejected with 403."""
-    assert await handshake_status(server, origin) == 403
+    assert await rawhttp.handshake(server, origin) == 403
 
 
 async def test_same_origin_socket_is_accepted(server: RunningServer, clients: Clients) -> None:
     """The chat page's own origin may connect."""
-    assert await handshake_status(server, server.base_url) == 101
+    assert await rawhttp.handshake(server, server.base_url) == 101
     client = await clients.connect(server, origin=server.base_url)
     await client.hello(nick="alice")
     assert client.user["nick"] == "alice"
@@ -690,7 +671,7 @@ async def test_same_origin_socket_is_accepted(server: RunningServer, clients: Cl
 
 async def test_socket_without_origin_is_accepted(server: RunningServer, clients: Clients) -> None:
     """Non-browser clients send no Origin and are let in."""
-    assert await handshake_status(server, None) == 101
+    assert await rawhttp.handshake(server, None) == 101
     client = await clients.connect(server, origin=None)
     await client.hello(nick="bot")
     assert client.user["nick"] == "bot"
@@ -701,10 +682,10 @@ async def test_configured_origin_is_accepted_and_others_refused(
 ) -> None:
     """With ``allowed_origins`` set, a listed origin may connect; others may not."""
     server = await start_server(allowed_origins=("http://chat.example",))
-    assert await handshake_status(server, "http://chat.example") == 101
+    assert await rawhttp.handshake(server, "http://chat.example") == 101
     client = await clients.connect(server, origin="http://chat.example")
     await client.hello(nick="alice")
     assert client.user["nick"] == "alice"
-    assert await handshake_status(server, "http://evil.example") == 403
+    assert await rawhttp.handshake(server, "http://evil.example") == 403
     # The page's own origin stays allowed: the list adds to it.
-    assert await handshake_status(server, server.base_url) == 101
+    assert await rawhttp.handshake(server, server.base_url) == 101
