@@ -56,13 +56,17 @@ async def talk(
     nursery: trio.Nursery,
     fallback: str,
     midway: Callable[[], None] = lambda: None,
+    before_last: trio.Event | None = None,
 ) -> None:
     """Send MESSAGES messages, each until it is acked: an ``unavailable``
     answer is retried with the same offset; a lost connection is resumed on
     ``fallback`` and the unacked message sent again. ``midway`` is called
-    once BEFORE_FAULT messages are acked."""
+    once BEFORE_FAULT messages are acked; the last message waits for
+    ``before_last``, if given, so that it is sure to meet the fault."""
     number = 0
     while number < MESSAGES:
+        if number == MESSAGES - 1 and before_last is not None:
+            await before_last.wait()
         offset = f"{client.nick}-{number}"
         try:
             with trio.fail_after(PATIENCE):
@@ -183,11 +187,13 @@ async def test_redis_away_mid_traffic_refuses_sends_until_it_returns_then_all_re
     )
     talkers = [alice, bob]
     midway = Countdown(len(talkers))
+    redis_gone = trio.Event()
     during: dict[str, object] = {}
 
     async def outage() -> None:
         await midway.done.wait()
         await trio.to_thread.run_sync(redis_server.stop)
+        redis_gone.set()
         during["healthz"] = [(await request(s, "/healthz"))[0] for s in (first, second)]
         # A send while Redis is away is answered at once, and not acked.
         during["answer"] = await gina.send("gina-0", "while Redis is away")
@@ -196,8 +202,10 @@ async def test_redis_away_mid_traffic_refuses_sends_until_it_returns_then_all_re
 
     async with trio.open_nursery() as traffic:
         traffic.start_soon(outage)
-        traffic.start_soon(talk, alice, nursery, first.ws_url, midway.arrive)
-        traffic.start_soon(talk, bob, nursery, second.ws_url, midway.arrive)
+        # Traffic goes on while Redis stops; each talker's last message waits
+        # until it has stopped, so both meet the outage however fast they are.
+        traffic.start_soon(talk, alice, nursery, first.ws_url, midway.arrive, redis_gone)
+        traffic.start_soon(talk, bob, nursery, second.ws_url, midway.arrive, redis_gone)
 
     assert during == {"healthz": [503, 503], "answer": None}
     assert gina.send_errors == ["unavailable"]
