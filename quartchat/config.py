@@ -47,6 +47,16 @@ class Settings:
     #: Server frames (one JSON object each) queued for one connection before it is
     #: cut with 4008. At ~300 bytes a message that is about 300 KiB per client.
     queue_size: int = 1000
+    #: Frames per second one worker spends on all its connections together
+    #: when busy: each connection then sends at most one frame per
+    #: ``connections / flush_budget`` seconds (its flush window), and what
+    #: arrives meanwhile goes out in that one frame. A frame costs about the
+    #: same CPU whatever it holds, so this bounds the send work whatever the
+    #: message rate; a quiet connection still sends at once.
+    flush_budget: float = 10_000.0
+    #: The longest a flush window grows (seconds), however many connections:
+    #: the most a live frame waits on the server's side for the next one.
+    flush_window_max: float = 0.15
     #: Origins allowed to open the socket besides the page's own (``*``: any).
     allowed_origins: tuple[str, ...] = ()
     #: The page's own origin(s), as browsers send them. Unset, the page's own
@@ -106,6 +116,10 @@ class Settings:
             replay_limit=reader.get("QUARTCHAT_REPLAY_LIMIT", _positive, d.replay_limit),
             history_max=reader.get("QUARTCHAT_HISTORY_MAX", _positive, d.history_max),
             queue_size=reader.get("QUARTCHAT_QUEUE_SIZE", _positive, d.queue_size),
+            flush_budget=reader.get("QUARTCHAT_FLUSH_BUDGET", _rate, d.flush_budget),
+            flush_window_max=reader.get(
+                "QUARTCHAT_FLUSH_WINDOW_MAX", _seconds_or_zero, d.flush_window_max
+            ),
             allowed_origins=reader.get("QUARTCHAT_ALLOWED_ORIGINS", _origins, d.allowed_origins),
             public_origins=reader.get("QUARTCHAT_PUBLIC_ORIGIN", _public_origins, d.public_origins),
             metrics=reader.get("QUARTCHAT_METRICS", _flag, d.metrics),

@@ -34,6 +34,7 @@ from .config import Settings
 from .errors import POLICY_VIOLATION, UNKNOWN_TOKEN, CloseConnection, FrameError, StoreError
 from .metrics import Metrics
 from .models import Draft, Message, Posted, User
+from .pacing import FlushPacer
 from .protocol import (
     MAX_NICK,
     MAX_TEXT,
@@ -113,6 +114,8 @@ class Hub:
         self._local_users: dict[str, int] = {}
         self.metrics = Metrics(users_online=lambda: len(self._local_users))
         self.committer = Committer(backends.log, self.metrics)
+        #: How often each connection of this worker may be sent a frame.
+        self.pacer = FlushPacer(settings.flush_budget, settings.flush_window_max)
         #: Names this worker's connections, so ids never clash across workers.
         self.worker_id = secrets.token_hex(4)
         self._conn_ids = itertools.count(1)

@@ -59,8 +59,6 @@ from .protocol import (
 
 log = logging.getLogger(__name__)
 
-#: Most queued frames the writer takes from the queue at once.
-MAX_COALESCE = 256
 #: Largest server frame the writer builds by joining objects, in UTF-8 bytes:
 #: the 64 KiB a client may send, so a client that caps incoming frames as the
 #: server caps its own never closes for size (a replay of 2000-character
@@ -96,6 +94,8 @@ class Session:
         )
         self._scope = trio.CancelScope()
         self._close: CloseConnection | None = None
+        #: The flush window the writer is waiting out, if it is.
+        self._window: trio.CancelScope | None = None
         now = trio.current_time()
         self._frames = TokenBucket(self.settings.frame_rate, self.settings.frame_burst, now)
         self._strikes = TokenBucket(STRIKE_REFILL_PER_S, self.settings.strikes, now)
@@ -215,7 +215,11 @@ class Session:
             pass
 
     def _reply(self, frame: ServerFrame) -> None:
+        """Queue an answer to the client's own frame; it goes out at once,
+        not at the end of the flush window (an ack is what a sender waits for)."""
         self._queue(encode(frame))
+        if self._window is not None:
+            self._window.cancel()
 
     def _error(self, exc: FrameError) -> ErrorFrame:
         """The error frame for ``exc``, counted by its code."""
@@ -233,29 +237,41 @@ class Session:
         self._scope.cancel()
 
     async def _write(self, opening: list[str], cursor: int) -> None:
-        """The only writer: welcome and replay first, then queued frames, coalesced."""
+        """The only writer: welcome and replay first, then what is queued,
+        one frame per flush window (:mod:`quartchat.pacing`) at most."""
         await self._send_lines(opening, 0)
         opening.clear()  # sent: free it for the life of the connection
-        while True:
-            batch = [await self._outbox.receive()]
-            while len(batch) < MAX_COALESCE:
-                try:
-                    batch.append(self._outbox.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            lines = []
-            messages = 0
-            for item in batch:
-                if isinstance(item, str):
-                    lines.append(item)
-                    continue
-                if item.message_id is not None:
-                    if item.message_id <= cursor:
-                        continue  # already sent in the replay
-                    cursor = item.message_id
-                    messages += 1
-                lines.append(item.line)
-            await self._send_lines(lines, messages)
+        with self.hub.pacer.pacing():
+            while True:
+                batch = [await self._outbox.receive()]
+                while True:  # everything queued: at most ``queue_size`` items
+                    try:
+                        batch.append(self._outbox.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                lines = []
+                messages = 0
+                for item in batch:
+                    if isinstance(item, str):
+                        lines.append(item)
+                        continue
+                    if item.message_id is not None:
+                        if item.message_id <= cursor:
+                            continue  # already sent in the replay
+                        cursor = item.message_id
+                        messages += 1
+                    lines.append(item.line)
+                await self._send_lines(lines, messages)
+                await self._wait_window()
+
+    async def _wait_window(self) -> None:
+        """Let live frames gather for one flush window; a reply ends it early."""
+        window = self.hub.pacer.window()
+        if window <= 0:
+            return
+        with trio.move_on_after(window) as self._window:
+            await trio.sleep_forever()
+        self._window = None
 
     async def _send_lines(self, lines: list[str], messages: int) -> None:
         """Send ``lines`` (``messages`` of them chat messages) in as few frames

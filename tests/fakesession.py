@@ -26,6 +26,8 @@ class FakeTransport:
     def __init__(self, *, stalled: bool = False) -> None:
         self.stalled = stalled
         self.sent: list[dict[str, Any]] = []
+        #: The objects of each frame, frame by frame.
+        self.frames: list[list[dict[str, Any]]] = []
         self.close_code: int | None = None
         self.closed = trio.Event()
         #: Set once a send has started that will never return.
@@ -45,7 +47,9 @@ class FakeTransport:
         if self.stalled:
             self.stuck.set()
             await trio.sleep_forever()
-        self.sent.extend(json.loads(line) for line in data.split("\n"))
+        frame = [json.loads(line) for line in data.split("\n")]
+        self.frames.append(frame)
+        self.sent.extend(frame)
 
     async def close(self, code: int, reason: str) -> None:
         self.close_code = code
