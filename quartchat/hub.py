@@ -145,6 +145,7 @@ class Hub:
             await nursery.start(self.backends.run)
             await nursery.start(self.committer.run)
             await nursery.start(self._relay_tail)
+            await nursery.start(self.pacer.run)
             nursery.start_soon(self._announce_departures)
             nursery.start_soon(self._prune_silent_users)
             self._nursery = nursery

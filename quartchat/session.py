@@ -94,8 +94,8 @@ class Session:
         )
         self._scope = trio.CancelScope()
         self._close: CloseConnection | None = None
-        #: The flush window the writer is waiting out, if it is.
-        self._window: trio.CancelScope | None = None
+        #: The writer's task, woken early from its flush window by a reply.
+        self._writer: trio.lowlevel.Task | None = None
         now = trio.current_time()
         self._frames = TokenBucket(self.settings.frame_rate, self.settings.frame_burst, now)
         self._strikes = TokenBucket(STRIKE_REFILL_PER_S, self.settings.strikes, now)
@@ -218,8 +218,8 @@ class Session:
         """Queue an answer to the client's own frame; it goes out at once,
         not at the end of the flush window (an ack is what a sender waits for)."""
         self._queue(encode(frame))
-        if self._window is not None:
-            self._window.cancel()
+        if self._writer is not None:
+            self.hub.pacer.wake(self._writer)
 
     def _error(self, exc: FrameError) -> ErrorFrame:
         """The error frame for ``exc``, counted by its code."""
@@ -241,7 +241,9 @@ class Session:
         one frame per flush window (:mod:`quartchat.pacing`) at most."""
         await self._send_lines(opening, 0)
         opening.clear()  # sent: free it for the life of the connection
-        with self.hub.pacer.pacing():
+        pacer = self.hub.pacer
+        self._writer = trio.lowlevel.current_task()
+        with pacer.pacing():
             while True:
                 batch = [await self._outbox.receive()]
                 while True:  # everything queued: at most ``queue_size`` items
@@ -262,16 +264,7 @@ class Session:
                         messages += 1
                     lines.append(item.line)
                 await self._send_lines(lines, messages)
-                await self._wait_window()
-
-    async def _wait_window(self) -> None:
-        """Let live frames gather for one flush window; a reply ends it early."""
-        window = self.hub.pacer.window()
-        if window <= 0:
-            return
-        with trio.move_on_after(window) as self._window:
-            await trio.sleep_forever()
-        self._window = None
+                await pacer.wait_turn()
 
     async def _send_lines(self, lines: list[str], messages: int) -> None:
         """Send ``lines`` (``messages`` of them chat messages) in as few frames
