@@ -41,6 +41,7 @@ from .errors import (
 )
 from .hub import Hub, Opening
 from .limits import TokenBucket
+from .outbox import Outbox
 from .protocol import (
     CLIENT_FAULTS,
     Ack,
@@ -89,9 +90,7 @@ class Session:
         self.transport = transport
         self.conn_id = hub.new_conn_id()
         self.user_id = ""
-        self._outbox_send, self._outbox = trio.open_memory_channel[str | Event](
-            self.settings.queue_size
-        )
+        self._outbox = Outbox[str | Event](self.settings.queue_size)
         self._scope = trio.CancelScope()
         self._close: CloseConnection | None = None
         #: The writer's task, woken early from its flush window by a reply.
@@ -207,12 +206,8 @@ class Session:
             self._queue(event)
 
     def _queue(self, item: str | Event) -> None:
-        try:
-            self._outbox_send.send_nowait(item)
-        except trio.WouldBlock:
+        if not self._outbox.put(item):
             self._cut(CloseConnection(TOO_SLOW, "too slow: outbound queue overflowed"))
-        except trio.ClosedResourceError:
-            pass
 
     def _reply(self, frame: ServerFrame) -> None:
         """Queue an answer to the client's own frame; it goes out at once,
@@ -245,15 +240,9 @@ class Session:
         self._writer = trio.lowlevel.current_task()
         with pacer.pacing():
             while True:
-                batch = [await self._outbox.receive()]
-                while True:  # everything queued: at most ``queue_size`` items
-                    try:
-                        batch.append(self._outbox.receive_nowait())
-                    except trio.WouldBlock:
-                        break
                 lines = []
                 messages = 0
-                for item in batch:
+                for item in await self._outbox.take_all():
                     if isinstance(item, str):
                         lines.append(item)
                         continue
