@@ -7,6 +7,10 @@ senders, who ack. So an ack always follows the commit, and under load one
 fsync serves a whole batch. Publishing is not its job: every worker reads
 committed messages from the log's tail, in id order. A draft the log refuses
 (a bad value) fails alone: the others in its batch are still stored.
+
+A draft may carry its sender's send bucket: the log spends it in the same
+step as the append (on Redis, one round trip for both), and a draft whose
+bucket is empty is refused alone (:class:`RateLimited`), nothing stored.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .backends.base import MessageLog
+from .backends.base import Bucket, MessageLog, RateLimited
 from .errors import StoreError, Unavailable
 from .metrics import Metrics
 from .models import Draft, Posted
@@ -24,6 +28,7 @@ from .models import Draft, Posted
 @dataclass(slots=True)
 class _Pending:
     draft: Draft
+    bucket: Bucket | None
     done: trio.Event = field(default_factory=trio.Event)
     result: Posted | None = None
     error: Exception | None = None
@@ -45,11 +50,14 @@ class Committer:
         # only delays its own ack) instead of memory growing without end.
         self._send, self._receive = trio.open_memory_channel[_Pending](queue_size)
 
-    async def post(self, draft: Draft) -> Posted:
-        """Store ``draft`` (or find its earlier copy); return once committed."""
-        pending = _Pending(draft)
+    async def post(self, draft: Draft, bucket: Bucket | None = None) -> Posted:
+        """Store ``draft`` (or find its earlier copy); return once committed.
+        Raises :class:`RateLimited` (nothing stored) when ``bucket`` is spent."""
+        pending = _Pending(draft, bucket)
         await self._send.send(pending)
         await pending.done.wait()
+        if isinstance(pending.error, RateLimited):
+            raise RateLimited() from None
         if isinstance(pending.error, Unavailable):
             raise Unavailable("the log cannot be reached; retry") from pending.error
         if pending.error is not None:
@@ -71,13 +79,16 @@ class Committer:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         try:
-            results = await self._log.append([p.draft for p in batch])
+            buckets = [p.bucket for p in batch]
+            drafts = [p.draft for p in batch]
+            results = await self._log.append(drafts, buckets if any(buckets) else ())
         except Exception as exc:  # the batch failed as a whole: nobody is acked
             for p in batch:
                 p.error = exc
                 p.done.set()
             return
-        # A draft the log refused fails alone; the rest of its batch committed.
+        # A draft the log refused (or rate limited) fails alone; the rest of
+        # its batch committed.
         fresh = sum(isinstance(r, Posted) and not r.duplicate for r in results)
         self._metrics.messages_committed.inc(fresh)
         for p, result in zip(batch, results, strict=True):

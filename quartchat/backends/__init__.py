@@ -51,8 +51,9 @@ async def _open_embedded(settings: Settings, broker: LocalBroker) -> Backends:
     from .sqlite_log import SqliteLog
 
     release = hold_single_writer(settings.db_path)
+    limits = LocalLimits()  # the log spends the send buckets in it
     try:
-        log = await SqliteLog.open(settings.db_path)
+        log = await SqliteLog.open(settings.db_path, limits)
     except BaseException:
         release()
         raise
@@ -64,7 +65,7 @@ async def _open_embedded(settings: Settings, broker: LocalBroker) -> Backends:
                 await nursery.start(service)
             task_status.started()
 
-    return Backends(log, bus, presence, LocalLimits(), broker, run, release)
+    return Backends(log, bus, presence, limits, broker, run, release)
 
 
 def _open_redis(settings: Settings, url: str, broker: LocalBroker) -> Backends:

@@ -43,6 +43,22 @@ class Committed:
 
 
 @dataclass(frozen=True, slots=True)
+class Bucket:
+    """A token bucket an append spends from: ``rate`` tokens a second, at
+    most ``burst`` saved up. Named by ``key``, shared by every worker of one
+    chat and with :meth:`RateLimits.take` on the same key."""
+
+    key: str
+    rate: float
+    burst: int
+
+
+class RateLimited(Exception):
+    """In a draft's place in :meth:`MessageLog.append`'s results: its bucket
+    had no token left, so nothing of it was stored."""
+
+
+@dataclass(frozen=True, slots=True)
 class Replay:
     """What a connection is owed when it starts."""
 
@@ -71,13 +87,23 @@ class MessageLog(Protocol):
     async def aclose(self) -> None:
         """Wait for calls in flight, then release connections."""
 
-    async def append(self, drafts: Sequence[Draft]) -> list[Posted | StoreError]:
+    async def append(
+        self, drafts: Sequence[Draft], buckets: Sequence[Bucket | None] = ()
+    ) -> list[Posted | StoreError | RateLimited]:
         """Store drafts atomically each: dedup ``(sender, client_offset)``
         (a known one gives back the stored message, ``duplicate=True``, and no
         new id), give new ones the next ids, commit; results in draft order.
         A draft the backend refuses for its own values is a StoreError in its
         place (the others still commit). Raises StoreError/Unavailable with
-        nothing acked when the batch as a whole failed."""
+        nothing acked when the batch as a whole failed.
+
+        ``buckets`` (one per draft, or empty for none) are the send limits:
+        a draft with a bucket first spends one token of it, as one step with
+        its append, so a limit holds across workers without a round trip of
+        its own. A draft whose bucket is empty is :class:`RateLimited` in its
+        place, nothing of it stored; a retry (a duplicate) spends a token
+        too. The backend keeps the buckets where :class:`RateLimits` keeps
+        them (in-process, or in Redis), on the same keys."""
 
     async def read_after(self, viewer: str, after_id: int | None, limit: int) -> Replay:
         """Messages ``viewer`` may see with ids above ``after_id`` (or the

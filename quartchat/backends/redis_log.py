@@ -32,6 +32,8 @@ does not grow with the log.
 
 Appending a batch is one ``EVALSHA`` round trip; its answer arrives only
 after Redis has applied (and, with AOF, logged) every write of the script.
+The same script spends each draft's send token (``limit:<key>``, the buckets
+of :mod:`.redis_limits`), so a send costs one round trip, not two.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ from coredis.response.types import StreamEntry
 from ..errors import StoreError, Unavailable
 from ..models import Draft, Message, Posted, User
 from ..store import hash_token, now_ms
-from .base import Committed, Replay
+from .base import Bucket, Committed, RateLimited, Replay
 from .redis_client import redis_client, redis_errors
+from .redis_limits import KEY_PREFIX, TAKE_LIB
 
 #: Milliseconds a tail's XREAD blocks before asking again (below the
 #: client's answer timeout).
@@ -118,22 +121,37 @@ local function trim(keep, prefix)
 end
 """
 
-# Stores each draft of a batch: dedup, next id, put; then trims to the
-# retention bound. KEYS: last_id, log, pub, floor, then 4 per draft (see put).
-# ARGV: max messages (0: all), key prefix, then per draft: sender, nick,
-# recipient ("" if public), recipient nick, text, client offset, origin.
+# Stores each draft of a batch: spends its send token (if it has a bucket),
+# dedup, next id, put; then trims to the retention bound. KEYS: last_id, log,
+# pub, floor, then 4 per draft (see put), then one bucket per draft (any key
+# for a draft without one). ARGV: max messages (0: all), key prefix, number
+# of drafts n, then per draft: sender, nick, recipient ("" if public),
+# recipient nick, text, client offset, origin; then per draft the bucket's
+# rate and burst ("" and "" for none). Each answer is {id, duplicate,
+# fields}; {0, 2, {}} when the bucket had no token (nothing stored).
 _APPEND = (
     _PUT
     + _TRIM
+    + TAKE_LIB
     + """
 local now = redis.call('TIME')
 local ts = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
+local n = tonumber(ARGV[3])
 local out = {}
-for i = 0, (#ARGV - 2) / 7 - 1 do
+for i = 0, n - 1 do
   local k = 5 + i * 4
-  local m = {unpack(ARGV, 3 + i * 7, 9 + i * 7)}
-  local old = redis.call('HGET', KEYS[k], m[6])
-  if old then
+  local m = {unpack(ARGV, 4 + i * 7, 10 + i * 7)}
+  local rate = ARGV[4 + n * 7 + i * 2]
+  local limited = false
+  if rate ~= '' then
+    local burst = tonumber(ARGV[5 + n * 7 + i * 2])
+    limited = take(KEYS[5 + n * 4 + i], tonumber(rate), burst) == 0
+  end
+  local old = false
+  if not limited then old = redis.call('HGET', KEYS[k], m[6]) end
+  if limited then
+    out[#out + 1] = {0, 2, {}}
+  elseif old then
     local found = redis.call('XRANGE', KEYS[2], old .. '-0', old .. '-0')
     local fields = {}
     if #found > 0 then fields = found[1][2] end
@@ -261,6 +279,7 @@ class RedisLog:
         self.epoch = ""  # read from Redis when ``run`` starts
         self._redis = redis_client(url)
         self._prefix = prefix
+        self._limit_prefix = prefix + KEY_PREFIX
         self._max_messages = max_messages
         self._append_script = self._redis.register_script(_APPEND)
         self._import_script = self._redis.register_script(_IMPORT)
@@ -320,15 +339,30 @@ class RedisLog:
 
     # ----- messages ----------------------------------------------------
 
-    async def append(self, drafts: Sequence[Draft]) -> list[Posted | StoreError]:
-        out: list[Posted | StoreError] = [_REFUSED] * len(drafts)
+    async def append(
+        self, drafts: Sequence[Draft], buckets: Sequence[Bucket | None] = ()
+    ) -> list[Posted | StoreError | RateLimited]:
+        """One round trip for the batch: the send limits are spent in the
+        same script that stores (see ``_APPEND``)."""
+        out: list[Posted | StoreError | RateLimited] = [_REFUSED] * len(drafts)
         storable = [i for i, d in enumerate(drafts) if _encodable(d)]
         if not storable:
             return out
         keys, args = self._writing([drafts[i] for i in storable])
+        bucket_keys: list[str] = []
+        bucket_args: list[str | float | int] = []
+        for i in storable:
+            bucket = buckets[i] if buckets else None
+            if bucket is None:
+                bucket_keys.append(keys[0])  # unused
+                bucket_args += ["", ""]
+            else:
+                bucket_keys.append(self._limit_prefix + bucket.key)
+                bucket_args += [bucket.rate, bucket.burst]
         with self._call("store messages"):
             results: list[Any] = await self._append_script(
-                keys=keys, args=[self._max_messages, self._prefix, *args]
+                keys=keys + bucket_keys,
+                args=[self._max_messages, self._prefix, len(storable), *args, *bucket_args],
             )
         for i, result in zip(storable, results, strict=True):
             out[i] = _posted(drafts[i], result)
@@ -544,7 +578,9 @@ def _committed(entry: StreamEntry) -> Committed:
     return Committed(_message(str(entry.identifier), fields), fields["o"])
 
 
-def _posted(draft: Draft, result: Sequence[Any]) -> Posted:
+def _posted(draft: Draft, result: Sequence[Any]) -> Posted | RateLimited:
+    if int(result[1]) == 2:
+        return RateLimited()
     msg_id, duplicate, fields = int(result[0]), bool(int(result[1])), _fields(result[2])
     if duplicate and "s" in fields:
         return Posted(_message(str(msg_id), fields), duplicate=True)

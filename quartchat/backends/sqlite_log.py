@@ -20,7 +20,8 @@ import trio
 from ..errors import StoreError
 from ..models import Draft, Message, Posted, User
 from ..store import AsyncStore
-from .base import Committed, Replay
+from .base import Bucket, Committed, RateLimited, RateLimits, Replay
+from .local_limits import LocalLimits
 
 #: Committed messages kept in memory for the tails: the newest 4096. At the
 #: 2000-character text limit that is at most ~32 MiB, typically ~2 MiB. A tail
@@ -33,8 +34,10 @@ RING_SIZE = 4096
 class SqliteLog:
     """:class:`~quartchat.backends.base.MessageLog` on one SQLite file."""
 
-    def __init__(self, store: AsyncStore, last_id: int) -> None:
+    def __init__(self, store: AsyncStore, last_id: int, limits: RateLimits | None = None) -> None:
         self.store = store
+        #: Where the drafts' send buckets are spent (the worker's own limits).
+        self._limits = limits if limits is not None else LocalLimits()
         self.epoch = store.epoch
         self._ring: deque[Committed] = deque()
         #: Every message with an id at or below this is in the store only
@@ -46,9 +49,9 @@ class SqliteLog:
         self._closing = False
 
     @classmethod
-    async def open(cls, path: Path | str) -> SqliteLog:
+    async def open(cls, path: Path | str, limits: RateLimits | None = None) -> SqliteLog:
         store = await AsyncStore.open(path)
-        return cls(store, await store.last_id())
+        return cls(store, await store.last_id(), limits)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Nothing to serve in the background: the store answers on demand."""
@@ -61,17 +64,28 @@ class SqliteLog:
         self._grew.set()
         await self.store.aclose()
 
-    async def append(self, drafts: Sequence[Draft]) -> list[Posted | StoreError]:
+    async def append(
+        self, drafts: Sequence[Draft], buckets: Sequence[Bucket | None] = ()
+    ) -> list[Posted | StoreError | RateLimited]:
         async with self._appending:
-            posted = await self.store.insert(drafts)
+            # One process: spending in-process, just before the insert, is
+            # as atomic as Redis's script (no other writer in between).
+            limited = [
+                bucket is not None
+                and not await self._limits.take(bucket.key, bucket.rate, bucket.burst)
+                for bucket in buckets
+            ] or [False] * len(drafts)
+            kept = [draft for draft, refused in zip(drafts, limited, strict=True) if not refused]
+            posted = await self.store.insert(kept) if kept else []
             self._publish(
                 [
                     Committed(result.message, draft.origin)
-                    for draft, result in zip(drafts, posted, strict=True)
+                    for draft, result in zip(kept, posted, strict=True)
                     if isinstance(result, Posted) and not result.duplicate
                 ]
             )
-        return posted
+        results = iter(posted)
+        return [RateLimited() if refused else next(results) for refused in limited]
 
     def _publish(self, committed: list[Committed]) -> None:
         if not committed:
