@@ -19,6 +19,7 @@ that may be cancelled, so :meth:`Hub.close_session` is shielded and bounded.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -27,8 +28,8 @@ from dataclasses import dataclass, field
 import trio
 
 from .backends import Backends
-from .backends.base import ConnId
-from .broker import Event, Subscription
+from .backends.base import Bucket, ConnId, PresenceBoard, RateLimited
+from .broker import Event, LocalBroker, Subscription
 from .committer import Committer
 from .config import Settings
 from .errors import POLICY_VIOLATION, UNKNOWN_TOKEN, CloseConnection, FrameError, StoreError
@@ -64,6 +65,12 @@ CLEANUP_TIMEOUT = 5.0
 NICK_SAVE_TIMEOUT = 3 * BUSY_TIMEOUT_MS / 1000
 #: Seconds between two prunings of silent users.
 PRUNE_INTERVAL = 3600.0
+#: Seconds a sender's online record is used without asking the presence
+#: board again: a bound on how long a nick change whose bus event was lost
+#: (an outage of the bus) leaves this worker sending with the old nick.
+SENDER_TTL = 10.0
+#: Below this many known senders nothing is swept.
+MIN_SENDER_SWEEP = 1024
 
 #: Subscribes the session once the hub knows whose it is (so its filter
 #: knows which user's own presence and typing frames to skip).
@@ -116,6 +123,7 @@ class Hub:
         self.committer = Committer(backends.log, self.metrics)
         #: How often each connection of this worker may be sent a frame.
         self.pacer = FlushPacer(settings.flush_budget, settings.flush_window_max)
+        self._senders = _Senders(backends.presence, backends.broker)
         #: Names this worker's connections, so ids never clash across workers.
         self.worker_id = secrets.token_hex(4)
         self._conn_ids = itertools.count(1)
@@ -395,15 +403,13 @@ class Hub:
     async def post(self, conn_id: ConnId, user_id: str, send: Send) -> Posted:
         """Store a message (the log's tail publishes it); return what to ack.
 
-        Raises ``rate_limited`` or ``unknown_user`` (nothing stored), or
+        The send limit is spent by the log in the same step as the append
+        (one round trip on Redis). Raises ``rate_limited`` or
+        ``unknown_user`` (nothing stored), or
         :class:`~quartchat.errors.StoreError` (nothing acked: the client retries).
         """
         settings = self.settings
-        if not await self.backends.limits.take(
-            f"send:{user_id}", settings.send_rate, settings.send_burst
-        ):
-            raise FrameError("rate_limited", "sending too fast; retry shortly", send.client_offset)
-        sender = await self.backends.presence.get(user_id)
+        sender = await self._senders.get(user_id)
         assert sender is not None, "a session posts only while attached"
         recipient = None
         if send.to is not None:
@@ -414,7 +420,13 @@ class Hub:
                 raise FrameError("unknown_user", "no user with that id", send.client_offset)
         self._stop_typing((user_id, send.to))
         draft = Draft(sender, send.client_offset, send.text, recipient, origin=conn_id)
-        posted = await self.committer.post(draft)
+        bucket = Bucket(f"send:{user_id}", settings.send_rate, settings.send_burst)
+        try:
+            posted = await self.committer.post(draft, bucket)
+        except RateLimited:
+            raise FrameError(
+                "rate_limited", "sending too fast; retry shortly", send.client_offset
+            ) from None
         await self._relayed_past(posted.message.id)
         return posted
 
@@ -466,10 +478,9 @@ class Hub:
         if not active:
             self._stop_typing(key)
             return
-        presence = self.backends.presence
-        if to is not None and await presence.get(to) is None:
+        if to is not None and await self.backends.presence.get(to) is None:
             return  # nobody online to tell; nothing leaks about who exists
-        user = await presence.get(user_id)
+        user = await self._senders.get(user_id)
         if user is None:
             return
         now = trio.current_time()
@@ -504,6 +515,62 @@ class Hub:
         only = None if to is None else frozenset((to,))
         notice = TypingNotice(user, active, to)
         self.backends.bus.publish(Event.of(notice, only_users=only, skip_user=user.id))
+
+
+#: How every presence frame (join, leave, nick) begins once encoded.
+_PRESENCE_START = encode(PresenceNotice("join", User("", ""))).split(",", 1)[0] + ","
+
+
+class _Senders:
+    """The online records of the users who send through this worker, so a
+    send or a typing frame does not ask the presence board (a Redis round
+    trip) each time.
+
+    A record is dropped as soon as a presence frame about its user (join,
+    leave, nick: from this worker or, through the event bus, any other)
+    reaches this worker's broker, so the next send reads the new nick; as a
+    user sees their own rename only through that frame, a message they send
+    after seeing it carries the new nick on every worker. Records also expire
+    after :data:`SENDER_TTL`, in case the bus lost the frame.
+    """
+
+    def __init__(self, presence: PresenceBoard, broker: LocalBroker) -> None:
+        self._presence = presence
+        self._known: dict[str, tuple[User, float]] = {}
+        #: Counts the records dropped: a read that overlapped a drop is not kept.
+        self._drops = 0
+        self._sweep_at = MIN_SENDER_SWEEP
+        broker.subscribe(self._watch)
+
+    async def get(self, user_id: str) -> User | None:
+        now = trio.current_time()
+        known = self._known.get(user_id)
+        if known is not None and now < known[1]:
+            return known[0]
+        drops = self._drops
+        user = await self._presence.get(user_id)
+        if user is not None and drops == self._drops:
+            self._sweep(now)
+            self._known[user_id] = (user, now + SENDER_TTL)
+        return user
+
+    def _watch(self, event: Event) -> None:
+        if event.message_id is not None or not event.line.startswith(_PRESENCE_START):
+            return
+        try:
+            user_id = json.loads(event.line)["user"]["id"]
+        except (ValueError, KeyError, TypeError):
+            return
+        self._drops += 1
+        self._known.pop(user_id, None)
+
+    def _sweep(self, now: float) -> None:
+        if len(self._known) < self._sweep_at:
+            return
+        for user_id, (_, expires) in list(self._known.items()):
+            if expires <= now:
+                del self._known[user_id]
+        self._sweep_at = max(MIN_SENDER_SWEEP, 2 * len(self._known))
 
 
 def _nick_taken(nick: str) -> FrameError:
