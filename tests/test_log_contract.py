@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from quartchat.backends import sqlite_log
-from quartchat.backends.base import Committed, MessageLog
+from quartchat.backends.base import Bucket, Committed, MessageLog, RateLimited
 from quartchat.backends.redis_client import redis_client
 from quartchat.backends.redis_log import RedisLog
 from quartchat.backends.sqlite_log import SqliteLog
@@ -88,7 +88,7 @@ async def users(log: MessageLog, *nicks: str) -> list[User]:
 _offsets = itertools.count()
 
 
-def stored(results: list[Posted | StoreError]) -> list[Posted]:
+def stored(results: list[Posted | StoreError | RateLimited]) -> list[Posted]:
     assert all(isinstance(r, Posted) for r in results), results
     return [r for r in results if isinstance(r, Posted)]
 
@@ -153,6 +153,28 @@ async def test_a_draft_that_cannot_be_stored_fails_alone(log: MessageLog) -> Non
     assert isinstance(before, Posted) and isinstance(after, Posted)
     assert after.message.id == before.message.id + 1
     assert texts((await log.read_after(alice.id, 0, 10)).messages) == ["fine", "also fine"]
+
+
+async def test_a_draft_whose_send_bucket_is_spent_is_rate_limited_and_stores_nothing(
+    log: MessageLog,
+) -> None:
+    """The send limit is spent in the append itself: a draft with an empty
+    bucket is refused alone; drafts without a bucket, or with another, are
+    stored in the same batch; a retry (a duplicate) spends a token too."""
+    alice, bob = await users(log, "alice", "bob")
+    limit = Bucket(f"send:{alice.id}", 0.001, 2)  # no refill within the test
+    drafts = [Draft(alice, f"r{i}", f"try {i}", None) for i in range(3)]
+    drafts.insert(2, Draft(bob, "b", "bob, unlimited", None))
+    first, second, unlimited, third = await log.append(drafts, [limit, limit, None, limit])
+    assert isinstance(first, Posted) and isinstance(second, Posted)
+    assert isinstance(unlimited, Posted) and isinstance(third, RateLimited)
+    assert await log.last_id() == unlimited.message.id
+    [retry] = await log.append([drafts[0]], [limit])  # spent: even a retry waits
+    assert isinstance(retry, RateLimited)
+    [other] = await log.append([Draft(bob, "b2", "own bucket", None)], [Bucket("send:bob", 1, 1)])
+    assert isinstance(other, Posted) and not other.duplicate
+    history, _ = await log.history(alice.id, None, 10, None)
+    assert texts(history) == ["try 0", "try 1", "bob, unlimited", "own bucket"]
 
 
 async def test_an_appended_message_keeps_its_sender_recipient_and_time(log: MessageLog) -> None:
@@ -384,6 +406,27 @@ async def test_two_workers_appending_at_once_share_one_order(
         assert mine == [f"{worker} {i}" for i in range(count)]
     history, _ = await one.history(alice.id, None, 2 * count, None)
     assert [m.id for m in history] == list(range(1, 2 * count + 1))
+
+
+async def test_a_send_bucket_spent_through_two_workers_at_once_is_one_burst(
+    redis_log: Callable[..., Awaitable[RedisLog]],
+) -> None:
+    """The limit the append spends is one bucket in Redis, not one per
+    worker: a user's burst does not multiply with the workers."""
+    one, two = await redis_log(), await redis_log()
+    [alice] = await users(one, "alice")
+    limit, burst = Bucket(f"send:{alice.id}", 0.001, 6), 6
+    results: list[object] = []
+
+    async def send(log: RedisLog, offset: str) -> None:
+        results.extend(await log.append([Draft(alice, offset, offset, None)], [limit]))
+
+    async with trio.open_nursery() as senders:
+        for i in range(3 * burst):
+            senders.start_soon(send, (one, two)[i % 2], f"o{i}")
+    assert sum(isinstance(r, Posted) for r in results) == burst
+    assert sum(isinstance(r, RateLimited) for r in results) == 2 * burst
+    assert await two.last_id() == burst
 
 
 async def test_a_tail_resumes_after_a_redis_restart_losing_and_repeating_nothing(
