@@ -83,6 +83,8 @@ class LocalBroker:
 
 
 class _LocalSubscription:
+    __slots__ = ("_key", "_subscribers")
+
     def __init__(self, subscribers: dict[int, Deliver], key: int) -> None:
         self._subscribers = subscribers
         self._key = key

@@ -82,6 +82,21 @@ class Transport(Protocol):
 
 
 class Session:
+    __slots__ = (
+        "_close",
+        "_frames",
+        "_outbox",
+        "_scope",
+        "_strikes",
+        "_writer",
+        "address",
+        "conn_id",
+        "hub",
+        "settings",
+        "transport",
+        "user_id",
+    )
+
     def __init__(self, hub: Hub, transport: Transport, address: str | None = None) -> None:
         self.hub = hub
         #: The client's network address, which new identities are counted by.
@@ -141,7 +156,10 @@ class Session:
     async def _run(self) -> None:
         opening = await self._start()
         try:
-            lines = opening.lines + [encode(self._error(e)) for e in opening.errors]
+            # Taken out of ``opening``, which lives as long as the connection:
+            # the writer frees the welcome and the replay once they are sent.
+            lines, opening.lines = opening.lines, []
+            lines += [encode(self._error(e)) for e in opening.errors]
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._guarded, self._write, lines, opening.cursor)
                 await self._guarded(self._read)
