@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import gc
 import re
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -140,17 +139,17 @@ class OpenSessions:
         self._stopping = False
         self._all_ended = trio.Event()
 
-    @contextmanager
-    def serving(self, session: Session) -> Iterator[None]:
+    # add and discard, not a context manager: a generator's frame would stay
+    # alive for every idle connection (issue 8).
+    def add(self, session: Session) -> None:
         self._sessions.add(session)
         if self._stopping:  # opened after the stop began: ends at once
             session.shut_down()
-        try:
-            yield
-        finally:
-            self._sessions.discard(session)
-            if self._stopping and not self._sessions:
-                self._all_ended.set()
+
+    def discard(self, session: Session) -> None:
+        self._sessions.discard(session)
+        if self._stopping and not self._sessions:
+            self._all_ended.set()
 
     async def shut_down(self) -> None:
         """End every session with 1001, and any that opens from now on;
@@ -234,8 +233,14 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         client = websocket.scope.get("client")  # (host, port), when the server knows it
         address = None if client is None else str(client[0])
         session = Session(hub(), QuartTransport(websocket_ctx.websocket), address)
-        with hub().metrics.connections_open.track_inprogress(), sessions.serving(session):
+        open_now = hub().metrics.connections_open
+        open_now.inc()
+        sessions.add(session)
+        try:
             await session.serve()
+        finally:
+            sessions.discard(session)
+            open_now.dec()
         return None
 
     return app
