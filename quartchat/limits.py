@@ -30,4 +30,3 @@ class TokenBucket:
     def is_full(self, now: float) -> bool:
         """True when waiting longer would add nothing: the bucket is idle."""
         return self._level + (now - self._stamp) * self.rate >= self.burst
-
