@@ -2,7 +2,9 @@
 fixed total rate (the default) or closed loop with a few sends in flight
 each (``--ingest``); then every delivery is checked (``checker.py``).
 
-Clients are trio-websocket connections, each a new user.
+Clients are ``rawclient`` connections (wsproto on a socket, read by the
+client's one task), each a new user. Message lines of this run are read
+with ``lines.fast_message``; other lines that matter are decoded as JSON.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,17 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionRejected,
-    HandshakeError,
-    WebSocketConnection,
-    connect_websocket_url,
-)
-from wsproto.utilities import LocalProtocolError
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .checker import DeliveryCheck, Inbox
 from .config import Config
+from .lines import INTERESTING, FrameReader, make_payload, parse_payload
 from .output import (
     Row,
     fmt_count,
@@ -39,11 +34,8 @@ from .output import (
     show_progress,
 )
 from .procstats import ProcProbe
+from .rawclient import Closed, RawClient, open_ws
 
-#: Server frames may coalesce many objects, so allow large frames.
-MAX_MESSAGE_SIZE = 1 << 20
-#: Frames trio-websocket buffers per connection before it stops reading the socket.
-MESSAGE_QUEUE_SIZE = 32
 #: Seconds one client has for TCP connect, upgrade, hello and welcome.
 HANDSHAKE_TIMEOUT = 10.0
 #: Seconds each connect phase (receivers, then senders) may take in total.
@@ -64,8 +56,6 @@ LAG_WARN_MS = 50.0
 DRAIN_POLL = 0.05
 #: Frames read while waiting for ``welcome`` before giving up on the client.
 MAX_WELCOME_FRAMES = 100
-#: Only lines holding one of these words are decoded; presence and typing are skipped.
-INTERESTING = re.compile(r'"(?:message|ack|error|welcome)"')
 #: CPU phases (start mark, end mark) and RSS marks reported for each process.
 PHASES = {
     "connect": ("before_connect", "connected"),
@@ -77,6 +67,16 @@ POINTS = {"before_connect": "before_connect", "connected": "connected", "end": "
 
 class NoWelcome(Exception):
     """The server did not answer ``hello`` with ``welcome``."""
+
+
+#: What a socket, or wsproto on it, raises when the connection breaks.
+SOCKET_ERRORS = (
+    OSError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
 
 
 def hard_limit(cfg: Config) -> float:
@@ -120,7 +120,7 @@ class Client:
     #: The server this client talks to.
     url: str
     inbox: Inbox
-    ws: WebSocketConnection | None = None
+    raw: RawClient | None = None
     welcomed: bool = False
     open: bool = False
     stopping: bool = False
@@ -159,7 +159,7 @@ class Ledger:
     binary_frames: int = 0
     connect_failures: Counter[str] = field(default_factory=Counter)
     unexpected_closes: Counter[str] = field(default_factory=Counter)
-    #: Exceptions raised inside trio-websocket for one connection (its known bugs).
+    #: WebSocket protocol errors (wsproto's) that ended a connection.
     library_errors: Counter[str] = field(default_factory=Counter)
     max_send_lag: float = 0.0
 
@@ -187,6 +187,10 @@ class Bench:
     loop_lags: list[float] = field(default_factory=list)
     hard_limit_hit: bool = False
     started_at: str = ""
+    reader: FrameReader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reader = FrameReader(self.prefix)
 
     @classmethod
     def create(cls, cfg: Config) -> Bench:
@@ -234,16 +238,6 @@ class Bench:
 # ---------------------------------------------------------------- frames
 
 
-def make_payload(prefix: str, sender: int, seq: int, sent_at: float) -> str:
-    return f"{prefix}{sender}|{seq}|{sent_at:.6f}"
-
-
-def parse_payload(text: str, prefix: str) -> tuple[int, float]:
-    """Sender index and send time of one of this run's payloads (ValueError if bad)."""
-    sender, _seq, sent_at = text[len(prefix) :].split("|")
-    return int(sender), float(sent_at)
-
-
 def hello_frame(nick: str | None, token: str | None = None) -> str:
     return json.dumps(
         {"type": "hello", "token": token, "nick": nick, "last_id": None, "epoch": None}
@@ -255,8 +249,21 @@ def send_frame(offset: str, text: str) -> str:
 
 
 def handle_frame(bench: Bench, client: Client, frame: str, now: float) -> None:
+    """Every line of one server frame: all at once when the frame holds only
+    this run's messages in the usual shape (and presence, typing), else line
+    by line."""
+    fast = bench.reader.messages(frame)
+    if fast is not None:
+        for msg_id, sender, sent_at in fast:
+            deliver(bench, client, msg_id, sender, sent_at, now)
+        return
     for line in frame.split("\n"):
-        if line and INTERESTING.search(line):
+        if not line:
+            continue
+        one = bench.reader.message(line)
+        if one is not None:
+            deliver(bench, client, *one, now)
+        elif INTERESTING.search(line):
             handle_line(bench, client, line, now)
 
 
@@ -293,7 +300,15 @@ def on_message(bench: Bench, client: Client, obj: dict[str, Any], now: float) ->
     except ValueError:
         ledger.malformed += 1
         return
+    deliver(bench, client, msg_id, sender, sent_at, now)
+
+
+def deliver(
+    bench: Bench, client: Client, msg_id: int, sender: int, sent_at: float, now: float
+) -> None:
+    """One delivery of this run's message ``msg_id`` (sent by ``sender``) to ``client``."""
     if client.inbox.deliver(msg_id, sender):
+        ledger = bench.ledger
         ledger.received += 1
         ledger.delivery_latencies.append(now - sent_at)
         ledger.last_delivery = now
@@ -332,116 +347,93 @@ def on_error(bench: Bench, client: Client, obj: dict[str, Any]) -> None:
 def failure_label(exc: BaseException) -> str:
     if isinstance(exc, trio.TooSlowError):
         return "timeout"
-    if isinstance(exc, ConnectionRejected):
-        return f"rejected HTTP {exc.status_code}"
-    if isinstance(exc, ConnectionClosed):
-        return f"closed {close_label(exc)}"
+    if isinstance(exc, Closed):
+        return exc.label
     if isinstance(exc, OSError):
         return f"{type(exc).__name__}: {exc.strerror or exc}"
     return type(exc).__name__
 
 
-def close_label(exc: ConnectionClosed) -> str:
-    reason = exc.reason
-    if reason is None:
-        return "no close reason"
-    text = f"{reason.code} {reason.name}"
-    return f"{text} ({reason.reason})" if reason.reason else text
-
-
-async def wait_welcome(bench: Bench, client: Client, ws: WebSocketConnection) -> None:
+async def wait_welcome(bench: Bench, client: Client, raw: RawClient) -> None:
     """Read frames until ``welcome``; backlog lines in them are handled (and ignored)."""
-    for _ in range(MAX_WELCOME_FRAMES):
-        frame = await ws.get_message()
-        if isinstance(frame, str):
-            handle_frame(bench, client, frame, trio.current_time())
+    frames = 0
+    while frames < MAX_WELCOME_FRAMES:
+        texts = await raw.next_texts()
+        now = trio.current_time()
+        for text in texts:
+            handle_frame(bench, client, text, now)
         if client.welcomed:
             return
+        frames += max(len(texts), 1)
     raise NoWelcome(client.nick)
 
 
-async def open_client(
-    bench: Bench, nursery: trio.Nursery, client: Client, deadline: float
-) -> WebSocketConnection | None:
+async def open_client(bench: Bench, client: Client, deadline: float) -> RawClient | None:
     """Connect, say hello and wait for welcome; None (and a counted reason) on failure."""
-    ws: WebSocketConnection | None = None
+    raw: RawClient | None = None
     async with bench.limiter:
         if trio.current_time() > deadline:
             bench.ledger.connect_failures["connect phase over"] += 1
             return None
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT):
-                ws = await connect_websocket_url(
-                    nursery,
-                    client.url,
-                    message_queue_size=MESSAGE_QUEUE_SIZE,
-                    max_message_size=MAX_MESSAGE_SIZE,
-                )
-                await ws.send_message(hello_frame(client.nick))
-                await wait_welcome(bench, client, ws)
-            return ws
-        except (
-            OSError,
-            HandshakeError,
-            ConnectionClosed,
-            trio.TooSlowError,
-            trio.BrokenResourceError,
-            NoWelcome,
-        ) as exc:
+                raw = await open_ws(client.url)
+                await raw.send_text(hello_frame(client.nick))
+                await wait_welcome(bench, client, raw)
+            return raw
+        except (*SOCKET_ERRORS, Closed, trio.TooSlowError, NoWelcome) as exc:
             bench.ledger.connect_failures[failure_label(exc)] += 1
-    if ws is not None:
-        with trio.move_on_after(CLOSE_TIMEOUT):
-            await ws.aclose()
+    if raw is not None:
+        await raw.aclose()
     return None
 
 
-async def read_loop(bench: Bench, client: Client, ws: WebSocketConnection) -> None:
-    """Handle frames until the socket closes or ``client.reader`` is cancelled."""
-    while True:
-        frame = await ws.get_message()
-        if isinstance(frame, str):
-            handle_frame(bench, client, frame, trio.current_time())
-        else:
-            bench.ledger.binary_frames += 1
-
-
-async def serve_client(bench: Bench, client: Client, ws: WebSocketConnection) -> None:
-    """Read until the server closes or the run stops; then close gracefully."""
-    client.ws, client.open = ws, True
+async def serve_client(bench: Bench, client: Client, raw: RawClient) -> None:
+    """Handle frames until the server closes (or answers our close) or the run stops."""
+    client.raw, client.open = raw, True
+    ledger = bench.ledger
     try:
-        with client.reader:
-            await read_loop(bench, client, ws)
-    except ConnectionClosed as exc:
+        while True:
+            texts = await raw.next_texts()
+            now = trio.current_time()
+            for text in texts:
+                handle_frame(bench, client, text, now)
+    except (Closed, OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         if not client.stopping:
-            bench.ledger.unexpected_closes[close_label(exc)] += 1
-        return
+            ledger.unexpected_closes[failure_label(exc)] += 1
+    except (LocalProtocolError, RemoteProtocolError) as exc:
+        ledger.library_errors[type(exc).__name__] += 1
     finally:
         client.open = False
-    with trio.move_on_after(CLOSE_TIMEOUT):
-        await ws.aclose()
-
-
-async def run_client(bench: Bench, client: Client, deadline: float, connected: Countdown) -> None:
-    """One client's life, in its own nursery so that a library failure stays contained."""
-    async with trio.open_nursery() as nursery:
-        ws = None
-        try:
-            ws = await open_client(bench, nursery, client, deadline)
-        finally:
-            connected.tick()
-        if ws is not None:
-            await serve_client(bench, client, ws)
+        ledger.binary_frames += raw.binary_frames
+        await raw.aclose()
 
 
 async def client_task(bench: Bench, client: Client, deadline: float, connected: Countdown) -> None:
+    """One client's life: connect, then read until closed or cancelled."""
     try:
-        await run_client(bench, client, deadline, connected)
-    except* LocalProtocolError as group:
-        # trio-websocket 0.12 answers a ping that arrives while our close frame is in
-        # flight and its reader task raises (python-trio/trio-websocket#184).
-        bench.ledger.library_errors["LocalProtocolError"] += len(group.exceptions)
+        raw = None
+        try:
+            raw = await open_client(bench, client, deadline)
+        finally:
+            connected.tick()
+        if raw is not None:
+            with client.reader:
+                await serve_client(bench, client, raw)
     finally:
         bench.closed.tick()
+
+
+async def close_client(client: Client) -> None:
+    """Send our close frame; the client's reader ends at the server's answer."""
+    client.stopping = True
+    if client.raw is None or not client.open:
+        return
+    with trio.move_on_after(CLOSE_TIMEOUT):
+        try:
+            await client.raw.close()
+        except SOCKET_ERRORS:
+            client.reader.cancel()
 
 
 async def connect_group(bench: Bench, nursery: trio.Nursery, clients: list[Client]) -> None:
@@ -466,9 +458,9 @@ async def send_one(bench: Bench, sender: Client, seq: int, now: float) -> bool:
     ledger.pending[offset] = now
     ledger.sent += 1
     try:
-        assert sender.ws is not None
-        await sender.ws.send_message(frame)
-    except ConnectionClosed:
+        assert sender.raw is not None
+        await sender.raw.send_text(frame)
+    except SOCKET_ERRORS:
         ledger.pending.pop(offset, None)
         ledger.sent -= 1
         return False
@@ -482,7 +474,7 @@ async def scheduled_sends(bench: Bench, sender: Client, indices: range) -> None:
         due = bench.send_start + slot / bench.cfg.rate
         await trio.sleep_until(due)
         now = trio.current_time()
-        if sender.ws is None or not sender.open or now > cutoff:
+        if sender.raw is None or not sender.open or now > cutoff:
             return
         bench.ledger.max_send_lag = max(bench.ledger.max_send_lag, now - due)
         if not await send_one(bench, sender, seq, now):
@@ -498,7 +490,7 @@ async def closed_loop_sends(bench: Bench, sender: Client) -> None:
         with trio.move_on_at(stop):
             await window.acquire()
         now = trio.current_time()
-        if now >= stop or sender.ws is None or not sender.open:
+        if now >= stop or sender.raw is None or not sender.open:
             return
         if not await send_one(bench, sender, seq, now):
             return
@@ -545,8 +537,7 @@ async def drain_phase(bench: Bench) -> None:
 async def close_phase(bench: Bench, nursery: trio.Nursery) -> None:
     bench.phase = "close"
     for client in bench.clients:
-        client.stopping = True
-        client.reader.cancel()
+        nursery.start_soon(close_client, client)
     with trio.move_on_after(CLOSE_TIMEOUT + 1):
         await bench.closed.event.wait()
     nursery.cancel_scope.cancel()
@@ -581,8 +572,7 @@ async def lag_probe_task(bench: Bench) -> None:
 async def run_bench(bench: Bench) -> None:
     """Connect receivers, then senders; settle; send; drain; close.
 
-    Every task runs in one main nursery; each client only adds a small nursery of
-    its own for its socket's reader (see ``run_client``).
+    Every task runs in one main nursery: one task per client reads its socket.
     """
     bench.started = trio.current_time()
     bench.mark("before_connect")
@@ -733,7 +723,7 @@ def report_rows(res: dict[str, Any]) -> list[Row]:
         ("senders connected", f"{cl['senders_connected']} / {cfg['senders']}"),
         ("connects failed", fmt_count(cl["connects_failed"], cl["connect_failures"])),
         ("unexpected closes (by code)", fmt_count(cl["unexpected_closes"], cl["close_codes"])),
-        ("trio-websocket errors", fmt_counter(cl["library_errors"])),
+        ("WebSocket protocol errors", fmt_counter(cl["library_errors"])),
         *sending_rows(res),
         ("ack latency ms", fmt_latency(lat["ack"])),
         ("deliveries", ""),
