@@ -6,7 +6,10 @@ sender 1 id 2. Each test breaks one promise and expects exactly that count.
 
 from __future__ import annotations
 
+import json
+
 from benchlib.checker import DeliveryCheck, Inbox
+from benchlib.workers import inbox_from, inbox_record
 
 #: message id -> the sender it was acked to.
 ACKS = {1: 0, 2: 1, 3: 0}
@@ -78,3 +81,22 @@ def test_an_ack_repeated_for_one_id_is_one_expected_message() -> None:
     assert check.expected_for(Inbox(sender_index=0)) == 1
     counts = check.tally([Inbox(sender_index=1)])
     assert counts["lost"] == 1
+
+
+def test_an_inbox_sent_back_by_a_worker_process_tallies_the_same() -> None:
+    """--procs: workers send each inbox as JSON; every count survives the trip."""
+    check = DeliveryCheck()
+    for msg_id, sender in ACKS.items():
+        check.ack(msg_id, sender)
+    inbox = Inbox()
+    for msg_id, sender in [(2, 1), (1, 0), (1, 0), (4, 1)]:
+        inbox.deliver(msg_id, sender)
+    back = inbox_from(json.loads(json.dumps(inbox_record(inbox))))
+    assert back == inbox
+    assert problems(check.tally([back])) == {
+        "lost": 1,
+        "clients_with_loss": 1,
+        "duplicated": 1,
+        "out_of_order": 1,
+        "unacked_deliveries": 1,
+    }

@@ -1,7 +1,8 @@
 """A short load on the real ``quartchat`` command, run by ``scripts/bench.py``.
 
 CI runs this: 200 receivers and 10 senders at 100 messages/s for 5 s must
-lose, duplicate, echo or reorder nothing, and every send must be acked.
+lose, duplicate, echo or reorder nothing, and every send must be acked; so
+must a smaller run with its receivers spread over three processes.
 Nothing here asserts how fast: the bench waits (bounded, generously) until
 everything arrived, and only the counts are checked. The other cases
 (``--ingest``, ``--storm``, ``--idle``) get a small run each, so that they
@@ -95,6 +96,23 @@ async def test_a_short_load_loses_duplicates_echoes_and_reorders_nothing(
     assert res["clients"]["senders_connected"] == 10, output
     assert res["clients"]["unexpected_closes"] == 0, output
     assert_every_delivery_exact(res, output)
+
+
+async def test_receivers_spread_over_processes_are_checked_as_exactly(
+    chat: Served, tmp_path: Path
+) -> None:
+    status, res, output = await bench(
+        chat,
+        tmp_path,
+        *("--receivers", "60", "--senders", "4", "--rate", "20", "--duration", "2"),
+        *("--procs", "3", "--drain", "300"),
+    )
+    assert status == 0, output
+    assert res["config"]["procs"] == 3, output
+    assert res["clients"]["receivers_connected"] == 60, output
+    assert_every_delivery_exact(res, output)
+    assert res["latency_ms"]["delivery"]["count"] == res["deliveries"]["received"], output
+    assert "generator (3 processes, added up)" in output
 
 
 async def test_ingest_acks_every_send_of_a_closed_loop(chat: Served, tmp_path: Path) -> None:

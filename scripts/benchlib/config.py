@@ -43,6 +43,8 @@ class Config:
     clients: int
     #: --storm and --idle: offer permessage-deflate as browsers do.
     deflate: bool
+    #: Processes reading the receivers (this one and procs - 1 workers).
+    procs: int = 1
 
     @property
     def planned_messages(self) -> int | None:
@@ -111,6 +113,13 @@ def parse_args(argv: list[str] | None) -> Config:
         action="store_true",
         help="--storm, --idle: offer permessage-deflate in the handshake, as browsers do",
     )
+    parser.add_argument(
+        "--procs",
+        type=int,
+        default=1,
+        help="spread the receivers over this many processes (this one included), so that"
+        " reading their frames is not limited to one core",
+    )
     args = parser.parse_args(argv)
     try:
         return build_config(args)
@@ -146,6 +155,8 @@ def build_config(args: argparse.Namespace) -> Config:
             f"--storm and --idle take 1..{MAX_CLIENTS} clients",
         ),
         (not args.deflate or mode in ("storm", "idle"), "--deflate goes with --storm or --idle"),
+        (1 <= args.procs <= 16, "--procs must be 1..16"),
+        (args.procs == 1 or mode in ("load", "ingest"), "--procs goes with the message runs"),
     ]
     for ok, message in checks:
         if not ok:
@@ -172,6 +183,7 @@ def build_config(args: argparse.Namespace) -> Config:
         in_flight=args.in_flight,
         clients=clients,
         deflate=args.deflate,
+        procs=args.procs,
     )
 
 

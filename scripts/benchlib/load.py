@@ -35,6 +35,17 @@ from .output import (
 )
 from .procstats import ProcProbe
 from .rawclient import Closed, RawClient, open_ws
+from .workers import (
+    RESULT_TIMEOUT,
+    WORKER_START_MARGIN,
+    SharedClock,
+    Worker,
+    follow,
+    inbox_from,
+    inbox_record,
+    shares,
+    spawn,
+)
 
 #: Seconds one client has for TCP connect, upgrade, hello and welcome.
 HANDSHAKE_TIMEOUT = 10.0
@@ -170,8 +181,11 @@ class Bench:
 
     cfg: Config
     run: str
+    #: Every receiver of the run (with --procs, most are read by worker processes).
     receivers: list[Client]
     senders: list[Client]
+    #: The receivers this process connects and reads itself.
+    local_receivers: list[Client]
     ledger: Ledger
     limiter: trio.CapacityLimiter
     closed: Countdown
@@ -187,29 +201,38 @@ class Bench:
     loop_lags: list[float] = field(default_factory=list)
     hard_limit_hit: bool = False
     started_at: str = ""
+    #: --procs: the other processes reading receivers, and what went wrong with them.
+    workers: list[Worker] = field(default_factory=list)
+    worker_errors: list[str] = field(default_factory=list)
     reader: FrameReader = field(init=False)
 
     def __post_init__(self) -> None:
         self.reader = FrameReader(self.prefix)
 
     @classmethod
-    def create(cls, cfg: Config) -> Bench:
-        run = secrets.token_hex(3)
+    def create(cls, cfg: Config, run: str | None = None, share: range | None = None) -> Bench:
+        """The run's bench; a worker (``share`` given) has only those receivers, no senders."""
+        run = run or secrets.token_hex(3)
         urls = cfg.urls
+        worker = share is not None
+        mine = share if share is not None else shares(cfg.receivers, cfg.procs)[0]
+        indices = share if share is not None else range(cfg.receivers)
+        receivers = [Client(f"r{i}-{run}", urls[i % len(urls)], Inbox()) for i in indices]
+        local = receivers if worker else [receivers[i] for i in mine]
+        senders = [
+            Client(f"s{i}-{run}", urls[i % len(urls)], Inbox(sender_index=i))
+            for i in range(0 if worker else cfg.senders)
+        ]
         return cls(
             cfg=cfg,
             run=run,
-            receivers=[
-                Client(f"r{i}-{run}", urls[i % len(urls)], Inbox()) for i in range(cfg.receivers)
-            ],
-            senders=[
-                Client(f"s{i}-{run}", urls[i % len(urls)], Inbox(sender_index=i))
-                for i in range(cfg.senders)
-            ],
+            receivers=receivers,
+            senders=senders,
+            local_receivers=local,
             ledger=Ledger(),
-            limiter=trio.CapacityLimiter(cfg.connect_concurrency),
-            closed=Countdown(cfg.receivers + cfg.senders),
-            probe=ProcProbe(cfg.server_pids) if cfg.server_pids else None,
+            limiter=trio.CapacityLimiter(max(1, math.ceil(cfg.connect_concurrency / cfg.procs))),
+            closed=Countdown(len(local) + len(senders)),
+            probe=ProcProbe(cfg.server_pids) if cfg.server_pids and not worker else None,
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
 
@@ -220,6 +243,10 @@ class Bench:
     @property
     def clients(self) -> list[Client]:
         return self.receivers + self.senders
+
+    @property
+    def local_clients(self) -> list[Client]:
+        return self.local_receivers + self.senders
 
     def mark(self, name: str) -> None:
         """Note CPU time and memory of this process and, if probed, of the server."""
@@ -232,7 +259,12 @@ class Bench:
         if self.ledger.pending:
             return False
         check = self.ledger.check
-        return all(len(c.inbox.seen) >= check.expected_for(c.inbox) for c in self.clients if c.open)
+        acked = len(check.acked)
+        if any(w.min_seen is not None and w.min_seen < acked for w in self.workers):
+            return False
+        return all(
+            len(c.inbox.seen) >= check.expected_for(c.inbox) for c in self.local_clients if c.open
+        )
 
 
 # ---------------------------------------------------------------- frames
@@ -536,7 +568,7 @@ async def drain_phase(bench: Bench) -> None:
 
 async def close_phase(bench: Bench, nursery: trio.Nursery) -> None:
     bench.phase = "close"
-    for client in bench.clients:
+    for client in bench.local_clients:
         nursery.start_soon(close_client, client)
     with trio.move_on_after(CLOSE_TIMEOUT + 1):
         await bench.closed.event.wait()
@@ -550,12 +582,13 @@ async def progress_task(bench: Bench) -> None:
         if bench.probe is not None:
             bench.probe.sample()
         ledger = bench.ledger
-        opened = sum(c.open for c in bench.clients)
+        opened = sum(c.open for c in bench.local_clients) + sum(w.open for w in bench.workers)
+        received = ledger.received + sum(w.received for w in bench.workers)
         show_progress(
             f"[{bench.phase:<7}] {trio.current_time() - bench.started:6.1f}s"
             f"  open {opened}/{len(bench.clients)}  sent {ledger.sent}"
             f"  acked {len(ledger.check.acked)}  errors {sum(ledger.errors.values())}"
-            f"  deliveries {ledger.received}"
+            f"  deliveries {received}"
         )
         await trio.sleep(PROGRESS_INTERVAL)
 
@@ -575,12 +608,16 @@ async def run_bench(bench: Bench) -> None:
     Every task runs in one main nursery: one task per client reads its socket.
     """
     bench.started = trio.current_time()
-    bench.mark("before_connect")
     with trio.move_on_after(hard_limit(bench.cfg)) as hard:
         async with trio.open_nursery() as nursery:
+            await start_workers(bench, nursery)
+            bench.mark("before_connect")
             nursery.start_soon(progress_task, bench)
             nursery.start_soon(lag_probe_task, bench)
-            await connect_group(bench, nursery, bench.receivers)
+            await connect_group(bench, nursery, bench.local_receivers)
+            with trio.move_on_after(CONNECT_PHASE_LIMIT + HANDSHAKE_TIMEOUT + WORKER_START_MARGIN):
+                for worker in bench.workers:
+                    await worker.connected.wait()
             await connect_group(bench, nursery, bench.senders)
             bench.connected = trio.current_time()
             bench.mark("connected")
@@ -588,9 +625,76 @@ async def run_bench(bench: Bench) -> None:
             await trio.sleep(SETTLE_SECONDS)
             await send_phase(bench, nursery)
             await drain_phase(bench)
+            await stop_workers(bench)
             await close_phase(bench, nursery)
     bench.hard_limit_hit = hard.cancelled_caught
     end_unfinished_phases(bench, trio.current_time())
+    merge_workers(bench)
+
+
+async def start_workers(bench: Bench, nursery: trio.Nursery) -> None:
+    """--procs N: start the N - 1 worker processes (they connect their receivers at once);
+    from now on the generator's CPU and memory are theirs and ours, added up."""
+    for index, share in enumerate(shares(bench.cfg.receivers, bench.cfg.procs)[1:], start=1):
+        worker = Worker(index, share)
+        bench.workers.append(worker)
+        await spawn(worker, bench.cfg, bench.run)
+        if worker.process is not None:
+            bench.own.pids = (*bench.own.pids, worker.process.pid)
+        nursery.start_soon(follow, worker)
+
+
+async def stop_workers(bench: Bench) -> None:
+    """Ask every worker to close its clients, and wait (bounded) for their results."""
+    for worker in bench.workers:
+        await worker.stop()
+    with trio.move_on_after(RESULT_TIMEOUT):
+        for worker in bench.workers:
+            await worker.finished.wait()
+
+
+def worker_results(bench: Bench) -> dict[str, Any]:
+    """What a worker sends back: each receiver's inbox, and its share of the ledger."""
+    ledger = bench.ledger
+    return {
+        "clients": [{"welcomed": c.welcomed, **inbox_record(c.inbox)} for c in bench.receivers],
+        "received": ledger.received,
+        "latencies": ledger.delivery_latencies,
+        "last_delivery": ledger.last_delivery,
+        "foreign": ledger.foreign,
+        "malformed": ledger.malformed,
+        "binary_frames": ledger.binary_frames,
+        "stray_acks": ledger.stray_acks,
+        "errors": dict(ledger.errors),
+        "connect_failures": dict(ledger.connect_failures),
+        "unexpected_closes": dict(ledger.unexpected_closes),
+        "library_errors": dict(ledger.library_errors),
+    }
+
+
+def merge_workers(bench: Bench) -> None:
+    """Put each worker's inboxes on its receivers and add up its ledger."""
+    ledger = bench.ledger
+    for worker in bench.workers:
+        res = worker.result
+        if res is None:
+            bench.worker_errors.append(f"worker {worker.index}: {worker.error or 'no results'}")
+            continue
+        for index, record in zip(worker.share, res["clients"], strict=True):
+            client = bench.receivers[index]
+            client.welcomed = record["welcomed"]
+            client.inbox = inbox_from(record)
+        ledger.received += res["received"]
+        ledger.delivery_latencies += res["latencies"]
+        ledger.last_delivery = max(ledger.last_delivery, res["last_delivery"])
+        ledger.foreign += res["foreign"]
+        ledger.malformed += res["malformed"]
+        ledger.binary_frames += res["binary_frames"]
+        ledger.stray_acks += res["stray_acks"]
+        ledger.errors.update(res["errors"])
+        ledger.connect_failures.update(res["connect_failures"])
+        ledger.unexpected_closes.update(res["unexpected_closes"])
+        ledger.library_errors.update(res["library_errors"])
 
 
 def end_unfinished_phases(bench: Bench, now: float) -> None:
@@ -620,6 +724,7 @@ def verdict(bench: Bench, deliveries: dict[str, int]) -> list[str]:
         (deliveries["echoes"] > 0, f"{deliveries['echoes']} echoes to the sender"),
         (deliveries["out_of_order"] > 0, f"{deliveries['out_of_order']} out of order"),
         (bench.hard_limit_hit, "hard time limit reached"),
+        *((True, error) for error in bench.worker_errors),
     ]
     return [reason for failed, reason in checks if failed]
 
@@ -644,6 +749,7 @@ def summarize(bench: Bench) -> dict[str, Any]:
             "duration": cfg.duration,
             "drain": cfg.drain,
             "connect_concurrency": cfg.connect_concurrency,
+            "procs": cfg.procs,
         },
         "clients": {
             "receivers_connected": sum(c.welcomed for c in bench.receivers),
@@ -746,7 +852,9 @@ def report_rows(res: dict[str, Any]) -> list[Row]:
         pids = " + ".join(str(pid) for pid in res["server"]["pids"])
         rows += proc_rows(f"server pids {pids} (added up)", res["server"])
     gen = res["generator"]
-    rows += proc_rows("generator (this process)", gen)
+    procs = cfg.get("procs", 1)
+    title = "generator (this process)" if procs == 1 else f"generator ({procs} processes, added up)"
+    rows += proc_rows(title, gen)
     rows += [
         ("event loop lag ms", fmt_latency(gen["loop_lag_ms"])),
         ("s connecting / whole run", f"{cl['connect_seconds']} / {gen['wall_seconds']}"),
@@ -779,5 +887,5 @@ def notes(res: dict[str, Any]) -> list[str]:
 def run(cfg: Config) -> dict[str, Any]:
     """Run the message case and return its results."""
     bench = Bench.create(cfg)
-    trio.run(run_bench, bench)
+    trio.run(run_bench, bench, clock=SharedClock())
     return summarize(bench)
