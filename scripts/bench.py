@@ -24,7 +24,9 @@ Options (see ``--help``): ``--url`` (ws://127.0.0.1:8000/ws), ``--receivers``
 (100), ``--senders`` (10), ``--rate`` (total msg/s, 40), ``--duration`` (s of
 sending, 10), ``--drain`` (most seconds to wait afterwards, 10),
 ``--server-pid``, ``--json PATH`` (bench-results/bench-<timestamp>.json under
-the repository root), ``--connect-concurrency`` (50).
+the repository root), ``--connect-concurrency`` (50), ``--procs`` (1: the
+receivers are read by this process alone; N spreads them over N processes,
+for 1000 receivers and more on a machine with cores to spare).
 
 Other cases, each instead of the run above: ``--ingest`` (closed loop: each
 sender keeps ``--in-flight`` sends unanswered for ``--duration`` s, 10

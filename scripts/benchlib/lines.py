@@ -22,9 +22,12 @@ import re
 #: Lines are decoded only if they hold one of these JSON strings (as a key or
 #: a value; inside a string its quotes would be escaped); presence and typing
 #: lines are skipped.
-INTERESTING = re.compile(r'"(?:message|ack|error|welcome)"')
+INTERESTING_WORDS = ('"message"', '"ack"', '"error"', '"welcome"')
+INTERESTING = re.compile("|".join(INTERESTING_WORDS))
 #: A JSON string on one line: quotes and backslashes inside it are escaped.
-_STRING = r'"(?:[^"\\\n]|\\.)*"'
+#: (Runs of plain characters, then escapes each followed by a run: ten times
+#: faster in ``re`` than one alternation per character.)
+_STRING = r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
 #: A user as the server writes one.
 _USER = r'\{"id":' + _STRING + r',"nick":' + _STRING + r"\}"
 
@@ -82,6 +85,10 @@ class FrameReader:
         found = self.pattern.findall(frame)
         # Each line found holds "message" once (its type); anything more is
         # another line to handle, or an odd one: let the slow path see them.
-        if len(INTERESTING.findall(frame)) != len(found):
+        # (Counting each word is a fast scan; a line that INTERESTING matches
+        # adds at least one.)
+        message, ack, error, welcome = INTERESTING_WORDS
+        count = frame.count
+        if count(message) + count(ack) + count(error) + count(welcome) != len(found):
             return None
         return [(int(msg_id), int(sender), float(sent_at)) for msg_id, sender, sent_at in found]
