@@ -2,8 +2,8 @@
 fixed total rate (the default) or closed loop with a few sends in flight
 each (``--ingest``); then every delivery is checked (``checker.py``).
 
-Clients are ``rawclient`` connections (wsproto on a socket, read by the
-client's one task), each a new user. Message lines of this run are read
+Clients are ``fastws`` connections (a lean WebSocket client on a socket,
+read by the client's one task), each a new user. Message lines of this run are read
 with ``lines.fast_message``; other lines that matter are decoded as JSON.
 """
 
@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import trio
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .checker import DeliveryCheck, Inbox
 from .config import Config
+from .fastws import FastClient, open_fast
 from .lines import INTERESTING, FrameReader, make_payload, parse_payload
 from .output import (
     Row,
@@ -34,7 +34,7 @@ from .output import (
     show_progress,
 )
 from .procstats import ProcProbe
-from .rawclient import Closed, RawClient, open_ws
+from .rawclient import Closed
 from .workers import (
     RESULT_TIMEOUT,
     WORKER_START_MARGIN,
@@ -80,14 +80,8 @@ class NoWelcome(Exception):
     """The server did not answer ``hello`` with ``welcome``."""
 
 
-#: What a socket, or wsproto on it, raises when the connection breaks.
-SOCKET_ERRORS = (
-    OSError,
-    trio.BrokenResourceError,
-    trio.ClosedResourceError,
-    LocalProtocolError,
-    RemoteProtocolError,
-)
+#: What a socket raises when the connection breaks.
+SOCKET_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 def hard_limit(cfg: Config) -> float:
@@ -131,7 +125,7 @@ class Client:
     #: The server this client talks to.
     url: str
     inbox: Inbox
-    raw: RawClient | None = None
+    raw: FastClient | None = None
     welcomed: bool = False
     open: bool = False
     stopping: bool = False
@@ -170,7 +164,8 @@ class Ledger:
     binary_frames: int = 0
     connect_failures: Counter[str] = field(default_factory=Counter)
     unexpected_closes: Counter[str] = field(default_factory=Counter)
-    #: WebSocket protocol errors (wsproto's) that ended a connection.
+    #: WebSocket protocol errors that ended a connection (kept for the JSON's shape:
+    #: fastws reports them as closes, "protocol error: ...").
     library_errors: Counter[str] = field(default_factory=Counter)
     max_send_lag: float = 0.0
 
@@ -386,7 +381,7 @@ def failure_label(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-async def wait_welcome(bench: Bench, client: Client, raw: RawClient) -> None:
+async def wait_welcome(bench: Bench, client: Client, raw: FastClient) -> None:
     """Read frames until ``welcome``; backlog lines in them are handled (and ignored)."""
     frames = 0
     while frames < MAX_WELCOME_FRAMES:
@@ -400,16 +395,16 @@ async def wait_welcome(bench: Bench, client: Client, raw: RawClient) -> None:
     raise NoWelcome(client.nick)
 
 
-async def open_client(bench: Bench, client: Client, deadline: float) -> RawClient | None:
+async def open_client(bench: Bench, client: Client, deadline: float) -> FastClient | None:
     """Connect, say hello and wait for welcome; None (and a counted reason) on failure."""
-    raw: RawClient | None = None
+    raw: FastClient | None = None
     async with bench.limiter:
         if trio.current_time() > deadline:
             bench.ledger.connect_failures["connect phase over"] += 1
             return None
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT):
-                raw = await open_ws(client.url)
+                raw = await open_fast(client.url)
                 await raw.send_text(hello_frame(client.nick))
                 await wait_welcome(bench, client, raw)
             return raw
@@ -420,7 +415,7 @@ async def open_client(bench: Bench, client: Client, deadline: float) -> RawClien
     return None
 
 
-async def serve_client(bench: Bench, client: Client, raw: RawClient) -> None:
+async def serve_client(bench: Bench, client: Client, raw: FastClient) -> None:
     """Handle frames until the server closes (or answers our close) or the run stops."""
     client.raw, client.open = raw, True
     ledger = bench.ledger
@@ -430,11 +425,12 @@ async def serve_client(bench: Bench, client: Client, raw: RawClient) -> None:
             now = trio.current_time()
             for text in texts:
                 handle_frame(bench, client, text, now)
-    except (Closed, OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        if not client.stopping:
-            ledger.unexpected_closes[failure_label(exc)] += 1
-    except (LocalProtocolError, RemoteProtocolError) as exc:
-        ledger.library_errors[type(exc).__name__] += 1
+    except (Closed, *SOCKET_ERRORS) as exc:
+        label = failure_label(exc)
+        if label.startswith("protocol error"):
+            ledger.library_errors[label] += 1
+        elif not client.stopping:
+            ledger.unexpected_closes[label] += 1
     finally:
         client.open = False
         ledger.binary_frames += raw.binary_frames
