@@ -22,6 +22,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -232,13 +233,24 @@ class Store:
 
     def create_user(self, nick: str) -> tuple[User, str]:
         """A new identity; returns it and its secret token (stored only hashed)."""
-        token = secrets.token_urlsafe(32)
-        user = User(id="u" + secrets.token_hex(8), nick=nick)
+        return self.create_users([nick])[0]
+
+    def create_users(self, nicks: Sequence[str]) -> list[tuple[User, str]]:
+        """New identities in one transaction, so one commit (one fsync) serves
+        them all; each with its secret token (stored only hashed), in order."""
+        created = now_ms()
+        made: list[tuple[User, str]] = []
+        rows = []
+        for nick in nicks:
+            token = secrets.token_urlsafe(32)
+            user = User(id="u" + secrets.token_hex(8), nick=nick)
+            made.append((user, token))
+            rows.append((user.id, nick, hash_token(token), created))
         with self._writer.atomic():
-            self._writer.table("users").insert(
-                {"id": user.id, "nick": nick, "token_hash": hash_token(token), "created": now_ms()}
+            self._writer.conn.executemany(
+                "INSERT INTO users (id, nick, token_hash, created) VALUES (?, ?, ?, ?)", rows
             )
-        return user, token
+        return made
 
     def user_by_token(self, token: str) -> User | None:
         with self._reader() as db:
@@ -380,6 +392,16 @@ def _newest(
     return [_row_to_message(r) for r in reversed(rows[:limit])], len(rows) > limit
 
 
+@dataclass(slots=True, eq=False)
+class _NewUser:
+    """A nick waiting for its row, and what came of it."""
+
+    nick: str
+    done: bool = False
+    made: tuple[User, str] | None = None
+    error: Exception | None = None
+
+
 class AsyncStore:
     """Trio-facing store: every call runs on a worker thread, never the loop.
 
@@ -393,6 +415,8 @@ class AsyncStore:
         self._write = trio.CapacityLimiter(1)
         self._read = trio.CapacityLimiter(READERS)
         self._closed = False
+        #: New identities waiting for the writer (see :meth:`create_user`).
+        self._new_users: list[_NewUser] = []
 
     @classmethod
     async def open(cls, path: Path | str) -> AsyncStore:
@@ -434,7 +458,48 @@ class AsyncStore:
         return await self._call(self._read, fn, *args)
 
     async def create_user(self, nick: str) -> tuple[User, str]:
-        return await self._on_writer(self.sync.create_user, nick)
+        """A new identity, returned once its row is committed.
+
+        Group commit, as :mod:`quartchat.committer` does for messages: every
+        call queues its nick, then waits for the writer. Whoever gets the
+        writer with its own nick still queued stores every queued nick in one
+        transaction (one fsync) on the writer's thread; the others find
+        theirs already committed. So a connection storm costs one commit per
+        batch of new users, not one each, and the Trio thread never waits on
+        SQLite. A caller that leaves before its turn takes its nick out; one
+        that leaves after its row was committed leaves a silent user, which
+        is pruned like any other.
+        """
+        mine = _NewUser(nick)
+        self._new_users.append(mine)
+        try:
+            async with self._write:
+                if not mine.done:
+                    await self._create_queued_users()
+        finally:
+            if not mine.done:
+                self._new_users.remove(mine)
+        if mine.error is not None:
+            raise StoreError(f"the store failed: {mine.error}") from mine.error
+        assert mine.made is not None
+        return mine.made
+
+    async def _create_queued_users(self) -> None:
+        """Store every queued nick in one transaction (the writer is held)."""
+        batch, self._new_users = self._new_users, []
+        try:
+            if self._closed:
+                raise StoreError("the store is closed")
+            made = await trio.to_thread.run_sync(self.sync.create_users, [p.nick for p in batch])
+        except (sqlite3.Error, StoreError) as exc:
+            for pending in batch:
+                pending.error, pending.done = exc, True
+            return
+        except BaseException:
+            self._new_users[:0] = batch  # not stored: the next holder of the writer tries
+            raise
+        for pending, user in zip(batch, made, strict=True):
+            pending.made, pending.done = user, True
 
     async def set_nick(self, user_id: str, nick: str) -> None:
         await self._on_writer(self.sync.set_nick, user_id, nick)

@@ -157,7 +157,7 @@ async def test_the_async_store_runs_off_the_event_loop(
 ) -> None:
     """Every SQLite call of the async store happens on a worker thread."""
     threads: list[threading.Thread] = []
-    for name in ("create_user", "user_by_token", "insert", "last_id", "replay", "history"):
+    for name in ("create_users", "user_by_token", "insert", "last_id", "replay", "history"):
         original = getattr(Store, name)
 
         def spy(*args: Any, _original: Any = original, **kwargs: Any) -> Any:

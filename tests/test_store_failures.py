@@ -38,7 +38,7 @@ def disk_full(*args: Any) -> None:
 async def test_a_store_error_during_hello_closes_with_1011(
     hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(Store, "create_user", disk_full)
+    monkeypatch.setattr(Store, "create_users", disk_full)
     async with trio.open_nursery() as nursery:
         client = await open_session(nursery, hub, "alice")
         with trio.fail_after(5):
