@@ -254,7 +254,7 @@ class Hub:
                 await self._save_nick(user)
             messages, last_id, recovered = await self._replay(user.id, hello)
             self.metrics.replay_messages.observe(len(messages))
-            online = await self.backends.presence.online()
+            online = await self.backends.presence.listed()
         except BaseException:
             await self.close_session(conn_id, user, subscription)
             raise
@@ -262,7 +262,9 @@ class Hub:
             user, identity.token, online, last_id, self.log.epoch, recovered, self._limits
         )
         # Only encoded lines outlive this call: the welcome's online list
-        # alone is O(users), and it must not stay alive per connection.
+        # alone is O(users), and it must not stay alive per connection. It
+        # comes encoded (one fragment per user, kept by the board), so the
+        # welcome costs a join of strings, not an encoding of everyone.
         lines = [encode(welcome)]
         lines += [encode(MessageFrame(m)) for m in messages]
         return Opening(user, subscription, lines, last_id, identity.errors)

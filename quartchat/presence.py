@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .models import User
-from .protocol import MAX_NICK
+from .protocol import MAX_NICK, EncodedUsers, user_json
 from .text import nick_keys
 
 #: A connection as the caller names it: the hub's per-process number, or a
@@ -40,12 +40,25 @@ class Presence:
     def __init__(self) -> None:
         self._users: dict[str, _Online] = {}
         self._nick_holders: dict[str, str] = {}
+        #: Each online user encoded, in the order of ``_users``: a welcome's
+        #: online list is their join (see :meth:`listed`).
+        self._fragments: dict[str, str] = {}
+        #: That join, until the next join, leave or rename.
+        self._listed: EncodedUsers | None = None
 
     def __len__(self) -> int:
         return len(self._users)
 
     def online(self) -> list[User]:
         return [entry.user for entry in self._users.values()]
+
+    def listed(self) -> EncodedUsers:
+        """:meth:`online`, encoded as a welcome carries it. Each user is
+        encoded once, when they come online or change nick; the list is a
+        join of those fragments, kept until the next change."""
+        if self._listed is None:
+            self._listed = EncodedUsers.join(self._fragments.values())
+        return self._listed
 
     def get(self, user_id: str) -> User | None:
         entry = self._users.get(user_id)
@@ -99,10 +112,16 @@ class Presence:
         return old
 
     def _claim(self, user: User) -> None:
+        """Hold the user's nick, and list them (their first connection, or a rename)."""
         for key in nick_keys(user.nick):
             self._nick_holders[key] = user.id
+        self._fragments[user.id] = user_json(user)
+        self._listed = None
 
     def _release(self, user: User) -> None:
         for key in nick_keys(user.nick):
             if self._nick_holders.get(key) == user.id:
                 del self._nick_holders[key]
+        if user.id not in self._users:  # gone, not renamed: no longer listed
+            del self._fragments[user.id]
+        self._listed = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -230,11 +230,38 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circul
 def encode(frame: ServerFrame) -> str:
     """One server frame as one line of compact JSON: newlines inside strings
     are escaped, other non-ASCII characters are kept as they are."""
+    if isinstance(frame, Welcome):
+        return frame.line()
     return _JSON.encode(frame.wire())
 
 
 def _user(user: User) -> dict[str, str]:
     return {"id": user.id, "nick": user.nick}
+
+
+def user_json(user: User) -> str:
+    """One user as every frame carries them, encoded: ``{"id":..,"nick":..}``."""
+    return _JSON.encode(_user(user))
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedUsers:
+    """A list of users already encoded as a JSON array, which a ``welcome``
+    splices in as its ``online`` list unchanged. A presence board keeps one
+    fragment per online user (see :meth:`quartchat.presence.Presence.listed`),
+    so a welcome costs a join of strings, not a JSON encoding of everyone
+    online: in a connection storm every welcome lists thousands of users."""
+
+    json: str
+
+    @classmethod
+    def of(cls, users: Iterable[User]) -> EncodedUsers:
+        return cls.join(user_json(user) for user in users)
+
+    @classmethod
+    def join(cls, fragments: Iterable[str]) -> EncodedUsers:
+        """The list of users whose :func:`user_json` are ``fragments``, in order."""
+        return cls(f"[{','.join(fragments)}]")
 
 
 def _message(message: Message) -> dict[str, Any]:
@@ -267,23 +294,46 @@ class Limits:
 class Welcome:
     user: User
     token: str
-    online: Sequence[User]
+    #: Everyone online, the user included: records, or already encoded.
+    online: Sequence[User] | EncodedUsers
     last_id: int
     epoch: str
     recovered: bool
     limits: Limits
 
     def wire(self) -> dict[str, Any]:
+        online = self.online
         return {
             "type": "welcome",
             "user": _user(self.user),
             "token": self.token,
-            "online": [_user(user) for user in self.online],
+            "online": (
+                json.loads(online.json)
+                if isinstance(online, EncodedUsers)
+                else [_user(user) for user in online]
+            ),
             "last_id": self.last_id,
             "epoch": self.epoch,
             "recovered": self.recovered,
             "limits": asdict(self.limits),
         }
+
+    def line(self) -> str:
+        """What :func:`encode` makes of it, byte for byte, with the online
+        list spliced in as encoded text rather than encoded again."""
+        online = self.online
+        if not isinstance(online, EncodedUsers):
+            online = EncodedUsers.of(online)
+        head = _JSON.encode({"type": "welcome", "user": _user(self.user), "token": self.token})
+        tail = _JSON.encode(
+            {
+                "last_id": self.last_id,
+                "epoch": self.epoch,
+                "recovered": self.recovered,
+                "limits": asdict(self.limits),
+            }
+        )
+        return f'{head[:-1]},"online":{online.json},{tail[1:]}'
 
 
 @dataclass(frozen=True, slots=True)

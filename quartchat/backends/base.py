@@ -26,6 +26,7 @@ from ..broker import Deliver as Deliver  # a subscriber's callback: it only queu
 from ..broker import Event
 from ..errors import StoreError
 from ..models import Draft, Message, Posted, User
+from ..protocol import EncodedUsers
 
 #: A connection's id, unique across every worker of one chat
 #: (``"<worker id>.<counter>"``), so "no echo" and presence never confuse
@@ -191,6 +192,11 @@ class PresenceBoard(Protocol):
     async def get(self, user_id: str) -> User | None: ...
 
     async def online(self) -> list[User]: ...
+
+    async def listed(self) -> EncodedUsers:
+        """:meth:`online`, encoded as a ``welcome`` lists it (a board may keep
+        each user's fragment encoded, so a welcome costs no encoding of
+        everyone online)."""
 
     async def is_free(self, nick: str, user_id: str | None) -> bool: ...
 

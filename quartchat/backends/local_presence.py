@@ -9,6 +9,7 @@ import trio
 
 from ..models import User
 from ..presence import Presence
+from ..protocol import EncodedUsers
 from .base import ConnId
 
 #: Stands in for the connections of a user whose last one has gone but who
@@ -56,6 +57,9 @@ class LocalPresence:
 
     async def online(self) -> list[User]:
         return self._presence.online()
+
+    async def listed(self) -> EncodedUsers:
+        return self._presence.listed()
 
     async def is_free(self, nick: str, user_id: str | None) -> bool:
         return self._presence.is_free(nick, user_id)

@@ -35,6 +35,7 @@ import trio
 from ..errors import StoreError, Unavailable
 from ..models import User
 from ..presence import nick_variants
+from ..protocol import EncodedUsers
 from ..text import nick_keys
 from .base import ConnId
 from .redis_client import redis_errors
@@ -385,6 +386,9 @@ class RedisPresence:
         with redis_errors("read presence"):
             entries = await self._redis.hgetall(self._users)
         return [_user(uid, entry) for uid, entry in entries.items()]
+
+    async def listed(self) -> EncodedUsers:
+        return EncodedUsers.of(await self.online())
 
     async def is_free(self, nick: str, user_id: str | None) -> bool:
         with redis_errors("read presence"):
