@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 
 import trio
 
+from .announcer import Announcer
 from .backends import Backends
 from .backends.base import Bucket, ConnId, PresenceBoard, RateLimited
+from .backends.local_bus import LocalBus
 from .broker import Event, LocalBroker, Subscription
 from .committer import Committer
 from .config import Settings
@@ -124,6 +126,8 @@ class Hub:
         #: How often each connection of this worker may be sent a frame.
         self.pacer = FlushPacer(settings.flush_budget, settings.flush_window_max)
         self._senders = _Senders(backends.presence, backends.broker)
+        #: Presence notices, in batches on the embedded bus (see its module).
+        self.announcer = Announcer(backends.bus, batch=isinstance(backends.bus, LocalBus))
         #: Names this worker's connections, so ids never clash across workers.
         self.worker_id = secrets.token_hex(4)
         self._conn_ids = itertools.count(1)
@@ -154,6 +158,7 @@ class Hub:
             await nursery.start(self.committer.run)
             await nursery.start(self._relay_tail)
             await nursery.start(self.pacer.run)
+            await nursery.start(self.announcer.run)
             nursery.start_soon(self._announce_departures)
             nursery.start_soon(self._prune_silent_users)
             self._nursery = nursery
@@ -254,6 +259,9 @@ class Hub:
                 await self._save_nick(user)
             messages, last_id, recovered = await self._replay(user.id, hello)
             self.metrics.replay_messages.observe(len(messages))
+            # After our own join went out: the batch with it skipped us, and
+            # the list read now holds everything that batch said.
+            await self.announcer.published()
             online = await self.backends.presence.listed()
         except BaseException:
             await self.close_session(conn_id, user, subscription)
@@ -464,7 +472,7 @@ class Hub:
         return user
 
     def _publish_presence(self, notice: PresenceNotice, *, skip_user: str | None = None) -> None:
-        self.backends.bus.publish(Event.of(notice, skip_user=skip_user))
+        self.announcer.announce(notice, skip_user=skip_user)
 
     async def history(self, user_id: str, request: History) -> HistoryPage:
         messages, has_more = await self.log.history(
@@ -559,12 +567,13 @@ class _Senders:
     def _watch(self, event: Event) -> None:
         if event.message_id is not None or not event.line.startswith(_PRESENCE_START):
             return
-        try:
-            user_id = json.loads(event.line)["user"]["id"]
-        except (ValueError, KeyError, TypeError):
-            return
-        self._drops += 1
-        self._known.pop(user_id, None)
+        for line in event.line.split("\n"):  # a batch of notices has a line each
+            try:
+                user_id = json.loads(line)["user"]["id"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            self._drops += 1
+            self._known.pop(user_id, None)
 
     def _sweep(self, now: float) -> None:
         if len(self._known) < self._sweep_at:

@@ -8,6 +8,7 @@ across hosts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -280,3 +281,28 @@ async def test_a_worker_late_with_its_heartbeat_never_takes_its_own_users_offlin
         await redis.zadd(f"{PREFIX}presence:workers", {"a": 0})  # its deadline long past
         await board._reap_dead_workers()  # a is reaping, so a is alive
         assert await board.online() == [ALICE]
+
+
+async def test_the_encoded_online_list_follows_joins_leaves_and_renames(
+    workers: Workers,
+) -> None:
+    """What a welcome lists (``listed``) is ``online``, encoded, after every change."""
+    a, b = workers.a, workers.b
+
+    async def same() -> None:
+        listed = json.loads((await b.listed()).json)
+        assert sorted(listed, key=lambda u: u["id"]) == sorted(
+            ({"id": u.id, "nick": u.nick} for u in await a.online()), key=lambda u: u["id"]
+        )
+
+    await same()
+    await a.connect("a.1", ALICE)
+    await b.connect("b.1", BOB)
+    await same()
+    assert await a.rename(BOB.id, "bobby") == BOB
+    await same()
+    await a.connect("a.2", CAROL)
+    await b.disconnect("b.1", BOB.id)
+    await a.depart_if_idle(BOB.id)
+    await same()
+    assert {u["nick"] for u in json.loads((await a.listed()).json)} == {"alice", "carol"}
