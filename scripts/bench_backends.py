@@ -86,6 +86,8 @@ class Plan:
     p99_ms: float
     stop_on_miss: bool
     json_path: Path
+    #: Processes the bench spreads its receivers over (its ``--procs``).
+    procs: int = 1
 
 
 def parse_args(argv: list[str] | None) -> Plan:
@@ -101,6 +103,9 @@ def parse_args(argv: list[str] | None) -> Plan:
     parser.add_argument("--p99-ms", type=float, default=250.0, help="delivery p99 to hold a rate")
     parser.add_argument("--stop-on-miss", action="store_true", help="stop a mode's rates at a miss")
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="results file")
+    parser.add_argument(
+        "--procs", type=int, default=1, help="bench.py processes for the receivers (its --procs)"
+    )
     args = parser.parse_args(argv)
     modes = args.modes.split(",")
     if unknown := [m for m in modes if m not in MODES]:
@@ -122,6 +127,7 @@ def parse_args(argv: list[str] | None) -> Plan:
         p99_ms=args.p99_ms,
         stop_on_miss=args.stop_on_miss,
         json_path=args.json_path or REPO_ROOT / "bench-results" / f"backends-{stamp}.json",
+        procs=args.procs,
     )
 
 
@@ -237,7 +243,7 @@ def one_run(plan: Plan, mode: str, receivers: int, rate: float) -> dict[str, Any
             argv += [
                 "--receivers", str(receivers), "--senders", str(plan.senders),
                 "--rate", f"{rate:g}", "--duration", f"{plan.duration:g}",
-                "--json", str(result_path),
+                "--json", str(result_path), "--procs", str(plan.procs),
             ]  # fmt: skip
             load_before = load_average()
             note(f"{mode}, {receivers} receivers, {rate:g} msg/s: {' '.join(argv[1:])}")
