@@ -67,12 +67,12 @@ CLEANUP_TIMEOUT = 5.0
 NICK_SAVE_TIMEOUT = 3 * BUSY_TIMEOUT_MS / 1000
 #: Seconds between two prunings of silent users.
 PRUNE_INTERVAL = 3600.0
-#: Seconds a sender's online record is used without asking the presence
+#: Seconds a user's online record is used without asking the presence
 #: board again: a bound on how long a nick change whose bus event was lost
 #: (an outage of the bus) leaves this worker sending with the old nick.
-SENDER_TTL = 10.0
+RECORD_TTL = 10.0
 #: Below this many known senders nothing is swept.
-MIN_SENDER_SWEEP = 1024
+MIN_RECORD_SWEEP = 1024
 
 #: Subscribes the session once the hub knows whose it is (so its filter
 #: knows which user's own presence and typing frames to skip).
@@ -125,7 +125,7 @@ class Hub:
         self.committer = Committer(backends.log, self.metrics)
         #: How often each connection of this worker may be sent a frame.
         self.pacer = FlushPacer(settings.flush_budget, settings.flush_window_max)
-        self._senders = _Senders(backends.presence, backends.broker)
+        self._online = _OnlineRecords(backends.presence, backends.broker)
         #: Presence notices, in batches on the embedded bus (see its module).
         self.announcer = Announcer(backends.bus, batch=isinstance(backends.bus, LocalBus))
         #: Names this worker's connections, so ids never clash across workers.
@@ -419,13 +419,11 @@ class Hub:
         :class:`~quartchat.errors.StoreError` (nothing acked: the client retries).
         """
         settings = self.settings
-        sender = await self._senders.get(user_id)
+        sender = await self._online.get(user_id)
         assert sender is not None, "a session posts only while attached"
         recipient = None
         if send.to is not None:
-            recipient = await self.backends.presence.get(send.to) or await self.log.get_user(
-                send.to
-            )
+            recipient = await self._online.get(send.to) or await self.log.get_user(send.to)
             if recipient is None:
                 raise FrameError("unknown_user", "no user with that id", send.client_offset)
         self._stop_typing((user_id, send.to))
@@ -488,9 +486,9 @@ class Hub:
         if not active:
             self._stop_typing(key)
             return
-        if to is not None and await self.backends.presence.get(to) is None:
+        if to is not None and await self._online.get(to) is None:
             return  # nobody online to tell; nothing leaks about who exists
-        user = await self._senders.get(user_id)
+        user = await self._online.get(user_id)
         if user is None:
             return
         now = trio.current_time()
@@ -531,17 +529,17 @@ class Hub:
 _PRESENCE_START = encode(PresenceNotice("join", User("", ""))).split(",", 1)[0] + ","
 
 
-class _Senders:
-    """The online records of the users who send through this worker, so a
-    send or a typing frame does not ask the presence board (a Redis round
-    trip) each time.
+class _OnlineRecords:
+    """The online records of the users this worker's connections send as and
+    send to, so a send or a typing frame does not ask the presence board (a
+    Redis round trip) each time.
 
     A record is dropped as soon as a presence frame about its user (join,
     leave, nick: from this worker or, through the event bus, any other)
     reaches this worker's broker, so the next send reads the new nick; as a
     user sees their own rename only through that frame, a message they send
     after seeing it carries the new nick on every worker. Records also expire
-    after :data:`SENDER_TTL`, in case the bus lost the frame.
+    after :data:`RECORD_TTL`, in case the bus lost the frame.
     """
 
     def __init__(self, presence: PresenceBoard, broker: LocalBroker) -> None:
@@ -549,7 +547,7 @@ class _Senders:
         self._known: dict[str, tuple[User, float]] = {}
         #: Counts the records dropped: a read that overlapped a drop is not kept.
         self._drops = 0
-        self._sweep_at = MIN_SENDER_SWEEP
+        self._sweep_at = MIN_RECORD_SWEEP
         broker.subscribe(self._watch)
 
     async def get(self, user_id: str) -> User | None:
@@ -561,7 +559,7 @@ class _Senders:
         user = await self._presence.get(user_id)
         if user is not None and drops == self._drops:
             self._sweep(now)
-            self._known[user_id] = (user, now + SENDER_TTL)
+            self._known[user_id] = (user, now + RECORD_TTL)
         return user
 
     def _watch(self, event: Event) -> None:
@@ -581,7 +579,7 @@ class _Senders:
         for user_id, (_, expires) in list(self._known.items()):
             if expires <= now:
                 del self._known[user_id]
-        self._sweep_at = max(MIN_SENDER_SWEEP, 2 * len(self._known))
+        self._sweep_at = max(MIN_RECORD_SWEEP, 2 * len(self._known))
 
 
 def _nick_taken(nick: str) -> FrameError:

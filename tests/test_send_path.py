@@ -67,3 +67,25 @@ async def test_one_users_send_limit_holds_across_workers(
         ("error", "rate_limited", "b2"),
     ]
     assert server.count("messages") == 3
+
+
+async def test_a_private_message_names_its_recipient_by_their_new_nick(
+    start_server: StartServer, clients: Clients
+) -> None:
+    """The recipient's online record is kept too, and dropped by their rename."""
+    server = await start_server()
+    alice, _ = await clients.join(server, nick="alice")
+    bob, _ = await clients.join(server, nick="bob")  # on the other worker
+    bob_id = bob.welcome["user"]["id"]
+    await alice.send(type="send", client_offset="a0", text="hi bob", to=bob_id)
+    await alice.expect("ack", ignore=SKIP | {"presence"})
+    assert (await bob.expect("message"))["to"]["nick"] == "bob"
+
+    await bob.send(type="nick", nick="robert")
+    while (notice := await alice.expect("presence", ignore=SKIP))["event"] != "nick":
+        pass
+    assert notice["user"]["nick"] == "robert"
+    await alice.send(type="send", client_offset="a1", text="hi robert", to=bob_id)
+    await alice.expect("ack", ignore=SKIP | {"presence"})
+    got = await bob.expect("message")
+    assert (got["text"], got["to"]["nick"]) == ("hi robert", "robert")
