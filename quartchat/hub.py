@@ -124,7 +124,11 @@ class Hub:
         self.metrics = Metrics(users_online=lambda: len(self._local_users))
         self.committer = Committer(backends.log, self.metrics)
         #: How often each connection of this worker may be sent a frame.
-        self.pacer = FlushPacer(settings.flush_budget, settings.flush_window_max)
+        self.pacer = FlushPacer(
+            settings.flush_budget,
+            settings.flush_window_max,
+            backends.presence.connections_elsewhere,
+        )
         self._online = _OnlineRecords(backends.presence, backends.broker)
         #: Presence notices, in batches on the embedded bus (see its module).
         self.announcer = Announcer(backends.bus, batch=isinstance(backends.bus, LocalBus))

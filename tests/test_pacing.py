@@ -86,3 +86,16 @@ def test_the_window_spreads_the_budget_over_the_connections_up_to_its_cap() -> N
     for writer in more:
         writer.__enter__()
     assert pacer.window() == 0.15
+
+
+def test_the_budget_is_shared_with_the_connections_of_other_workers() -> None:
+    """1,000 receivers split over two workers get the window of one worker
+    with 1,000: each worker sends half the frames, not all of them."""
+    elsewhere = 500
+    pacer = FlushPacer(budget=10_000, window_max=0.15, elsewhere=lambda: elsewhere)
+    writers = [pacer.pacing() for _ in range(500)]
+    for writer in writers:
+        writer.__enter__()
+    assert pacer.window() == 0.1
+    elsewhere = 0
+    assert pacer.window() == 0.05

@@ -306,3 +306,47 @@ async def test_the_encoded_online_list_follows_joins_leaves_and_renames(
     await a.depart_if_idle(BOB.id)
     await same()
     assert {u["nick"] for u in json.loads((await a.listed()).json)} == {"alice", "carol"}
+
+
+async def test_each_worker_hears_how_many_connections_the_others_serve(
+    redis_server: RedisServer,
+) -> None:
+    """What the flush pacer shares its frame budget with: the other live
+    workers' connections, as of the last heartbeat, and not a dead one's."""
+    async with (
+        redis_client(redis_server.url) as redis_a,
+        redis_client(redis_server.url) as redis_b,
+        trio.open_nursery() as nursery,
+    ):
+        a = RedisPresence(redis_a, PREFIX, worker_id="a", heartbeat_ttl=SHORT_TTL)
+        b = RedisPresence(redis_b, PREFIX, worker_id="b", heartbeat_ttl=SHORT_TTL)
+        b_beats = trio.CancelScope()
+
+        async def run_b() -> None:
+            with b_beats:
+                await b.run()
+
+        await nursery.start(a.run)
+        nursery.start_soon(run_b)
+        await a.connect("a.1", ALICE)
+        for conn in ("b.1", "b.2", "b.3"):
+            await b.connect(conn, BOB)
+
+        async def until(board: RedisPresence, count: int) -> None:
+            with trio.fail_after(PATIENCE):
+                while board.connections_elsewhere() != count:  # noqa: ASYNC110
+                    await trio.sleep(SHORT_TTL / 8)
+
+        await until(a, 3)
+        await until(b, 1)
+        await b.disconnect("b.3", BOB.id)
+        await until(a, 2)
+        b_beats.cancel()  # b dies: once its heartbeat expires it counts no more
+        await until(a, 0)
+        nursery.cancel_scope.cancel()
+
+
+async def test_one_process_has_no_connections_elsewhere() -> None:
+    board = LocalPresence()
+    await board.connect("a.1", ALICE)
+    assert board.connections_elsewhere() == 0

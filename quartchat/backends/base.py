@@ -200,6 +200,11 @@ class PresenceBoard(Protocol):
 
     async def is_free(self, nick: str, user_id: str | None) -> bool: ...
 
+    def connections_elsewhere(self) -> int:
+        """Connections counted on the other workers, as last heard (no I/O):
+        the flush pacer shares its frame budget with them, so the chat's
+        frames per second do not grow with the number of workers."""
+
     def departed(self) -> AsyncIterator[list[User]]:
         """Users taken offline because every connection they had was on
         workers that died without saying goodbye (their heartbeat expired).

@@ -64,6 +64,10 @@ class LocalPresence:
     async def is_free(self, nick: str, user_id: str | None) -> bool:
         return self._presence.is_free(nick, user_id)
 
+    def connections_elsewhere(self) -> int:
+        """None: this process is the only worker."""
+        return 0
+
     async def departed(self) -> AsyncIterator[list[User]]:
         """Never yields: in one process no worker dies but this one."""
         await trio.sleep_forever()

@@ -155,11 +155,18 @@ return entry
 """
 )
 
-#: KEYS workers; ARGV worker ttl. Moves this worker's deadline on.
+#: KEYS workers; ARGV worker ttl conns-key prefix. Moves this worker's
+#: deadline on; returns the connections the other live workers count.
 _HEARTBEAT = (
     _LIB
     + """
-return beat(KEYS[1], ARGV[1], ARGV[2])
+local workers, me = KEYS[1], ARGV[1]
+beat(workers, me, ARGV[2])
+local elsewhere = 0
+for _, worker in ipairs(redis.call('ZRANGEBYSCORE', workers, now(), '+inf')) do
+  if worker ~= me then elsewhere = elsewhere + redis.call('HLEN', ARGV[3] .. worker) end
+end
+return elsewhere
 """
 )
 
@@ -243,6 +250,8 @@ class RedisPresence:
         self._undeparted: set[str] = set()
         #: When the heartbeat last started succeeding (None: failing now).
         self._healthy_since: float | None = None
+        #: Connections on the other live workers, as of the last heartbeat.
+        self._elsewhere = 0
 
     # ----- lifecycle -----------------------------------------------------------
 
@@ -292,7 +301,15 @@ class RedisPresence:
 
     async def _beat(self) -> None:
         with redis_errors("heartbeat"):
-            await self._heartbeat(keys=[self._workers], args=[self.worker_id, self.heartbeat_ttl])
+            elsewhere: object = await self._heartbeat(
+                keys=[self._workers], args=[self.worker_id, self.heartbeat_ttl, self._conns_prefix]
+            )
+        self._elsewhere = int(str(elsewhere))
+
+    def connections_elsewhere(self) -> int:
+        """Connections the other workers counted at this worker's last
+        heartbeat (at most TTL/4 old)."""
+        return self._elsewhere
 
     async def _reap_dead_workers(self) -> None:
         while True:
