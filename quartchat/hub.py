@@ -164,6 +164,7 @@ class Hub:
             await nursery.start(self.pacer.run)
             await nursery.start(self.announcer.run)
             nursery.start_soon(self._announce_departures)
+            nursery.start_soon(self._announce_returns)
             nursery.start_soon(self._prune_silent_users)
             self._nursery = nursery
             task_status.started()
@@ -217,6 +218,13 @@ class Hub:
         async for users in self.backends.presence.departed():
             for user in users:
                 self._publish_presence(PresenceNotice("leave", user), skip_user=user.id)
+
+    async def _announce_returns(self) -> None:
+        """Joins for users of this worker who were taken offline while it was
+        taken for dead (late heartbeats), now that it is counted again."""
+        async for users in self.backends.presence.returned():
+            for user in users:
+                self._publish_presence(PresenceNotice("join", user), skip_user=user.id)
 
     async def _prune_silent_users(self) -> None:
         """Delete identities that never said anything, at start and then every

@@ -350,3 +350,47 @@ async def test_one_process_has_no_connections_elsewhere() -> None:
     board = LocalPresence()
     await board.connect("a.1", ALICE)
     assert board.connections_elsewhere() == 0
+
+
+async def test_a_worker_taken_for_dead_counts_its_connections_again_when_heard(
+    redis_server: RedisServer,
+) -> None:
+    """A worker stalled past its TTL (not dead) has its users taken offline by
+    a survivor, with a leave; once its heartbeat is heard again its open
+    connections count again and their users are reported as returned, so the
+    hub can announce them (and nobody is shown offline while connected)."""
+    async with (
+        redis_client(redis_server.url) as redis_a,
+        redis_client(redis_server.url) as redis_b,
+        trio.open_nursery() as nursery,
+    ):
+        a = RedisPresence(redis_a, PREFIX, worker_id="a", heartbeat_ttl=SHORT_TTL)
+        b = RedisPresence(redis_b, PREFIX, worker_id="b", heartbeat_ttl=SHORT_TTL)
+        a_beats = trio.CancelScope()
+
+        async def run_a(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            with a_beats:
+                await a.run(task_status=task_status)
+
+        await nursery.start(b.run)
+        await nursery.start(run_a)
+        await a.connect("a.1", ALICE)
+        await a.connect("a.2", BOB)
+        await a.rename(BOB.id, "robert")
+        await a.connect("a.3", CAROL)
+        a_beats.cancel()  # a stalls: no heartbeats for longer than its TTL
+        departed = await next_departures(b)
+        assert sorted(user.id for user in departed) == [ALICE.id, BOB.id, CAROL.id]
+        assert await b.online() == []
+        assert await a.disconnect("a.3", CAROL.id) is False  # closed while a was away
+
+        await nursery.start(a.run)  # a is heard from again
+        with trio.fail_after(PATIENCE):
+            async for users in a.returned():
+                break
+        back = [ALICE, User(BOB.id, "robert")]
+        assert sorted(users, key=lambda user: user.id) == back
+        assert sorted(await b.online(), key=lambda user: user.id) == back
+        assert not await b.is_free("robert", None)
+        assert await a.disconnect("a.1", ALICE.id) is True  # counted once, not twice
+        nursery.cancel_scope.cancel()

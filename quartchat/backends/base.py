@@ -205,6 +205,12 @@ class PresenceBoard(Protocol):
         the flush pacer shares its frame budget with them, so the chat's
         frames per second do not grow with the number of workers."""
 
+    def returned(self) -> AsyncIterator[list[User]]:
+        """Users of this worker's open connections who are online again after
+        the other workers took this one for dead (its heartbeats were late,
+        it was not gone) and reported them :meth:`departed`: the hub
+        announces their join. Never ends; one consumer per board."""
+
     def departed(self) -> AsyncIterator[list[User]]:
         """Users taken offline because every connection they had was on
         workers that died without saying goodbye (their heartbeat expired).

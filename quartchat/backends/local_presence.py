@@ -68,6 +68,11 @@ class LocalPresence:
         """None: this process is the only worker."""
         return 0
 
+    async def returned(self) -> AsyncIterator[list[User]]:
+        """Never yields: one process is never taken for dead by another."""
+        await trio.sleep_forever()
+        yield []
+
     async def departed(self) -> AsyncIterator[list[User]]:
         """Never yields: in one process no worker dies but this one."""
         await trio.sleep_forever()

@@ -89,14 +89,15 @@ end
 """
 
 #: KEYS users nicks counts workers conns; ARGV worker ttl conn uid then
-#: (nick, keys) pairs. The user as online now and 1 if this made them
-#: online, or nil when every offered nick is held by someone else.
+#: (nick, keys) pairs. The user as online now, 1 if this made them online,
+#: and 1 if this worker was not listed as alive (new, or taken for dead);
+#: or nil when every offered nick is held by someone else.
 _CONNECT = (
     _LIB
     + """
 local users, nicks, counts, workers, conns = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local uid = ARGV[4]
-beat(workers, ARGV[1], ARGV[2])
+local unlisted = beat(workers, ARGV[1], ARGV[2])
 local entry = redis.call('HGET', users, uid)
 local first = 0
 if not entry then
@@ -114,7 +115,7 @@ end
 if redis.call('HSETNX', conns, ARGV[3], uid) == 1 then
   redis.call('HINCRBY', counts, uid, 1)
 end
-return {entry, first}
+return {entry, first, unlisted}
 """
 )
 
@@ -156,17 +157,18 @@ return entry
 )
 
 #: KEYS workers; ARGV worker ttl conns-key prefix. Moves this worker's
-#: deadline on; returns the connections the other live workers count.
+#: deadline on; returns the connections the other live workers count, and 1
+#: if this worker was not listed as alive (new, or taken for dead).
 _HEARTBEAT = (
     _LIB
     + """
 local workers, me = KEYS[1], ARGV[1]
-beat(workers, me, ARGV[2])
+local unlisted = beat(workers, me, ARGV[2])
 local elsewhere = 0
 for _, worker in ipairs(redis.call('ZRANGEBYSCORE', workers, now(), '+inf')) do
   if worker ~= me then elsewhere = elsewhere + redis.call('HLEN', ARGV[3] .. worker) end
 end
-return elsewhere
+return {elsewhere, unlisted}
 """
 )
 
@@ -252,6 +254,16 @@ class RedisPresence:
         self._healthy_since: float | None = None
         #: Connections on the other live workers, as of the last heartbeat.
         self._elsewhere = 0
+        #: This worker's open connections and their users, so that if the
+        #: others ever take it for dead (its heartbeats late for a whole TTL)
+        #: it can count them all again once it is heard from.
+        self._mine: dict[ConnId, User] = {}
+        #: Set when Redis no longer lists this worker as alive.
+        self._taken_for_dead = trio.Event()
+        self._listed = False
+        self._returned_send, self._returned_receive = trio.open_memory_channel[list[User]](
+            DEPARTED_BUFFER
+        )
 
     # ----- lifecycle -----------------------------------------------------------
 
@@ -269,6 +281,7 @@ class RedisPresence:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._keep_beating)
             nursery.start_soon(self._keep_tidying)
+            nursery.start_soon(self._keep_counted)
             task_status.started()
 
     async def _keep_beating(self) -> None:
@@ -301,10 +314,43 @@ class RedisPresence:
 
     async def _beat(self) -> None:
         with redis_errors("heartbeat"):
-            elsewhere: object = await self._heartbeat(
+            reply: object = await self._heartbeat(
                 keys=[self._workers], args=[self.worker_id, self.heartbeat_ttl, self._conns_prefix]
             )
-        self._elsewhere = int(str(elsewhere))
+        elsewhere, unlisted = _strings(reply)
+        self._elsewhere = int(elsewhere)
+        self._heard(unlisted == "1")
+
+    def _heard(self, unlisted: bool) -> None:
+        """A script listed this worker as alive; ``unlisted``: it had not been."""
+        if unlisted and self._listed:
+            self._taken_for_dead.set()
+        self._listed = True
+
+    async def _keep_counted(self) -> None:
+        """Count this worker's connections again after the others took it
+        for dead (and took its users offline, with a leave): its users are
+        still here, so they are online again, and reported as returned."""
+        while True:
+            await self._taken_for_dead.wait()
+            self._taken_for_dead = trio.Event()
+            log.warning("this worker was taken for dead; counting its connections again")
+            back: list[User] = []
+            try:
+                for conn, user in list(self._mine.items()):
+                    if conn not in self._mine:
+                        continue  # closed meanwhile
+                    online, first = await self._count(conn, user)
+                    if conn not in self._mine:  # closed while it was being counted
+                        await self.disconnect(conn, user.id)
+                    elif first:
+                        back.append(online)
+            except StoreError as exc:
+                log.warning("could not count the connections again: %s", exc)
+                self._taken_for_dead.set()  # try again, after a heartbeat's pause
+                await trio.sleep(self.heartbeat_ttl / BEATS_PER_TTL)
+            if back:
+                await self._returned_send.send(back)
 
     def connections_elsewhere(self) -> int:
         """Connections the other workers counted at this worker's last
@@ -332,6 +378,11 @@ class RedisPresence:
             if user is not None:
                 await self._departed_send.send([user])
 
+    def returned(self) -> AsyncIterator[list[User]]:
+        """Users this worker's connections made online again after the
+        others had taken this worker for dead and announced their leave."""
+        return self._returned_receive
+
     def departed(self) -> AsyncIterator[list[User]]:
         """Users this worker took offline on its own: those of dead workers,
         and those whose last disconnect or departure failed during an outage
@@ -341,6 +392,11 @@ class RedisPresence:
     # ----- the board -------------------------------------------------------------
 
     async def connect(self, conn: ConnId, user: User) -> tuple[User, bool]:
+        online, first = await self._count(conn, user)
+        self._mine[conn] = online
+        return online, first
+
+    async def _count(self, conn: ConnId, user: User) -> tuple[User, bool]:
         variants = nick_variants(user.nick)
         while True:
             offered = [
@@ -358,10 +414,12 @@ class RedisPresence:
                 raise
             self._unfinished.pop(conn, None)
             if reply is not None:
-                entry, first = _strings(reply)
+                entry, first, unlisted = _strings(reply)
+                self._heard(unlisted == "1")
                 return _user(user.id, entry), first == "1"
 
     async def disconnect(self, conn: ConnId, user_id: str) -> bool:
+        self._mine.pop(conn, None)
         try:
             with redis_errors("forget a connection"):
                 left: object = await self._disconnect(
@@ -392,7 +450,12 @@ class RedisPresence:
             )
         if old == 0:
             raise KeyError(f"user {user_id} is not online")
-        return None if old is None else _user(user_id, str(old))
+        if old is None:
+            return None
+        for conn, user in list(self._mine.items()):
+            if user.id == user_id:
+                self._mine[conn] = User(user_id, nick)
+        return _user(user_id, str(old))
 
     async def get(self, user_id: str) -> User | None:
         with redis_errors("read presence"):
