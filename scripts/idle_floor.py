@@ -119,12 +119,30 @@ def install_snapshot_handler(directory: Path) -> None:
 
 
 def install_trim_handler() -> None:
-    """SIGUSR2 has glibc's malloc hand the memory it holds free back to the
-    system (``malloc_trim(0)``): what RSS keeps after that is in use."""
+    """SIGUSR2 collects garbage, has glibc's malloc hand the memory it holds
+    free back to the system (``malloc_trim(0)``: what RSS keeps after that
+    is in use or fragmented) and prints pymalloc's statistics to stderr."""
     import ctypes
 
     libc = ctypes.CDLL("libc.so.6")
-    signal.signal(signal.SIGUSR2, lambda signum, frame: libc.malloc_trim(0))
+
+    def trim(signum: int, frame: object) -> None:
+        import gc
+
+        gc.set_debug(gc.DEBUG_SAVEALL)  # keep what the collection finds, to count it
+        found = gc.collect()
+        kinds: dict[str, int] = {}
+        for obj in gc.garbage:
+            name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+            kinds[name] = kinds.get(name, 0) + 1
+        gc.garbage.clear()
+        gc.set_debug(0)
+        top = sorted(kinds.items(), key=lambda item: -item[1])[:25]
+        print(f"garbage: {found} objects in cycles; {top}", file=sys.stderr, flush=True)
+        libc.malloc_trim(0)
+        sys._debugmallocstats()  # pymalloc's arenas and pools, to stderr
+
+    signal.signal(signal.SIGUSR2, trim)
 
 
 def serve(app_name: str, port: int, snapshots: Path | None) -> None:
