@@ -195,10 +195,14 @@ async def test_two_renames_to_one_nick_at_once_give_it_to_exactly_one(
 
 
 async def next_departures(board: PresenceBoard) -> list[User]:
+    return await next_batch(board.departed())
+
+
+async def next_batch(reports: AsyncIterator[list[User]]) -> list[User]:
     with trio.fail_after(PATIENCE):
-        async for users in board.departed():
+        async for users in reports:
             return users
-    raise AssertionError("departed() ended")
+    raise AssertionError("the reports ended")
 
 
 async def test_a_dead_workers_users_are_reported_departed_once_by_a_survivor(
@@ -385,9 +389,7 @@ async def test_a_worker_taken_for_dead_counts_its_connections_again_when_heard(
         assert await a.disconnect("a.3", CAROL.id) is False  # closed while a was away
 
         await nursery.start(a.run)  # a is heard from again
-        with trio.fail_after(PATIENCE):
-            async for users in a.returned():
-                break
+        users = await next_batch(a.returned())
         back = [ALICE, User(BOB.id, "robert")]
         assert sorted(users, key=lambda user: user.id) == back
         assert sorted(await b.online(), key=lambda user: user.id) == back
