@@ -224,6 +224,7 @@ class Session:
             self._queue(event)
 
     def _queue(self, item: str | Event) -> None:
+        self.hub.pacer.queued += 1
         if not self._outbox.put(item):
             self._cut(CloseConnection(TOO_SLOW, "too slow: outbound queue overflowed"))
 

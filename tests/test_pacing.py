@@ -17,7 +17,7 @@ import trio
 from fakesession import FakeTransport, open_session, running_hub, wait_for
 from quartchat.config import Settings
 from quartchat.hub import Hub
-from quartchat.pacing import FlushPacer
+from quartchat.pacing import PERIOD, FlushPacer
 
 #: The flush window of the hub below (two connections, budget 2/3 frame/s).
 WINDOW = 3.0
@@ -99,3 +99,21 @@ def test_the_budget_is_shared_with_the_connections_of_other_workers() -> None:
     assert pacer.window() == 0.1
     elsewhere = 0
     assert pacer.window() == 0.05
+
+
+def test_a_worker_is_busy_once_it_queues_more_than_its_share_of_the_budget() -> None:
+    """Pacing starts only when unpaced sends would exceed the budget."""
+    elsewhere = 0
+    pacer = FlushPacer(budget=1000, window_max=0.15, elsewhere=lambda: elsewhere)
+    with pacer.pacing():
+        assert not pacer.busy(now=10.0)  # a period starts
+        full = int(1000 * PERIOD)  # 1000/s over one period: exactly the budget
+        pacer.queued = full
+        assert not pacer.busy(now=10 + 0.5 * PERIOD)
+        pacer.queued += 1
+        assert pacer.busy(now=10 + 0.9 * PERIOD)
+        assert pacer.busy(now=10 + 1.5 * PERIOD)  # the period before counts too
+        assert not pacer.busy(now=10 + 2.6 * PERIOD)
+        elsewhere = 1  # the budget is shared with another worker's connection
+        pacer.queued = full // 2 + 1
+        assert pacer.busy(now=10 + 3 * PERIOD)
