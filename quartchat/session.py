@@ -289,7 +289,10 @@ class Session:
             raw = self._checked_text(await self.transport.receive())
             if not self._frames.take(trio.current_time()):
                 self._strike()
-                self._reply(self._error(FrameError("rate_limited", "too many frames; slow down")))
+                # A refused send names its client_offset, as every answer to a
+                # send does: the client knows which one to send again.
+                refused = FrameError("rate_limited", "too many frames; slow down", _offset_of(raw))
+                self._reply(self._error(refused))
                 continue
             try:
                 await self._handle(parse_frame(raw, history_max=self.settings.history_max))
@@ -348,6 +351,15 @@ class Session:
                 self._reply(Pong())
             case Hello():
                 raise FrameError("bad_request", "hello was already received")
+
+
+def _offset_of(raw: str) -> str | None:
+    """The ``client_offset`` of ``raw`` if it is a valid ``send`` frame."""
+    try:
+        frame = parse_frame(raw)
+    except FrameError:
+        return None
+    return frame.client_offset if isinstance(frame, Send) else None
 
 
 def coalesce(lines: list[str], limit: int = MAX_FRAME_BYTES) -> Iterator[list[str]]:

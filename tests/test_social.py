@@ -561,6 +561,33 @@ async def test_sending_too_fast_is_rate_limited(
     assert (await alice.expect("message"))["text"] == "unaffected"
 
 
+async def test_a_send_beyond_the_frame_limit_is_refused_by_its_offset(
+    start_server: StartServer, clients: Clients
+) -> None:
+    """The per-connection frame limit refuses a send with ``rate_limited``
+    naming its ``client_offset``, like every answer to a send, so a client
+    knows which message to send again; nothing of it is stored."""
+    server = await start_server(frame_rate=0.01, frame_burst=3, send_burst=100)
+    alice, _ = await clients.join(server, nick="alice")
+    offsets = [f"f{i}" for i in range(5)]
+    for offset in offsets:
+        await alice.send(type="send", client_offset=offset, text=offset, to=None)
+    answers: list[Frame] = []
+    while len(answers) < len(offsets):
+        frame = await alice.recv()
+        if frame["type"] in ("ack", "error"):
+            answers.append(frame)
+    # Errors go at once, acks after the commit: compare in offset order. The
+    # first sends fit the burst (what joining took of it aside), the rest not.
+    answered = sorted((a["client_offset"], a["type"]) for a in answers)
+    acked = [offset for offset, kind in answered if kind == "ack"]
+    assert [offset for offset, _ in answered] == offsets
+    assert acked == offsets[: len(acked)]
+    assert 1 <= len(acked) < len(offsets)
+    assert {a["code"] for a in answers if a["type"] == "error"} == {"rate_limited"}
+    assert server.count("messages") == len(acked)
+
+
 async def test_rate_limit_is_per_user_across_connections(
     start_server: StartServer, clients: Clients
 ) -> None:
