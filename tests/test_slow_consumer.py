@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from fakesession import open_session, running_hub, wait_for
+from fakesession import FakeTransport, open_session, running_hub, wait_for
 from quartchat.config import Settings
 from quartchat.errors import TOO_SLOW
 from quartchat.hub import Hub
@@ -51,6 +51,17 @@ async def test_a_stalled_client_is_cut_and_the_rest_keep_receiving(hub: Hub) -> 
         nursery.cancel_scope.cancel()
 
 
+def knows(viewer: FakeTransport, other: FakeTransport) -> bool:
+    """Whether ``viewer`` was told ``other`` is online: in its welcome, or by
+    a join (users who connect together learn of each other by the welcome)."""
+    if not (other.of_type("welcome") and viewer.of_type("welcome")):
+        return False
+    other_id = other.of_type("welcome")[0]["user"]["id"]
+    online = {user["id"] for user in viewer.of_type("welcome")[0]["online"]}
+    joined = {f["user"]["id"] for f in viewer.of_type("presence") if f["event"] == "join"}
+    return other_id in online | joined
+
+
 async def test_a_stalled_client_holds_its_place_until_its_queue_overflows(hub: Hub) -> None:
     """While one client's socket takes nothing, the sender is acked and the
     others get every message in lockstep; the stalled client stays connected
@@ -61,7 +72,7 @@ async def test_a_stalled_client_holds_its_place_until_its_queue_overflows(hub: H
         fast = await open_session(nursery, hub, "fast")
         slow = await open_session(nursery, hub, "slow")
         sender = await open_session(nursery, hub, "sender")
-        await wait_for(lambda: any(f.get("event") == "join" for f in slow.of_type("presence")))
+        await wait_for(lambda: knows(slow, sender))
         slow.stalled = True
 
         async def say(i: int) -> None:
