@@ -5,7 +5,9 @@ the writer is the only task that writes to the socket. Everything for the
 client goes through one bounded queue (``Settings.queue_size`` frames): the
 broker drops live events in without waiting, the reader drops in replies.
 When the queue is full the client is not keeping up, and the session ends
-with 4008; the client resumes from its cursor when it reconnects.
+with 4008; the client resumes from its cursor when it reconnects. On a
+busy worker the writer sends at most one frame per flush window, holding
+everything queued meanwhile (:mod:`quartchat.pacing`).
 
 Ordering: the hub subscribes the session *before* it reads what it missed
 from the log, so nothing committed meanwhile falls between the two; the
@@ -224,7 +226,7 @@ class Session:
             self._queue(event)
 
     def _queue(self, item: str | Event) -> None:
-        self.hub.pacer.queued += 1
+        self.hub.pacer.queued += 1  # how the pacer tells a busy worker
         if not self._outbox.put(item):
             self._cut(CloseConnection(TOO_SLOW, "too slow: outbound queue overflowed"))
 
