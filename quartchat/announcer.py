@@ -80,7 +80,7 @@ class Announcer:
         line = encode(notice)
         if skip_user is None or not self._batch or not self._running:
             self.flush()
-            self._bus.publish(Event(line=line, skip_user=skip_user))
+            self._bus.publish(Event(line=line, skip_user=skip_user, about=(notice.user.id,)))
             return
         size = len(line.encode())
         if self._lines and self._size + size > MAX_BATCH_BYTES:
@@ -104,6 +104,9 @@ class Announcer:
     def _publish_waiting(self) -> None:
         if not self._lines:
             return
-        event = PresenceBatch(line="\n".join(self._lines), skip_users=frozenset(self._skip))
+        announced = frozenset(self._skip)  # a batch skips exactly whom it announces
+        event = PresenceBatch(
+            line="\n".join(self._lines), about=tuple(announced), skip_users=announced
+        )
         self._lines, self._size, self._skip = [], 0, set()
         self._bus.publish(event)

@@ -35,6 +35,10 @@ class Event:
     skip_user: str | None = None
     #: Never this one connection (a message's own sender: no echo).
     skip_conn: str | None = None
+    #: Users whose online record this event changes (a presence notice's),
+    #: so a worker keeping such records knows which to drop without
+    #: decoding the line.
+    about: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, frame: ServerFrame, **audience: Any) -> Event:

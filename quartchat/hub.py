@@ -19,7 +19,6 @@ that may be cancelled, so :meth:`Hub.close_session` is shielded and bounded.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -537,10 +536,6 @@ class Hub:
         self.backends.bus.publish(Event.of(notice, only_users=only, skip_user=user.id))
 
 
-#: How every presence frame (join, leave, nick) begins once encoded.
-_PRESENCE_START = encode(PresenceNotice("join", User("", ""))).split(",", 1)[0] + ","
-
-
 class _OnlineRecords:
     """The online records of the users this worker's connections send as and
     send to, so a send or a typing frame does not ask the presence board (a
@@ -575,13 +570,7 @@ class _OnlineRecords:
         return user
 
     def _watch(self, event: Event) -> None:
-        if event.message_id is not None or not event.line.startswith(_PRESENCE_START):
-            return
-        for line in event.line.split("\n"):  # a batch of notices has a line each
-            try:
-                user_id = json.loads(line)["user"]["id"]
-            except (ValueError, KeyError, TypeError):
-                continue
+        for user_id in event.about:
             self._drops += 1
             self._known.pop(user_id, None)
 

@@ -133,6 +133,7 @@ def decode_event(own_origin: str, payload: str) -> Event | None:
         record = dict(envelope["event"])
         if record.get("only_users") is not None:
             record["only_users"] = frozenset(record["only_users"])
+        record["about"] = tuple(record.get("about", ()))
         return Event(**record)
     except (ValueError, KeyError, TypeError) as exc:
         log.warning("ignored an unreadable event on the bus: %s", exc)
