@@ -533,6 +533,19 @@ async def test_history_with_a_user_is_only_that_thread(
 # ----- rate limiting -------------------------------------------------------------------
 
 
+async def send_all(client: ChatClient, offsets: list[str]) -> list[Frame]:
+    """Send one message per offset (its text is the offset) without waiting,
+    then collect the answer (ack or error) to each, in arrival order."""
+    for offset in offsets:
+        await client.send(type="send", client_offset=offset, text=offset, to=None)
+    answers: list[Frame] = []
+    while len(answers) < len(offsets):
+        frame = await client.recv()
+        if frame["type"] in ("ack", "error"):
+            answers.append(frame)
+    return answers
+
+
 async def test_sending_too_fast_is_rate_limited(
     start_server: StartServer, clients: Clients
 ) -> None:
@@ -542,13 +555,7 @@ async def test_sending_too_fast_is_rate_limited(
     alice, _ = await clients.join(server, nick="alice")
     bob, _ = await clients.join(server, nick="bob")
     offsets = [f"m{i}" for i in range(10)]
-    for offset in offsets:
-        await alice.send(type="send", client_offset=offset, text=offset, to=None)
-    answers: list[Frame] = []
-    while len(answers) < len(offsets):
-        frame = await alice.recv()
-        if frame["type"] in ("ack", "error"):
-            answers.append(frame)
+    answers = await send_all(alice, offsets)
     acks = [a["client_offset"] for a in answers if a["type"] == "ack"]
     refused = [a for a in answers if a["type"] == "error"]
     assert acks == offsets[:3]
@@ -570,13 +577,7 @@ async def test_a_send_beyond_the_frame_limit_is_refused_by_its_offset(
     server = await start_server(frame_rate=0.01, frame_burst=3, send_burst=100)
     alice, _ = await clients.join(server, nick="alice")
     offsets = [f"f{i}" for i in range(5)]
-    for offset in offsets:
-        await alice.send(type="send", client_offset=offset, text=offset, to=None)
-    answers: list[Frame] = []
-    while len(answers) < len(offsets):
-        frame = await alice.recv()
-        if frame["type"] in ("ack", "error"):
-            answers.append(frame)
+    answers = await send_all(alice, offsets)
     # Errors go at once, acks after the commit: compare in offset order. The
     # first sends fit the burst (what joining took of it aside), the rest not.
     answered = sorted((a["client_offset"], a["type"]) for a in answers)
