@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -205,24 +206,42 @@ async def next_batch(reports: AsyncIterator[list[User]]) -> list[User]:
     raise AssertionError("the reports ended")
 
 
-async def test_a_dead_workers_users_are_reported_departed_once_by_a_survivor(
-    redis_server: RedisServer,
-) -> None:
+@asynccontextmanager
+async def short_lived_workers(
+    server: RedisServer,
+) -> AsyncIterator[tuple[RedisPresence, RedisPresence, trio.Nursery]]:
+    """Boards of workers ``a`` and ``b`` on one Redis, with heartbeats of
+    SHORT_TTL, not yet running; and a nursery to run them in."""
     async with (
-        redis_client(redis_server.url) as redis_a,
-        redis_client(redis_server.url) as redis_b,
+        redis_client(server.url) as redis_a,
+        redis_client(server.url) as redis_b,
         trio.open_nursery() as nursery,
     ):
         a = RedisPresence(redis_a, PREFIX, worker_id="a", heartbeat_ttl=SHORT_TTL)
         b = RedisPresence(redis_b, PREFIX, worker_id="b", heartbeat_ttl=SHORT_TTL)
-        a_beats = trio.CancelScope()
+        yield a, b, nursery
+        nursery.cancel_scope.cancel()
 
-        async def run_a() -> None:
-            with a_beats:
-                await a.run()
 
+async def run_stoppable(nursery: trio.Nursery, board: RedisPresence) -> trio.CancelScope:
+    """Run ``board``; cancelling the scope returned stops its heartbeats and
+    nothing else, as when its worker dies or stalls."""
+    scope = trio.CancelScope()
+
+    async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with scope:
+            await board.run(task_status=task_status)
+
+    await nursery.start(run)
+    return scope
+
+
+async def test_a_dead_workers_users_are_reported_departed_once_by_a_survivor(
+    redis_server: RedisServer,
+) -> None:
+    async with short_lived_workers(redis_server) as (a, b, nursery):
         await nursery.start(b.run)
-        nursery.start_soon(run_a)
+        a_beats = await run_stoppable(nursery, a)
         await a.connect("a.1", ALICE)  # only on a: goes with it
         await a.connect("a.2", BOB)  # also on b: stays
         await b.connect("b.1", BOB)
@@ -317,21 +336,9 @@ async def test_each_worker_hears_how_many_connections_the_others_serve(
 ) -> None:
     """What the flush pacer shares its frame budget with: the other live
     workers' connections, as of the last heartbeat, and not a dead one's."""
-    async with (
-        redis_client(redis_server.url) as redis_a,
-        redis_client(redis_server.url) as redis_b,
-        trio.open_nursery() as nursery,
-    ):
-        a = RedisPresence(redis_a, PREFIX, worker_id="a", heartbeat_ttl=SHORT_TTL)
-        b = RedisPresence(redis_b, PREFIX, worker_id="b", heartbeat_ttl=SHORT_TTL)
-        b_beats = trio.CancelScope()
-
-        async def run_b() -> None:
-            with b_beats:
-                await b.run()
-
+    async with short_lived_workers(redis_server) as (a, b, nursery):
         await nursery.start(a.run)
-        nursery.start_soon(run_b)
+        b_beats = await run_stoppable(nursery, b)
         await a.connect("a.1", ALICE)
         for conn in ("b.1", "b.2", "b.3"):
             await b.connect(conn, BOB)
@@ -363,21 +370,9 @@ async def test_a_worker_taken_for_dead_counts_its_connections_again_when_heard(
     a survivor, with a leave; once its heartbeat is heard again its open
     connections count again and their users are reported as returned, so the
     hub can announce them (and nobody is shown offline while connected)."""
-    async with (
-        redis_client(redis_server.url) as redis_a,
-        redis_client(redis_server.url) as redis_b,
-        trio.open_nursery() as nursery,
-    ):
-        a = RedisPresence(redis_a, PREFIX, worker_id="a", heartbeat_ttl=SHORT_TTL)
-        b = RedisPresence(redis_b, PREFIX, worker_id="b", heartbeat_ttl=SHORT_TTL)
-        a_beats = trio.CancelScope()
-
-        async def run_a(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            with a_beats:
-                await a.run(task_status=task_status)
-
+    async with short_lived_workers(redis_server) as (a, b, nursery):
         await nursery.start(b.run)
-        await nursery.start(run_a)
+        a_beats = await run_stoppable(nursery, a)
         await a.connect("a.1", ALICE)
         await a.connect("a.2", BOB)
         await a.rename(BOB.id, "robert")
