@@ -6,8 +6,10 @@ bytes are cut, and frames it writes are what a wsproto server reads.
 from __future__ import annotations
 
 import random
+import zlib
 
 import pytest
+from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
 from benchlib.fastws import (
@@ -107,3 +109,35 @@ def test_the_upgrade_answer_is_checked() -> None:
         check_upgrade("HTTP/1.1 429 Too Many Requests\r\ncontent-length: 0", key)
     with pytest.raises(Closed, match="Accept"):
         check_upgrade("HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: x", key)
+
+
+def test_deflate_is_taken_only_when_offered() -> None:
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    ok = f"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: {accept_key(key)}"
+    took = ok + "\r\nSec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=12"
+    assert check_upgrade(ok, key, deflate_offered=True) is False  # declined
+    assert check_upgrade(took, key, deflate_offered=True) is True
+    with pytest.raises(Closed, match="not offered"):
+        check_upgrade(took, key, deflate_offered=False)
+    with pytest.raises(Closed, match="not offered"):
+        check_upgrade(ok + "\r\nSec-WebSocket-Extensions: x-webkit-deflate-frame", key, True)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_compressed_server_messages_inflate_back(seed: int) -> None:
+    """Messages a wsproto server compresses (context kept between them, some
+    fragmented) read back as sent, however the bytes are cut."""
+    deflate = PerMessageDeflate()
+    assert deflate.accept("permessage-deflate; client_max_window_bits")  # a server taking it
+    proto = FrameProtocol(client=False, extensions=[deflate])
+    texts = ['{"type":"presence","event":"join"}' * 30, "é✓" * 500, "short", "short"]
+    data = b"".join(proto.send_data(text, fin=True) for text in texts)
+    data += proto.send_data("frag", fin=False) + proto.send_data("ment", fin=True)
+    assert data[0] & 0x40  # the first message went compressed
+    parser = FrameParser(inflater=zlib.decompressobj(-zlib.MAX_WBITS))
+    out, pos, rng = [], 0, random.Random(seed)
+    while pos < len(data):
+        step = rng.randint(1, 200)
+        out += parser.feed(data[pos : pos + step])
+        pos += step
+    assert out == [*((TEXT, text.encode()) for text in texts), (TEXT, b"fragment")]

@@ -9,15 +9,17 @@ shows here as lines the fast path no longer takes.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from benchlib.connections import WELCOME_HEAD, _token_of, count_objects
 from benchlib.lines import FrameReader, make_payload, parse_payload
 from quartchat.models import Message, User
-from quartchat.protocol import MessageFrame, encode
+from quartchat.protocol import Ack, Limits, MessageFrame, PresenceNotice, Welcome, encode
 
 RUN = "bench|abc123|"
 OTHER_RUN = "bench|ffffff|"
@@ -182,3 +184,39 @@ def test_any_line_the_server_can_write_reads_as_json_reads_it(
     fast = assert_agrees(line)
     if by_json(line) is not None and "\\" not in json.dumps(text, ensure_ascii=False)[1:-1]:
         assert fast is not None, line  # this run's payload, no escapes: taken
+
+
+# ----- the connection cases' counting (scripts/benchlib/connections.py) -----
+
+TRICKY = User(id="u1", nick='"token":"x {"type":"presence"')
+
+
+def frame_of(*frames: object) -> str:
+    return "\n".join(encode(f) for f in frames)  # type: ignore[arg-type]
+
+
+@given(st.lists(st.sampled_from(["join", "leave", "nick", "message", "ack"]), max_size=30))
+def test_objects_are_counted_by_type_as_decoding_them_would(kinds: list[str]) -> None:
+    frames = []
+    for i, kind in enumerate(kinds):
+        user = User(id=f"u{i}", nick=TRICKY.nick if i % 2 else f"n{i}")
+        if kind == "message":
+            frames.append(MessageFrame(Message(i + 1, user, None, "hi\n{", 5)))
+        elif kind == "ack":
+            frames.append(Ack(f"c{i}", i + 1, 5))
+        else:
+            old = "old" if kind == "nick" else None
+            frames.append(PresenceNotice(kind, user, old))  # type: ignore[arg-type]
+    text = frame_of(*frames)
+    counted: Counter[str] = Counter()
+    if text:
+        count_objects(text, counted)
+    decoded = Counter(json.loads(line)["type"] for line in text.split("\n") if line)
+    assert +counted == decoded
+
+
+def test_a_welcome_token_is_found_without_decoding_the_online_list() -> None:
+    limits = Limits(2000, 32, 1, 1, 1, 1, 65536, 200)
+    welcome = Welcome(TRICKY, "s3cr3t", [TRICKY] * 3, 0, "e", False, limits)
+    assert _token_of(encode(welcome)) == json.loads(encode(welcome))["token"] == "s3cr3t"
+    assert encode(welcome).startswith(WELCOME_HEAD)
