@@ -4,17 +4,26 @@ Every notice goes to every connection. One event per notice makes a storm of
 N users connecting cost N² broker deliveries and queue items (every join
 walks every subscriber), whatever the writer then coalesces. So notices wait
 here and go out together as one event per batch: after a quiet spell a
-notice is published on the next pass of the scheduler; then for ``window``
-seconds the next ones gather and leave together. A batch's event carries
-several lines, one JSON object each, in the order they were announced; a
-client sees the same ``presence`` objects as before, several to a frame.
+notice is published on the next pass of the scheduler; then for one window
+the next ones gather and leave together. A batch's event carries several
+lines, one JSON object each, in the order they were announced; a client sees
+the same ``presence`` objects as before, several to a frame.
+
+The window grows with the chat (:func:`batch_window`): each batch costs
+every connection a queue item and, soon, a frame, so batches may take only
+a share of the flush budget (:mod:`quartchat.pacing`): 0.1 s up to 600
+connections at the default budget, 3.3 s at 5,000. Only notices that follow
+one another that closely wait that long.
 
 A batch skips the connections of every user it announces (nobody hears of
-their own join or leave); a ``nick`` notice goes to everyone, the renamed
-user included, so it is published at once, after whatever is waiting. A
-session therefore reads its welcome's online list only after its own join
-has been published (:meth:`Announcer.published`): the list then holds
-everything the skipped batch said, and every later batch reaches it.
+their own join or leave). A connection that reads its welcome's online list
+while a batch gathers tells the announcer (:meth:`Announcer.listing`), and
+that batch gives it only the lines announced after the read
+(:meth:`PresenceBatch.part_for`), whomever they are about: the list holds the
+rest. So a welcome never waits for a batch, and what a client sees is exact:
+its list, then every notice announced after it, each once. A ``nick`` notice
+goes to everyone, the renamed user included, so it is published at once,
+after whatever is waiting.
 
 Only the embedded bus batches: an event on the Redis bus carries one user to
 skip, so there each notice is published at once, as before.
@@ -22,7 +31,9 @@ skip, so there each notice is published at once, as before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import trio
 
@@ -30,11 +41,21 @@ from .backends.base import EventBus
 from .broker import Event
 from .protocol import PresenceNotice, encode
 
-#: Seconds the notices after a batch gather before the next batch goes out.
+#: The shortest window: seconds the notices after a batch gather before the
+#: next batch goes out.
 WINDOW = 0.1
-#: Most UTF-8 bytes of notices in one event (about 170 joins), so a batch
-#: joined into a frame with others never makes it exceed the frame bound.
-MAX_BATCH_BYTES = 16 * 1024
+#: The share of the flush budget that presence batches may take.
+BUDGET_SHARE = 0.25
+#: Most UTF-8 bytes of notices in one event (about 550 joins): below the
+#: 64 KiB frame bound, so a batch always fits in a frame.
+MAX_BATCH_BYTES = 48 * 1024
+
+
+def batch_window(connections: int, budget: float) -> float:
+    """Seconds a batch gathers in a chat of ``connections`` whose writers may
+    send ``budget`` frames per second in all: one frame per connection per
+    batch takes at most :data:`BUDGET_SHARE` of it."""
+    return max(WINDOW, connections / (budget * BUDGET_SHARE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,23 +63,33 @@ class PresenceBatch(Event):
     """Several presence lines for everyone but the users they announce."""
 
     skip_users: frozenset[str] = frozenset()
+    #: Connections that read their online list while the batch gathered
+    #: (its first lines are in that list): where in ``line`` the rest starts.
+    resume: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     def is_for(self, conn_id: str, user_id: str) -> bool:
-        return user_id not in self.skip_users
+        return user_id not in self.skip_users and conn_id not in self.resume
+
+    def part_for(self, conn_id: str) -> str | None:
+        start = self.resume.get(conn_id)
+        return self.line[start:] if start is not None and start < len(self.line) else None
 
 
 class Announcer:
-    def __init__(self, bus: EventBus, *, batch: bool, window: float = WINDOW) -> None:
+    def __init__(
+        self, bus: EventBus, *, batch: bool, window: float | Callable[[], float] = WINDOW
+    ) -> None:
         self._bus = bus
         self._batch = batch
-        self._window = window
-        #: Lines waiting, their size in bytes, and whom they announce.
+        self._window = window if callable(window) else lambda: window
+        #: Lines waiting, their size in bytes and characters (joined), whom
+        #: they announce, and where each skipped connection resumes.
         self._lines: list[str] = []
         self._size = 0
+        self._chars = 0
         self._skip: set[str] = set()
+        self._resume: dict[str, int] = {}
         self._wake = trio.Event()
-        #: Set when what is waiting now has been published (then replaced).
-        self._flushed = trio.Event()
         self._running = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -70,7 +101,7 @@ class Announcer:
                 await self._wake.wait()
                 self._wake = trio.Event()
                 self.flush()
-                await trio.sleep(self._window)
+                await trio.sleep(self._window())
         finally:
             self._running = False
             self.flush()
@@ -84,29 +115,30 @@ class Announcer:
             return
         size = len(line.encode())
         if self._lines and self._size + size > MAX_BATCH_BYTES:
-            self._publish_waiting()
+            self.flush()
         self._lines.append(line)
         self._size += size + 1
+        self._chars += len(line) + 1
         self._skip.add(skip_user)
         self._wake.set()
 
-    async def published(self) -> None:
-        """Return once every notice announced so far has been published."""
+    def listing(self, conn_id: str) -> None:
+        """``conn_id`` reads its welcome's online list now, with no checkpoint
+        before the read: it gets only what the waiting batch announces from
+        now on (the list holds the rest), even if the batch skips its user."""
         if self._lines:
-            await self._flushed.wait()
+            self._resume[conn_id] = self._chars
 
     def flush(self) -> None:
         """Publish what is waiting now."""
-        self._publish_waiting()
-        self._flushed.set()
-        self._flushed = trio.Event()
-
-    def _publish_waiting(self) -> None:
         if not self._lines:
             return
         announced = frozenset(self._skip)  # a batch skips exactly whom it announces
         event = PresenceBatch(
-            line="\n".join(self._lines), about=tuple(announced), skip_users=announced
+            line="\n".join(self._lines),
+            about=tuple(announced),
+            skip_users=announced,
+            resume=MappingProxyType(self._resume),
         )
-        self._lines, self._size, self._skip = [], 0, set()
+        self._lines, self._size, self._chars, self._skip, self._resume = [], 0, 0, set(), {}
         self._bus.publish(event)

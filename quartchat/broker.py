@@ -49,6 +49,10 @@ class Event:
             return False
         return user_id != self.skip_user and conn_id != self.skip_conn
 
+    def part_for(self, conn_id: str) -> str | None:
+        """For a connection this event is not for: lines it still gets, if any."""
+        return None
+
 
 Deliver = Callable[[Event], None]
 

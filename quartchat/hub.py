@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .announcer import Announcer
+from .announcer import Announcer, batch_window
 from .backends import Backends
 from .backends.base import Bucket, ConnId, PresenceBoard, RateLimited
 from .backends.local_bus import LocalBus
@@ -130,7 +130,11 @@ class Hub:
         )
         self._online = _OnlineRecords(backends.presence, backends.broker)
         #: Presence notices, in batches on the embedded bus (see its module).
-        self.announcer = Announcer(backends.bus, batch=isinstance(backends.bus, LocalBus))
+        self.announcer = Announcer(
+            backends.bus,
+            batch=isinstance(backends.bus, LocalBus),
+            window=lambda: batch_window(self.pacer.connections(), settings.flush_budget),
+        )
         #: Names this worker's connections, so ids never clash across workers.
         self.worker_id = secrets.token_hex(4)
         self._conn_ids = itertools.count(1)
@@ -270,9 +274,9 @@ class Hub:
                 await self._save_nick(user)
             messages, last_id, recovered = await self._replay(user.id, hello)
             self.metrics.replay_messages.observe(len(messages))
-            # After our own join went out: the batch with it skipped us, and
-            # the list read now holds everything that batch said.
-            await self.announcer.published()
+            # The batch gathering now (perhaps with our own join) gives us
+            # only what it announces after this read of the list.
+            self.announcer.listing(conn_id)
             online = await self.backends.presence.listed()
         except BaseException:
             await self.close_session(conn_id, user, subscription)

@@ -76,6 +76,10 @@ class FlushPacer:
         finally:
             self._connections -= 1
 
+    def connections(self) -> int:
+        """The chat's connections: this worker's and the other workers'."""
+        return self._connections + self._elsewhere()
+
     def _share(self) -> float:
         """This worker's part of the budget: its share of the chat's connections."""
         return self._connections / max(1, self._connections + self._elsewhere())
@@ -89,8 +93,7 @@ class FlushPacer:
         window they would get on one, and so the same frames per delivery.
         (A worker with a core of its own could afford its whole budget, but
         would spend twice the CPU per delivery for a shorter window.)"""
-        connections = self._connections + self._elsewhere()
-        return min(self.window_max, connections / self.budget)
+        return min(self.window_max, self.connections() / self.budget)
 
     def busy(self, now: float) -> bool:
         """Whether this worker queues more frames than its share of the

@@ -224,6 +224,8 @@ class Session:
         """Broker callback: queue ``event`` if it is for us; never blocks."""
         if event.is_for(self.conn_id, self.user_id):
             self._queue(event)
+        elif (part := event.part_for(self.conn_id)) is not None:
+            self._queue(part)
 
     def _queue(self, item: str | Event) -> None:
         self.hub.pacer.queued += 1  # how the pacer tells a busy worker

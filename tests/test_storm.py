@@ -149,7 +149,7 @@ async def test_notices_during_a_window_go_out_as_one_event_in_order() -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(announcer.run)
         announcer.announce(PresenceNotice("join", ALICE), skip_user=ALICE.id)
-        await announcer.published()  # after a quiet spell: at once
+        await trio.testing.wait_all_tasks_blocked()  # after a quiet spell: at once
         assert [_lines(e) for e in bus.events] == [[_notice("join", ALICE)]]
         announcer.announce(PresenceNotice("join", BOB), skip_user=BOB.id)
         announcer.announce(PresenceNotice("leave", ALICE), skip_user=ALICE.id)
@@ -181,7 +181,7 @@ async def test_a_batch_stays_within_its_byte_bound() -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(announcer.run)
         announcer.announce(PresenceNotice("join", ALICE), skip_user=ALICE.id)
-        await announcer.published()
+        await trio.testing.wait_all_tasks_blocked()
         users = [User(f"u{i:04}", "ü" * 32) for i in range(600)]
         for user in users:
             announcer.announce(PresenceNotice("join", user), skip_user=user.id)
@@ -190,6 +190,34 @@ async def test_a_batch_stays_within_its_byte_bound() -> None:
     assert all(len(e.line.encode()) <= MAX_BATCH_BYTES for e in bus.events)
     announced = [line["user"]["id"] for e in bus.events[1:] for line in _lines(e)]
     assert announced == [user.id for user in users]
+
+
+async def test_a_connection_listed_while_its_join_waits_gets_the_rest_of_that_batch() -> None:
+    bus = RecordingBus()
+    announcer = Announcer(bus, batch=True, window=3600)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(announcer.run)
+        announcer.announce(PresenceNotice("join", CAROL), skip_user=CAROL.id)
+        await trio.testing.wait_all_tasks_blocked()  # the first goes at once
+        announcer.announce(PresenceNotice("join", ALICE), skip_user=ALICE.id)
+        announcer.announce(PresenceNotice("join", BOB), skip_user=BOB.id)
+        announcer.listing("a.1")  # alice's list holds alice and bob
+        announcer.listing("c.2")  # so does that of carol's new tab
+        dave = User("u-dave", "dave")
+        announcer.announce(PresenceNotice("join", dave), skip_user=dave.id)
+        announcer.listing("b.1")  # bob's holds dave too
+        announcer.flush()
+        nursery.cancel_scope.cancel()
+    batch = bus.events[1]
+    assert isinstance(batch, PresenceBatch)
+    assert not batch.is_for("a.1", ALICE.id) and not batch.is_for("b.1", BOB.id)
+    assert [json.loads(line) for line in (batch.part_for("a.1") or "").split("\n")] == [
+        _notice("join", dave)
+    ]
+    assert batch.part_for("b.1") is None  # nothing after its list
+    assert batch.part_for("a.2") is None  # alice's other tabs were not listed then
+    assert not batch.is_for("c.2", CAROL.id) and batch.part_for("c.2") == batch.part_for("a.1")
+    assert batch.is_for("c.1", CAROL.id)  # carol's tab that was there before: all of it
 
 
 def _notice(event: str, user: User) -> dict[str, Any]:
@@ -208,8 +236,11 @@ def view(client: FakeTransport) -> dict[str, str]:
             continue
         user = frame["user"]
         assert user["id"] != welcome["user"]["id"] or frame["event"] == "nick"
+        # Each notice is news: no join of someone shown online, no leave or
+        # rename of someone not shown.
+        assert (user["id"] in online) == (frame["event"] != "join"), (frame, online)
         if frame["event"] == "leave":
-            online.pop(user["id"], None)
+            del online[user["id"]]
         else:
             online[user["id"]] = user["nick"]
     return online
