@@ -21,9 +21,11 @@ while a batch gathers tells the announcer (:meth:`Announcer.listing`), and
 that batch gives it only the lines announced after the read
 (:meth:`PresenceBatch.part_for`), whomever they are about: the list holds the
 rest. So a welcome never waits for a batch, and what a client sees is exact:
-its list, then every notice announced after it, each once. A ``nick`` notice
-goes to everyone, the renamed user included, so it is published at once,
-after whatever is waiting.
+its list, then every notice announced after it, each once. A user who
+speaks or types while their join waits makes the batch go out first
+(:meth:`Announcer.before_frames_of`): nobody hears from someone before
+hearing that they joined. A ``nick`` notice goes to everyone, the renamed
+user included, so it is published at once, after whatever is waiting.
 
 Only the embedded bus batches: an event on the Redis bus carries one user to
 skip, so there each notice is published at once, as before.
@@ -121,6 +123,13 @@ class Announcer:
         self._chars += len(line) + 1
         self._skip.add(skip_user)
         self._wake.set()
+
+    def before_frames_of(self, user_id: str) -> None:
+        """``user_id`` is about to be heard from (a message, a typing state):
+        if the waiting batch announces them, publish it now, so that nobody
+        hears from a user before hearing that they joined."""
+        if user_id in self._skip:
+            self.flush()
 
     def listing(self, conn_id: str) -> None:
         """``conn_id`` reads its welcome's online list now, with no checkpoint

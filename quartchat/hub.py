@@ -442,6 +442,7 @@ class Hub:
             if recipient is None:
                 raise FrameError("unknown_user", "no user with that id", send.client_offset)
         self._stop_typing((user_id, send.to))
+        self.announcer.before_frames_of(user_id)  # their join before their message
         draft = Draft(sender, send.client_offset, send.text, recipient, origin=conn_id)
         bucket = Bucket(f"send:{user_id}", settings.send_rate, settings.send_burst)
         try:
@@ -537,6 +538,7 @@ class Hub:
     def _publish_typing(self, user: User, to: str | None, *, active: bool) -> None:
         only = None if to is None else frozenset((to,))
         notice = TypingNotice(user, active, to)
+        self.announcer.before_frames_of(user.id)  # their join before their typing
         self.backends.bus.publish(Event.of(notice, only_users=only, skip_user=user.id))
 
 

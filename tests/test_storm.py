@@ -288,3 +288,33 @@ async def test_every_client_of_a_storm_sees_who_is_online(tmp_path: Path) -> Non
         await everyone_agrees()
         assert "renamed" in (await truth()).values()
         nursery.cancel_scope.cancel()
+
+
+def _whose(frame: dict[str, Any]) -> str | None:
+    """The id of the user a frame is about or from."""
+    return (frame.get("user") or frame.get("from") or {}).get("id")
+
+
+async def test_nobody_hears_from_a_user_before_hearing_that_they_joined(tmp_path: Path) -> None:
+    """A welcome does not wait for its user's join to go out, so a newcomer
+    may type or send while that join still waits in a batch: the batch then
+    goes first."""
+    # A tiny flush budget makes a batch gather for seconds (batch_window),
+    # longer than wait_for waits.
+    settings = Settings(db_path=tmp_path / "chat.db", flush_budget=1)
+    async with running_hub(settings) as hub, trio.open_nursery() as nursery:
+        alice = await open_session(nursery, hub, "alice")
+        await wait_for(lambda: alice.of_type("welcome"))
+        for says, heard_as in (("typing", "typing"), ("send", "message")):
+            bob = await open_session(nursery, hub, f"bob-{says}")
+            await wait_for(lambda: bob.of_type("welcome"))  # noqa: B023
+            if says == "typing":
+                await bob.client_says(type="typing", active=True, to=None)
+            else:
+                await bob.client_says(type="send", client_offset="c1", text="hi", to=None)
+            await wait_for(lambda: alice.of_type(heard_as))  # noqa: B023
+            bob_id = bob.of_type("welcome")[0]["user"]["id"]
+            about_bob = [f for f in alice.sent if _whose(f) == bob_id]
+            assert [f["type"] for f in about_bob] == ["presence", heard_as]
+            assert about_bob[0]["event"] == "join"
+        nursery.cancel_scope.cancel()
