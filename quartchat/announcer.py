@@ -16,13 +16,15 @@ connections at the default budget, 3.3 s at 5,000. Only notices that follow
 one another that closely wait that long.
 
 A batch skips the connections of every user it announces (nobody hears of
-their own join or leave). A connection that reads its welcome's online list
-while a batch gathers tells the announcer (:meth:`Announcer.listing`), and
-that batch gives it only the lines announced after the read
-(:meth:`PresenceBatch.part_for`), whomever they are about: the list holds the
-rest. So a welcome never waits for a batch, and what a client sees is exact:
-its list, then every notice announced after it, each once. A user who
-speaks or types while their join waits makes the batch go out first
+their own join or leave). A starting session subscribes before it reads its
+welcome's online list (so that no message is missed), and tells the
+announcer both (:meth:`Announcer.opening`, :meth:`Announcer.listing`): a
+batch published in between is in the list, so it skips that connection; the
+batch gathering at the read gives it only the lines announced after the
+read (:meth:`PresenceBatch.part_for`), whomever they are about. So a
+welcome never waits for a batch, and what a client sees is exact: its list,
+then every notice announced after it, each once. A user who speaks or
+types while their join waits makes the batch go out first
 (:meth:`Announcer.before_frames_of`): nobody hears from someone before
 hearing that they joined. A ``nick`` notice goes to everyone, the renamed
 user included, so it is published at once, after whatever is waiting.
@@ -65,12 +67,18 @@ class PresenceBatch(Event):
     """Several presence lines for everyone but the users they announce."""
 
     skip_users: frozenset[str] = frozenset()
+    #: Connections that will read their online list later: it holds this batch.
+    skip_conns: frozenset[str] = frozenset()
     #: Connections that read their online list while the batch gathered
     #: (its first lines are in that list): where in ``line`` the rest starts.
     resume: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     def is_for(self, conn_id: str, user_id: str) -> bool:
-        return user_id not in self.skip_users and conn_id not in self.resume
+        return (
+            user_id not in self.skip_users
+            and conn_id not in self.resume
+            and conn_id not in self.skip_conns
+        )
 
     def part_for(self, conn_id: str) -> str | None:
         start = self.resume.get(conn_id)
@@ -91,6 +99,8 @@ class Announcer:
         self._chars = 0
         self._skip: set[str] = set()
         self._resume: dict[str, int] = {}
+        #: Connections subscribed that have not read their online list yet.
+        self._opening: set[str] = set()
         self._wake = trio.Event()
         self._running = False
 
@@ -131,12 +141,22 @@ class Announcer:
         if user_id in self._skip:
             self.flush()
 
+    def opening(self, conn_id: str) -> None:
+        """``conn_id`` is subscribed and will read its online list later:
+        batches published until then are in that list, so it skips them."""
+        self._opening.add(conn_id)
+
     def listing(self, conn_id: str) -> None:
         """``conn_id`` reads its welcome's online list now, with no checkpoint
         before the read: it gets only what the waiting batch announces from
         now on (the list holds the rest), even if the batch skips its user."""
+        self._opening.discard(conn_id)
         if self._lines:
             self._resume[conn_id] = self._chars
+
+    def abandon(self, conn_id: str) -> None:
+        """``conn_id`` will not read a list after all (its start failed)."""
+        self._opening.discard(conn_id)
 
     def flush(self) -> None:
         """Publish what is waiting now."""
@@ -147,6 +167,7 @@ class Announcer:
             line="\n".join(self._lines),
             about=tuple(announced),
             skip_users=announced,
+            skip_conns=frozenset(self._opening),
             resume=MappingProxyType(self._resume),
         )
         self._lines, self._size, self._chars, self._skip, self._resume = [], 0, 0, set(), {}

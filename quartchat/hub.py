@@ -264,9 +264,11 @@ class Hub:
                 raise _nick_taken(nick)
         identity = await self.identify(hello, address)
         subscription = subscribe(identity.stored.id)
+        self.announcer.opening(conn_id)
         try:
             user = await self._attach(conn_id, identity, exact=hello.nick_exact)
         except BaseException:
+            self.announcer.abandon(conn_id)
             subscription.close()
             raise
         try:
@@ -279,6 +281,7 @@ class Hub:
             self.announcer.listing(conn_id)
             online = await self.backends.presence.listed()
         except BaseException:
+            self.announcer.abandon(conn_id)
             await self.close_session(conn_id, user, subscription)
             raise
         welcome = Welcome(

@@ -136,7 +136,8 @@ async def test_a_storm_welcomes_everyone_and_counts_their_presence(
     assert status == 0, output
     assert res["clients"]["welcomed"] == 30, output
     assert res["config"]["deflate_offered"] == bool(deflate)
-    # Everyone but the last to arrive hears of someone coming online.
+    # Everyone ends up knowing of all 30: its welcome's list, then joins.
+    assert res["clients"]["knowing_everyone"] == 30, output
     assert res["received_per_client"]["presence_objects"]["total"] > 0, output
 
 

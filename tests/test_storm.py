@@ -220,6 +220,28 @@ async def test_a_connection_listed_while_its_join_waits_gets_the_rest_of_that_ba
     assert batch.is_for("c.1", CAROL.id)  # carol's tab that was there before: all of it
 
 
+async def test_a_connection_skips_batches_published_before_it_reads_its_list() -> None:
+    bus = RecordingBus()
+    announcer = Announcer(bus, batch=True, window=3600)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(announcer.run)
+        announcer.opening("d.1")  # dave subscribed; his list is read later
+        announcer.opening("e.1")
+        announcer.announce(PresenceNotice("join", ALICE), skip_user=ALICE.id)
+        await trio.testing.wait_all_tasks_blocked()  # published at once
+        announcer.abandon("e.1")  # erin's start failed
+        announcer.listing("d.1")  # dave's list holds alice
+        announcer.announce(PresenceNotice("join", BOB), skip_user=BOB.id)
+        announcer.flush()
+        nursery.cancel_scope.cancel()
+    first, second = bus.events
+    assert not first.is_for("d.1", "u-dave") and first.part_for("d.1") is None
+    assert first.is_for("x.1", "u-xavier")
+    assert second.is_for("d.1", "u-dave")  # announced after his list was read
+    assert second.is_for("e.1", "u-erin")
+    assert announcer._opening == set()  # nothing left behind
+
+
 def _notice(event: str, user: User) -> dict[str, Any]:
     return {"type": "presence", "event": event, "user": _wire(user)}
 
@@ -287,6 +309,24 @@ async def test_every_client_of_a_storm_sees_who_is_online(tmp_path: Path) -> Non
         await wait_for(lambda: len(hub.backends.presence._presence) == 70)  # type: ignore[attr-defined]
         await everyone_agrees()
         assert "renamed" in (await truth()).values()
+
+        # A trickle, not a burst, with replays slower than a batch window:
+        # batches go out while sessions are between subscribing and reading
+        # their list (the first of them with their own join), and while they
+        # read it.
+        replay = hub._replay
+
+        async def slow_replay(*args: Any) -> Any:
+            await trio.sleep(0.25)
+            return await replay(*args)
+
+        hub._replay = slow_replay  # type: ignore[method-assign]
+        for i in range(80, 120):
+            nursery.start_soon(connect, i)
+            await trio.sleep(0.01)
+        live += clients[80:]
+        await wait_for(lambda: all(c.of_type("welcome") for c in live))
+        await everyone_agrees()
         nursery.cancel_scope.cancel()
 
 

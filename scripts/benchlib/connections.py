@@ -3,7 +3,9 @@
 ``--storm N``: N new users connect, ``--storm-concurrency`` handshakes at a
 time (as after a restart); reported: seconds until all are welcomed, each
 handshake's time, and the presence objects (and frames, bytes) each client
-got by the time everything settled.
+got by the time everything settled: when every client knows of everyone
+welcomed (its welcome's online list plus the presence objects after it),
+which the run checks.
 
 ``--idle N``: N welcomed connections, all tabs of one user (so no presence
 storm and no new-identity limit), then quiet; reported: the server's RSS
@@ -38,7 +40,7 @@ from .rawclient import Closed, parse_object
 HANDSHAKE_TIMEOUT = 30.0
 #: Seconds every client together has to connect.
 CONNECT_LIMIT = 600.0
-#: Once all are connected: wait until no presence object arrived for this long...
+#: Once all are connected (--idle): wait until no presence object arrived for this long...
 QUIET_SECONDS = 2.0
 #: ...but no longer than this, then measure.
 SETTLE_LIMIT = 60.0
@@ -57,6 +59,13 @@ class Held:
 
     ws: FastClient
     objects: Counter[str] = field(default_factory=Counter)
+    #: How many users its welcome listed online, itself included.
+    listed: int = 0
+
+    def knows(self) -> int:
+        """How many users it has heard of: its list, then one per presence
+        object (in a storm nobody leaves or is renamed, so each is a join)."""
+        return self.listed + self.objects["presence"]
 
 
 def count_objects(text: str, into: Counter[str]) -> None:
@@ -89,6 +98,8 @@ async def greet(url: str, hello: dict[str, Any], deflate: bool) -> tuple[Held, s
                     count_objects(text, held.objects)
                     continue
                 held.objects["welcome"] += 1
+                # One {"id": per user: the welcome's own "user", then the list.
+                held.listed = first.count('{"id":') - 1
                 if rest:
                     count_objects(rest, held.objects)
                 return held, _token_of(first)
@@ -204,8 +215,15 @@ async def connect_all(holder: Holder, nursery: trio.Nursery) -> None:
 
 
 async def settle(holder: Holder) -> None:
-    """Wait until presence has been quiet for QUIET_SECONDS (bounded), then measure."""
+    """Wait (at most SETTLE_LIMIT) until every client of a storm knows of
+    everyone welcomed, or until presence has been quiet for QUIET_SECONDS."""
     deadline = trio.current_time() + SETTLE_LIMIT
+    if holder.cfg.mode == "storm":
+        everyone = len(holder.clients)
+        with trio.move_on_at(deadline):
+            while any(c.knows() < everyone for c in holder.clients):  # noqa: ASYNC110
+                await trio.sleep(0.1)  # the clients' reader tasks move the counts
+        return
     holder.last_presence = max(holder.last_presence, trio.current_time())
     for _ in range(math.ceil(SETTLE_LIMIT / QUIET_SECONDS) + 1):
         quiet_at = min(deadline, holder.last_presence + QUIET_SECONDS)
@@ -266,10 +284,12 @@ def summarize(holder: Holder) -> dict[str, Any]:
         if before is not None and after is not None and welcomed:
             per_conn = round((after.rss_kb - before.rss_kb) / welcomed, 1)
         server["kb_per_connection"] = per_conn
+    unaware = sum(c.knows() != welcomed for c in clients) if cfg.mode == "storm" else 0
     failures = [
         reason
         for failed, reason in (
             (welcomed < cfg.clients, f"{cfg.clients - welcomed} clients not welcomed"),
+            (unaware > 0, f"{unaware} clients do not know of exactly the {welcomed} welcomed"),
             (bool(holder.closes), f"{sum(holder.closes.values())} closed by the server"),
         )
         if failed
@@ -292,6 +312,7 @@ def summarize(holder: Holder) -> dict[str, Any]:
             "deflate_accepted": sum(c.ws.deflate_accepted for c in clients),
             "seconds_until_all_welcomed": round(holder.connected - holder.started, 3),
             "settle_seconds": round(holder.settled - holder.connected, 3),
+            "knowing_everyone": len(clients) - unaware if cfg.mode == "storm" else None,
             "handshake_ms": percentiles_ms(holder.handshakes),
         },
         "received_per_client": {
@@ -324,7 +345,12 @@ def report_rows(res: dict[str, Any]) -> list[Row]:
         ("deflate offered / accepted", f"{cfg['deflate_offered']} / {cl['deflate_accepted']}"),
         ("s until all welcomed", str(cl["seconds_until_all_welcomed"])),
         ("handshake ms", fmt_latency(cl["handshake_ms"])),
-        ("s settling (until presence is quiet)", str(cl["settle_seconds"])),
+        ("s settling", str(cl["settle_seconds"])),
+    ]
+    if cl["knowing_everyone"] is not None:
+        knowing = f"{cl['knowing_everyone']} / {cl['welcomed']}"
+        rows.append(("knowing of everyone welcomed", knowing))
+    rows += [
         ("received per client", ""),
         ("presence objects", fmt_spread(got["presence_objects"])),
         ("objects", fmt_spread(got["objects"])),
