@@ -91,18 +91,21 @@ async def greet(url: str, hello: dict[str, Any], deflate: bool) -> tuple[Held, s
     held = Held(await open_fast(url, deflate))
     try:
         await held.ws.send_text(json.dumps(hello))
-        while True:
+        token: str | None = None
+        while not held.objects["welcome"]:
+            # Frames that came in the same read as the welcome count too.
             for text in await held.ws.next_texts():
                 first, _, rest = text.partition("\n")
-                if not first.startswith(WELCOME_HEAD):
+                if held.objects["welcome"] or not first.startswith(WELCOME_HEAD):
                     count_objects(text, held.objects)
                     continue
                 held.objects["welcome"] += 1
                 # One {"id": per user: the welcome's own "user", then the list.
                 held.listed = first.count('{"id":') - 1
+                token = _token_of(first)
                 if rest:
                     count_objects(rest, held.objects)
-                return held, _token_of(first)
+        return held, token
     except BaseException:
         await held.ws.aclose()
         raise
@@ -313,6 +316,11 @@ def summarize(holder: Holder) -> dict[str, Any]:
             "seconds_until_all_welcomed": round(holder.connected - holder.started, 3),
             "settle_seconds": round(holder.settled - holder.connected, 3),
             "knowing_everyone": len(clients) - unaware if cfg.mode == "storm" else None,
+            # The first few that do not, as (listed in the welcome, presence
+            # objects after it): a count above everyone is a notice heard twice.
+            "not_knowing": [
+                (c.listed, c.objects["presence"]) for c in clients if c.knows() != welcomed
+            ][:20],
             "handshake_ms": percentiles_ms(holder.handshakes),
         },
         "received_per_client": {
