@@ -3,9 +3,9 @@
 The same server as ``hypercorn --config hypercorn.toml quartchat:app``, with
 hypercorn's settings read from the package, plus what a service needs:
 
-- The settings, the database and the address are checked before anything
-  listens: a bad one prints one line naming the cause, and the exit status
-  is 2, so a supervisor flags it.
+- The settings, the database (or Redis, which must answer a PING) and the
+  address are checked before anything listens: a bad one prints one line
+  naming the cause, and the exit status is 2, so a supervisor flags it.
 - Logging is configured once, here, not by the app.
 - A stop is prompt: SIGINT or SIGTERM, sent to the main process or to any
   worker (systemd signals every process of a service), closes every chat
@@ -62,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         if settings.redis_url is None:
             Store(settings.db_path).close()  # creates or migrates it now, or says why not
             hold_single_writer(settings.db_path)()  # another server on it? say so now
+        else:
+            from .backends.redis_client import check_reachable  # coredis is an extra
+
+            try:
+                trio.run(check_reachable, settings.redis_url)
+            except StoreError as exc:
+                raise ConfigError(f"QUARTCHAT_REDIS_URL={settings.redis_url}: {exc}") from exc
     except (ConfigError, StoreError) as exc:
         return _bad_start(str(exc))
     if args.workers > 1 and settings.redis_url is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -143,6 +144,22 @@ async def test_a_second_server_on_one_database_is_refused_in_one_line(servers: S
     assert len(second.output) == 1, second.text
     assert "is already served by another process" in second.output[0]
     assert "QUARTCHAT_REDIS_URL" in second.output[0]
+
+
+async def test_an_unreachable_redis_is_one_line_naming_the_setting(servers: Servers) -> None:
+    url = f"redis://127.0.0.1:{closed_port()}/0"
+    server = await servers.launch(QUARTCHAT, env={"QUARTCHAT_REDIS_URL": url})
+
+    assert await server.wait_exit() == 2
+    assert len(server.output) == 1, server.text
+    assert server.output[0].startswith(f"quartchat: QUARTCHAT_REDIS_URL={url}: Redis is")
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (taken, then given back)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def read_only_database(folder: Path) -> Path:

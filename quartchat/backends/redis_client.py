@@ -8,11 +8,13 @@ tasks then share it for commands.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import coredis
 import coredis.exceptions
+import trio
 
 from ..errors import StoreError, Unavailable
 
@@ -21,6 +23,8 @@ CONNECT_TIMEOUT = 2.0
 #: Seconds to wait for any answer; blocking reads (XREAD BLOCK) must block
 #: for less than this.
 ANSWER_TIMEOUT = 15.0
+#: Seconds a start-up check gives Redis to answer (coredis retries within it).
+STARTUP_TIMEOUT = 5.0
 
 
 def redis_client(url: str) -> coredis.Redis[str]:
@@ -41,3 +45,39 @@ def redis_errors(action: str) -> Iterator[None]:
         raise Unavailable(f"Redis is unreachable ({action})") from exc
     except coredis.exceptions.RedisError as exc:
         raise StoreError(f"Redis refused to {action}: {exc}") from exc
+
+
+async def check_reachable(url: str) -> None:
+    """Raise :class:`Unavailable` unless Redis at ``url`` answers a PING
+    within :data:`STARTUP_TIMEOUT` (a start-up check: say so now, in one line,
+    rather than fail inside the first worker's start). coredis's own
+    reports of its retries are held back meanwhile: the failure is the news."""
+    client = redis_client(url)
+    with _quiet("coredis"), trio.move_on_after(STARTUP_TIMEOUT) as waited:
+        try:
+            with redis_errors("answer a PING"):
+                async with client:
+                    await client.ping()
+        except BaseExceptionGroup as group:  # the pool's task group wraps what failed
+            raise Unavailable(f"Redis is unreachable ({_first_cause(group)})") from group
+    if waited.cancelled_caught:
+        raise Unavailable(f"Redis did not answer within {STARTUP_TIMEOUT:g} s")
+
+
+def _first_cause(group: BaseExceptionGroup) -> str:
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return str(leaf) or type(leaf).__name__
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Only warnings and worse from logger ``name`` meanwhile."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
