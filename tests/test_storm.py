@@ -11,6 +11,8 @@ right after joins, leaves and renames.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -140,14 +142,27 @@ class RecordingBus:
 
 
 def _lines(event: Event) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in event.line.split("\n")]
+    return _objects(event.line)
 
 
-async def test_notices_during_a_window_go_out_as_one_event_in_order() -> None:
+def _objects(text: str | None) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.split("\n")] if text else []
+
+
+@asynccontextmanager
+async def gathering() -> AsyncIterator[tuple[Announcer, RecordingBus]]:
+    """A running announcer whose batches gather for an hour (they go out on
+    ``flush``), publishing to a bus that records them."""
     bus = RecordingBus()
     announcer = Announcer(bus, batch=True, window=3600)
     async with trio.open_nursery() as nursery:
         await nursery.start(announcer.run)
+        yield announcer, bus
+        nursery.cancel_scope.cancel()
+
+
+async def test_notices_during_a_window_go_out_as_one_event_in_order() -> None:
+    async with gathering() as (announcer, bus):
         announcer.announce(PresenceNotice("join", ALICE), skip_user=ALICE.id)
         await trio.testing.wait_all_tasks_blocked()  # after a quiet spell: at once
         assert [_lines(e) for e in bus.events] == [[_notice("join", ALICE)]]
@@ -172,31 +187,23 @@ async def test_notices_during_a_window_go_out_as_one_event_in_order() -> None:
         assert batch.is_for("x.2", "u-dave")
         assert _lines(nick) == [{**_notice("nick", renamed), "old_nick": "bob"}]
         assert nick.is_for("x.1", BOB.id)
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_batch_stays_within_its_byte_bound() -> None:
-    bus = RecordingBus()
-    announcer = Announcer(bus, batch=True, window=3600)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(announcer.run)
+    async with gathering() as (announcer, bus):
         announcer.announce(PresenceNotice("join", ALICE), skip_user=ALICE.id)
         await trio.testing.wait_all_tasks_blocked()
         users = [User(f"u{i:04}", "ü" * 32) for i in range(600)]
         for user in users:
             announcer.announce(PresenceNotice("join", user), skip_user=user.id)
         announcer.flush()
-        nursery.cancel_scope.cancel()
     assert all(len(e.line.encode()) <= MAX_BATCH_BYTES for e in bus.events)
     announced = [line["user"]["id"] for e in bus.events[1:] for line in _lines(e)]
     assert announced == [user.id for user in users]
 
 
 async def test_a_connection_listed_while_its_join_waits_gets_the_rest_of_that_batch() -> None:
-    bus = RecordingBus()
-    announcer = Announcer(bus, batch=True, window=3600)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(announcer.run)
+    async with gathering() as (announcer, bus):
         announcer.announce(PresenceNotice("join", CAROL), skip_user=CAROL.id)
         await trio.testing.wait_all_tasks_blocked()  # the first goes at once
         announcer.announce(PresenceNotice("join", ALICE), skip_user=ALICE.id)
@@ -207,13 +214,10 @@ async def test_a_connection_listed_while_its_join_waits_gets_the_rest_of_that_ba
         announcer.announce(PresenceNotice("join", dave), skip_user=dave.id)
         announcer.listing("b.1")  # bob's holds dave too
         announcer.flush()
-        nursery.cancel_scope.cancel()
     batch = bus.events[1]
     assert isinstance(batch, PresenceBatch)
     assert not batch.is_for("a.1", ALICE.id) and not batch.is_for("b.1", BOB.id)
-    assert [json.loads(line) for line in (batch.part_for("a.1") or "").split("\n")] == [
-        _notice("join", dave)
-    ]
+    assert _objects(batch.part_for("a.1")) == [_notice("join", dave)]
     assert batch.part_for("b.1") is None  # nothing after its list
     assert batch.part_for("a.2") is None  # alice's other tabs were not listed then
     assert not batch.is_for("c.2", CAROL.id) and batch.part_for("c.2") == batch.part_for("a.1")
@@ -221,10 +225,7 @@ async def test_a_connection_listed_while_its_join_waits_gets_the_rest_of_that_ba
 
 
 async def test_a_connection_skips_batches_published_before_it_reads_its_list() -> None:
-    bus = RecordingBus()
-    announcer = Announcer(bus, batch=True, window=3600)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(announcer.run)
+    async with gathering() as (announcer, bus):
         announcer.opening("d.1")  # dave subscribed; his list is read later
         announcer.opening("e.1")
         announcer.announce(PresenceNotice("join", ALICE), skip_user=ALICE.id)
@@ -233,7 +234,6 @@ async def test_a_connection_skips_batches_published_before_it_reads_its_list() -
         announcer.listing("d.1")  # dave's list holds alice
         announcer.announce(PresenceNotice("join", BOB), skip_user=BOB.id)
         announcer.flush()
-        nursery.cancel_scope.cancel()
     first, second = bus.events
     assert not first.is_for("d.1", "u-dave") and first.part_for("d.1") is None
     assert first.is_for("x.1", "u-xavier")
