@@ -132,9 +132,7 @@ class Settings:
             frame_rate=reader.get("QUARTCHAT_FRAME_RATE", _rate, d.frame_rate),
             frame_burst=reader.get("QUARTCHAT_FRAME_BURST", _positive, d.frame_burst),
             strikes=reader.get("QUARTCHAT_STRIKES", _positive, d.strikes),
-            new_identity_rate=reader.get(
-                "QUARTCHAT_NEW_IDENTITY_RATE", _rate, d.new_identity_rate
-            ),
+            new_identity_rate=reader.get("QUARTCHAT_NEW_IDENTITY_RATE", _rate, d.new_identity_rate),
             new_identity_burst=reader.get(
                 "QUARTCHAT_NEW_IDENTITY_BURST", _positive, d.new_identity_burst
             ),

@@ -37,6 +37,7 @@ echo "== installing quartchat with its test and lint tools"
 
 echo "== ruff"
 .venv/bin/ruff check quartchat tests scripts
+.venv/bin/ruff format --check quartchat tests scripts
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"

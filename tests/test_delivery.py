@@ -165,9 +165,7 @@ async def test_a_gap_over_the_replay_limit_is_not_recovered(
     server = await start_server(replay_limit=5)
     alice, _ = await clients.join(server, nick="alice")
     ids = await alice.say_many([f"m{i}" for i in range(8)])
-    bob, replay = await clients.join(
-        server, nick="bob", last_id=ids[0], epoch=server.hub.log.epoch
-    )
+    bob, replay = await clients.join(server, nick="bob", last_id=ids[0], epoch=server.hub.log.epoch)
     assert bob.welcome["recovered"] is False
     assert [m["id"] for m in replay] == ids[-5:]
 

@@ -80,8 +80,6 @@ def test_the_page_needs_nothing_the_policy_blocks() -> None:
 # ----- which pages may open the socket ---------------------------------------------------
 
 
-
-
 async def test_by_default_an_origin_matching_the_host_is_trusted(server: RunningServer) -> None:
     """What the README warns about: with no public origin set, the page's own
     origin is read from the Host header, so a DNS-rebinding page (whose

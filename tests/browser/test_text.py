@@ -41,7 +41,7 @@ def test_javascript_urls_and_html_stay_text(users) -> None:
         "javascript:alert(1)",
         "JavaScript://example.com/%0Aalert(2)",
         "<a href='javascript:alert(3)'>click</a>",
-        '<img src=x onerror=alert(4)> and https://ok.example/<b>bold</b>',
+        "<img src=x onerror=alert(4)> and https://ok.example/<b>bold</b>",
         "data:text/html,<script>alert(5)</script>",
     ]
     for payload in payloads:
@@ -84,6 +84,7 @@ def test_inline_code_and_fenced_blocks_are_shown_as_code(users) -> None:
     assert fenced_shown.locator(".msg-text").text_content() == (
         "look:def f():\n    return '<b>'thanks"
     )
+
 
 def test_right_to_left_text_and_nicks_get_their_direction(users) -> None:
     alice = users.new("سارة")
