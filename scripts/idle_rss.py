@@ -36,14 +36,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import trio
-from wsproto.events import CloseConnection
-from wsproto.utilities import LocalProtocolError
 
 from benchlib import connections
 from benchlib.config import parse_args
+from benchlib.connections import greet
+from benchlib.fastws import Closed, FastClient
 from benchlib.output import end_progress, show_progress
 from benchlib.procstats import read_proc
-from benchlib.rawclient import Closed, RawClient, connect
 
 T = TypeVar("T")
 #: Seconds to wait after a batch before reading RSS: past the server's default
@@ -126,17 +125,15 @@ def hold_in_steps(
     return results
 
 
-async def close_cleanly(client: RawClient, abrupt: bool) -> None:
+async def close_cleanly(client: FastClient, abrupt: bool) -> None:
     """Close with 1000 and wait for the server's answer (or just drop TCP)."""
     try:
         if not abrupt:
-            await client.stream.send_all(client.ws.send(CloseConnection(code=1000)))
+            await client.close(1000)
             with trio.move_on_after(CLOSE_WAIT):
-                while data := await client.stream.receive_some():
-                    client.ws.receive_data(data)
-                    if any(isinstance(e, CloseConnection) for e in client.ws.events()):
-                        break
-    except (OSError, trio.BrokenResourceError, LocalProtocolError):
+                while True:
+                    await client.next_texts()  # until the server's close: Closed
+    except (OSError, trio.BrokenResourceError, Closed):
         pass
     finally:
         await client.aclose()
@@ -167,11 +164,11 @@ def run_cycles(
         nonlocal done
         try:
             with trio.fail_after(connections.HANDSHAKE_TIMEOUT):
-                client, _ = await connect(url, greeting, deflate)
+                held, _ = await greet(url, greeting, deflate)
         except (OSError, Closed, trio.TooSlowError) as exc:
             failures[exc.label if isinstance(exc, Closed) else type(exc).__name__] += 1
         else:
-            await close_cleanly(client, abrupt)
+            await close_cleanly(held.ws, abrupt)
         done += 1
 
     async def worker(quota: list[int], greeting: dict[str, Any] | None, token: str) -> None:
@@ -192,8 +189,8 @@ def run_cycles(
         started = trio.current_time()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(progress, started)
-            holder_client, welcome = await connect(url, connections.hello(None, None), deflate)
-            token = str(welcome.get("token"))
+            holder, token = await greet(url, connections.hello(None, None), deflate)
+            assert token is not None, "a welcome carries the user's token"
             await trio.sleep(QUIET_SECONDS)
             samples[0] = rss_kib(pid)
             rounds = math.ceil(cycles / sample_every)
@@ -207,7 +204,7 @@ def run_cycles(
                 if at_sample is not None:
                     await trio.to_thread.run_sync(at_sample)
                     after_hook[done] = rss_kib(pid)
-            await close_cleanly(holder_client, abrupt=False)
+            await close_cleanly(holder.ws, abrupt=False)
             nursery.cancel_scope.cancel()
 
     raise_fd_limit()

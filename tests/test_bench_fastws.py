@@ -17,13 +17,13 @@ from benchlib.fastws import (
     CLOSE,
     PING,
     TEXT,
+    Closed,
     FrameParser,
     accept_key,
     check_upgrade,
     client_frame,
     mask,
 )
-from benchlib.rawclient import Closed
 
 
 def server() -> FrameProtocol:

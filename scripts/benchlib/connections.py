@@ -31,10 +31,9 @@ from typing import Any
 import trio
 
 from .config import Config
-from .fastws import FastClient, open_fast
+from .fastws import Closed, FastClient, open_fast
 from .output import Row, fmt_count, fmt_latency, fmt_values, percentiles_ms, show_progress
 from .procstats import ProcProbe
-from .rawclient import Closed, parse_object
 
 #: Seconds one client has for TCP connect, upgrade, hello and welcome.
 HANDSHAKE_TIMEOUT = 30.0
@@ -109,6 +108,15 @@ async def greet(url: str, hello: dict[str, Any], deflate: bool) -> tuple[Held, s
     except BaseException:
         await held.ws.aclose()
         raise
+
+
+def parse_object(line: str) -> dict[str, Any] | None:
+    """One line of a server frame as a JSON object, or None if it is not one."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def _token_of(welcome: str) -> str | None:

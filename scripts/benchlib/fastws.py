@@ -1,4 +1,5 @@
-"""A lean WebSocket client for the message runs' receivers and senders.
+"""The bench's WebSocket client, for every case: receivers and senders of the
+message runs, and the clients of the storm and idle cases (``idle_rss.py``).
 
 At 1000 receivers the generator reads thousands of frames a second, and
 wsproto's frame machinery (a generator per frame, a buffer object, an
@@ -23,8 +24,11 @@ from urllib.parse import urlsplit
 
 import trio
 
-from .rawclient import MAX_FRAME_CHARS, READ_SIZE, Closed
-
+#: Longest server frame taken, in characters (the server bounds its own; this
+#: bounds our buffer).
+MAX_FRAME_CHARS = 1 << 20
+#: Bytes asked of the socket per read: a busy receiver's frames arrive together.
+READ_SIZE = 1 << 16
 #: RFC 6455's key suffix for Sec-WebSocket-Accept.
 ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: Longest upgrade response taken.
@@ -36,6 +40,14 @@ RSV1 = 0x40
 DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
 #: Longest message taken, in bytes.
 MAX_MESSAGE_BYTES = 4 * MAX_FRAME_CHARS
+
+
+class Closed(Exception):
+    """The server refused or closed the connection; ``label`` says how."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(label)
+        self.label = label
 
 
 def mask(payload: bytes, key: bytes) -> bytes:
@@ -157,7 +169,7 @@ class FrameParser:
 
 @dataclass(slots=True, eq=False)
 class FastClient:
-    """One socket after the upgrade; the interface ``load`` uses of ``RawClient``."""
+    """One socket after the upgrade."""
 
     stream: trio.SocketStream
     parser: FrameParser = field(default_factory=FrameParser)

@@ -22,7 +22,7 @@ import trio
 
 from .checker import DeliveryCheck, Inbox
 from .config import Config
-from .fastws import FastClient, open_fast
+from .fastws import Closed, FastClient, open_fast
 from .lines import INTERESTING, FrameReader, make_payload, parse_payload
 from .output import (
     Row,
@@ -34,7 +34,6 @@ from .output import (
     show_progress,
 )
 from .procstats import ProcProbe
-from .rawclient import Closed
 from .workers import (
     RESULT_TIMEOUT,
     WORKER_START_MARGIN,
