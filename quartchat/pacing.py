@@ -82,7 +82,7 @@ class FlushPacer:
 
     def _share(self) -> float:
         """This worker's part of the budget: its share of the chat's connections."""
-        return self._connections / max(1, self._connections + self._elsewhere())
+        return self._connections / max(1, self.connections())
 
     def window(self) -> float:
         """Seconds a busy connection waits between two frames: the chat's
