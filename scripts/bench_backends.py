@@ -274,6 +274,7 @@ def summarize_run(plan: Plan, bench: dict[str, Any] | None) -> dict[str, Any]:
     cpu_us = None
     if cpu_pct is not None and deliveries["received"]:
         cpu_us = round(cpu_pct / 100 * busy_seconds / deliveries["received"] * 1e6, 2)
+    frames = deliveries.get("message_frames")
     return {
         "passed": bench["pass"],
         "holds": bool(bench["pass"] and p99 is not None and p99 < plan.p99_ms),
@@ -289,6 +290,9 @@ def summarize_run(plan: Plan, bench: dict[str, Any] | None) -> dict[str, Any]:
         "p99_ms": p99,
         "cpu_pct": cpu_pct,
         "cpu_us_per_delivery": cpu_us,
+        # Messages per frame that carried any: the flush windows' coalescing,
+        # which CPU per delivery depends on.
+        "deliveries_per_frame": round(deliveries["received"] / frames, 2) if frames else None,
         "rss_mb": server.get("rss_mb_end"),
         "generator_lag_p99_ms": gen["loop_lag_ms"]["p99"],
     }
@@ -298,6 +302,7 @@ COLUMNS = [
     ("mode", "mode"), ("recv", "receivers"), ("msg/s", "rate"), ("deliv/s", "deliveries_per_s"),
     ("lost", "lost"), ("dup", "duplicated"), ("ooo", "out_of_order"), ("p50 ms", "p50_ms"),
     ("p99 ms", "p99_ms"), ("CPU %", "cpu_pct"), ("CPU µs/deliv", "cpu_us_per_delivery"),
+    ("deliv/frame", "deliveries_per_frame"),
     ("RSS MB", "rss_mb"), ("holds", "holds"), ("load before/after", "load"),
 ]  # fmt: skip
 

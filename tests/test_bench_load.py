@@ -85,6 +85,8 @@ def assert_every_delivery_exact(res: dict[str, Any], output: str) -> None:
     problems = ("lost", "duplicated", "echoes", "out_of_order", "unacked_deliveries")
     assert {name: deliveries[name] for name in problems} == dict.fromkeys(problems, 0), output
     assert deliveries["received"] == deliveries["expected"] > 0, output
+    # Each frame that carried a message counted once, by whichever process read it.
+    assert 0 < deliveries["message_frames"] <= deliveries["received"], output
 
 
 async def test_a_short_load_loses_duplicates_echoes_and_reorders_nothing(

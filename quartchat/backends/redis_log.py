@@ -45,13 +45,13 @@ from typing import Any, cast
 
 import coredis
 import trio
-from coredis.response.types import StreamEntry
 
 from ..errors import StoreError, Unavailable
 from ..models import Draft, Message, Posted, User
 from ..store import hash_token, now_ms
 from .base import Bucket, Committed, RateLimited, Replay
 from .redis_client import redis_client, redis_errors
+from .redis_lean import LeanConnection
 from .redis_limits import KEY_PREFIX, TAKE_LIB
 
 #: Milliseconds a tail's XREAD blocks before asking again (below the
@@ -278,10 +278,13 @@ class RedisLog:
     def __init__(self, url: str, *, prefix: str = "quartchat:", max_messages: int = 0) -> None:
         self.epoch = ""  # read from Redis when ``run`` starts
         self._redis = redis_client(url)
+        #: The two calls made per message get lean connections of their own
+        #: (see :mod:`.redis_lean`): the committer's appends, and the tail.
+        self._appending = LeanConnection(url, "store messages")
+        self._following = LeanConnection(url, "follow the log")
         self._prefix = prefix
         self._limit_prefix = prefix + KEY_PREFIX
         self._max_messages = max_messages
-        self._append_script = self._redis.register_script(_APPEND)
         self._import_script = self._redis.register_script(_IMPORT)
         self._import_user_script = self._redis.register_script(_IMPORT_USER)
         self._page_script = self._redis.register_script(_PAGE)
@@ -321,6 +324,8 @@ class RedisLog:
             waiting.cancel()
         if self._in_flight:
             await self._drained.wait()
+        await self._appending.aclose()
+        await self._following.aclose()
         self._stop.set()
         await self._stopped.wait()
 
@@ -360,9 +365,13 @@ class RedisLog:
                 bucket_keys.append(self._limit_prefix + bucket.key)
                 bucket_args += [bucket.rate, bucket.burst]
         with self._call("store messages"):
-            results: list[Any] = await self._append_script(
-                keys=keys + bucket_keys,
-                args=[self._max_messages, self._prefix, len(storable), *args, *bucket_args],
+            results = cast(
+                list[Any],
+                await self._appending.run_script(
+                    _APPEND,
+                    keys + bucket_keys,
+                    [self._max_messages, self._prefix, len(storable), *args, *bucket_args],
+                ),
             )
         for i, result in zip(storable, results, strict=True):
             out[i] = _posted(drafts[i], result)
@@ -457,14 +466,13 @@ class RedisLog:
         delay = RETRY_FIRST
         log = self._key("log")
         while not self._closing:
-            reply = None
+            entries = []
             with trio.CancelScope() as waiting:
                 self._tails.add(waiting)
                 try:
-                    with redis_errors("follow the log"):
-                        reply = await self._redis.xread(
-                            {log: f"{position}-0"}, count=TAIL_BATCH, block=TAIL_BLOCK_MS
-                        )
+                    entries = await self._following.xread(
+                        log, f"{position}-0", TAIL_BATCH, TAIL_BLOCK_MS
+                    )
                 except Unavailable:
                     await trio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX)
@@ -472,10 +480,9 @@ class RedisLog:
                 finally:
                     self._tails.discard(waiting)
             delay = RETRY_FIRST
-            entries = (reply or {}).get(log, ())
             if not entries:
                 continue
-            batch = [_committed(entry) for entry in entries]
+            batch = [_committed(*entry) for entry in entries]
             position = batch[-1].message.id
             yield batch
 
@@ -572,10 +579,9 @@ def _message(stream_id: str, f: Mapping[str, str]) -> Message:
     return Message(msg_id, User(f["s"], f["n"]), recipient, f["t"], int(f["ts"]))
 
 
-def _committed(entry: StreamEntry) -> Committed:
-    # The client decodes answers (redis_client), so every value is a str.
-    fields = cast(Mapping[str, str], entry.field_values)
-    return Committed(_message(str(entry.identifier), fields), fields["o"])
+def _committed(stream_id: str, flat: Sequence[str]) -> Committed:
+    fields = _fields(flat)
+    return Committed(_message(stream_id, fields), fields["o"])
 
 
 def _posted(draft: Draft, result: Sequence[Any]) -> Posted | RateLimited:

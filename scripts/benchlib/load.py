@@ -160,6 +160,9 @@ class Ledger:
     foreign: int = 0
     #: Lines that failed to decode, or this run's payloads that failed to parse.
     malformed: int = 0
+    #: Frames that carried at least one of those first deliveries: received
+    #: over these is how many messages the server's flush windows put in a frame.
+    message_frames: int = 0
     binary_frames: int = 0
     connect_failures: Counter[str] = field(default_factory=Counter)
     unexpected_closes: Counter[str] = field(default_factory=Counter)
@@ -278,19 +281,22 @@ def handle_frame(bench: Bench, client: Client, frame: str, now: float) -> None:
     """Every line of one server frame: all at once when the frame holds only
     this run's messages in the usual shape (and presence, typing), else line
     by line."""
+    before = bench.ledger.received
     fast = bench.reader.messages(frame)
     if fast is not None:
         for msg_id, sender, sent_at in fast:
             deliver(bench, client, msg_id, sender, sent_at, now)
-        return
-    for line in frame.split("\n"):
-        if not line:
-            continue
-        one = bench.reader.message(line)
-        if one is not None:
-            deliver(bench, client, *one, now)
-        elif INTERESTING.search(line):
-            handle_line(bench, client, line, now)
+    else:
+        for line in frame.split("\n"):
+            if not line:
+                continue
+            one = bench.reader.message(line)
+            if one is not None:
+                deliver(bench, client, *one, now)
+            elif INTERESTING.search(line):
+                handle_line(bench, client, line, now)
+    if bench.ledger.received > before:
+        bench.ledger.message_frames += 1
 
 
 def handle_line(bench: Bench, client: Client, line: str, now: float) -> None:
@@ -658,6 +664,7 @@ def worker_results(bench: Bench) -> dict[str, Any]:
         "last_delivery": ledger.last_delivery,
         "foreign": ledger.foreign,
         "malformed": ledger.malformed,
+        "message_frames": ledger.message_frames,
         "binary_frames": ledger.binary_frames,
         "stray_acks": ledger.stray_acks,
         "errors": dict(ledger.errors),
@@ -684,6 +691,7 @@ def merge_workers(bench: Bench) -> None:
         ledger.last_delivery = max(ledger.last_delivery, res["last_delivery"])
         ledger.foreign += res["foreign"]
         ledger.malformed += res["malformed"]
+        ledger.message_frames += res["message_frames"]
         ledger.binary_frames += res["binary_frames"]
         ledger.stray_acks += res["stray_acks"]
         ledger.errors.update(res["errors"])
@@ -777,6 +785,7 @@ def summarize(bench: Bench) -> dict[str, Any]:
             "per_second": round(ledger.received / delivery_secs, 1) if ledger.received else 0.0,
             "foreign_messages": ledger.foreign,
             "malformed_lines": ledger.malformed,
+            "message_frames": ledger.message_frames,
             "binary_frames": ledger.binary_frames,
         },
         "latency_ms": {
