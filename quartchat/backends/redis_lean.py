@@ -23,21 +23,19 @@ from __future__ import annotations
 import hashlib
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
-from urllib.parse import parse_qs, unquote, urlsplit
 
+import coredis
 import hiredis
 import trio
+from coredis.connection import TCPLocation, UnixDomainSocketLocation
 
 from ..errors import StoreError, Unavailable
 from .redis_client import ANSWER_TIMEOUT, CONNECT_TIMEOUT
 
 #: Bytes asked of the socket per receive (an answer may take several).
 RECEIVE_SIZE = 65_536
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 6379
 
 #: One stream entry: its id and its fields as ``[name, value, name, value...]``.
 Entry = tuple[str, list[str]]
@@ -47,38 +45,35 @@ Entry = tuple[str, list[str]]
 class Address:
     """Where Redis is and how to log in, from a ``QUARTCHAT_REDIS_URL``."""
 
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
+    host: str = "127.0.0.1"
+    port: int = 6379
     #: A Unix socket's path (``unix://``), instead of host and port.
     path: str | None = None
-    tls: bool = False
+    #: For ``rediss://``: the TLS settings, from the URL's ``ssl_*`` options.
+    tls: ssl.SSLContext | None = None
     username: str | None = None
     password: str | None = None
     db: int = 0
 
     @classmethod
     def from_url(cls, url: str) -> Address:
-        """``redis://[user:password@]host[:port][/db]``, ``rediss://`` (TLS,
-        certificates checked against the system's authorities) or
-        ``unix://[user:password@]/path?db=N``, as coredis reads them."""
-        parts = urlsplit(url)
-        query = parse_qs(parts.query)
-        username = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password else None
-        if parts.scheme == "unix":
-            db = int(query.get("db", ["0"])[0])
-            return cls(path=unquote(parts.path), username=username, password=password, db=db)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"not a Redis URL: {url!r}")
-        db_text = parts.path.lstrip("/") or query.get("db", ["0"])[0]
-        return cls(
-            host=parts.hostname or DEFAULT_HOST,
-            port=parts.port or DEFAULT_PORT,
-            tls=parts.scheme == "rediss",
-            username=username,
-            password=password,
-            db=int(db_text),
+        """Read by coredis's own parser (its pool's location and connection
+        options), so these connections reach Redis and log in exactly as the
+        coredis client's do, whatever the URL holds."""
+        pool = coredis.ConnectionPool.from_url(url)
+        options = pool.connection_kwargs
+        base = cls(
+            tls=options.get("ssl_context"),
+            username=options.get("username"),
+            password=options.get("password"),
+            db=int(options.get("db") or 0),
         )
+        location = pool.location
+        if isinstance(location, UnixDomainSocketLocation):
+            return replace(base, path=location.path)
+        if isinstance(location, TCPLocation):
+            return replace(base, host=location.host, port=location.port)
+        raise ValueError(f"not a Redis URL quartchat can follow: {url!r}")
 
 
 def command(*args: str | int | float) -> bytes:
@@ -190,9 +185,8 @@ class LeanConnection:
                 stream = await trio.open_unix_socket(address.path)
             else:
                 stream = await trio.open_tcp_stream(address.host, address.port)
-            if address.tls:
-                context = ssl.create_default_context()
-                stream = trio.SSLStream(stream, context, server_hostname=address.host)
+            if address.tls is not None:
+                stream = trio.SSLStream(stream, address.tls, server_hostname=address.host)
         self._stream = stream
         for setup in _login(address):
             reply = await self._exchange(stream, setup)
