@@ -20,6 +20,7 @@ or :class:`~quartchat.errors.StoreError` (Redis refused).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ssl
 from collections.abc import Sequence
@@ -116,7 +117,7 @@ class LeanConnection:
     ) -> object:
         """``EVALSHA``, or ``EVAL`` when Redis does not hold the script yet
         (a first call, or a Redis restarted since)."""
-        sha = hashlib.sha1(script.encode()).hexdigest()
+        sha = _sha1(script)
         if sha in self._loaded:
             try:
                 return await self.call("EVALSHA", sha, len(keys), *keys, *args)
@@ -193,6 +194,12 @@ class LeanConnection:
             if isinstance(reply, hiredis.ReplyError):
                 raise StoreError(f"Redis refused the login: {reply}")
         return stream
+
+
+@functools.cache
+def _sha1(script: str) -> str:
+    """The name Redis gives a script (taken once per script, not per call)."""
+    return hashlib.sha1(script.encode()).hexdigest()
 
 
 #: How a closed or unreachable connection shows.
