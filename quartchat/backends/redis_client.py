@@ -20,8 +20,7 @@ from ..errors import StoreError, Unavailable
 
 #: Seconds to open a TCP connection before Redis counts as unreachable.
 CONNECT_TIMEOUT = 2.0
-#: Seconds to wait for any answer; blocking reads (XREAD BLOCK) must block
-#: for less than this.
+#: Seconds to wait for any answer (a blocking read: once its block is over).
 ANSWER_TIMEOUT = 15.0
 #: Seconds a start-up check gives Redis to answer (coredis retries within it).
 STARTUP_TIMEOUT = 5.0
@@ -42,9 +41,19 @@ def redis_errors(action: str) -> Iterator[None]:
     try:
         yield
     except (coredis.exceptions.ConnectionError, OSError) as exc:  # OSError: TimeoutError too
-        raise Unavailable(f"Redis is unreachable ({action})") from exc
+        raise unreachable(action) from exc
     except coredis.exceptions.RedisError as exc:
-        raise StoreError(f"Redis refused to {action}: {exc}") from exc
+        raise refused(action, exc) from exc
+
+
+def unreachable(action: str) -> Unavailable:
+    """What every Redis client of quartchat raises when Redis cannot be reached."""
+    return Unavailable(f"Redis is unreachable ({action})")
+
+
+def refused(action: str, answer: object) -> StoreError:
+    """What every Redis client of quartchat raises when Redis answers with an error."""
+    return StoreError(f"Redis refused to {action}: {answer}")
 
 
 async def check_reachable(url: str) -> None:

@@ -32,8 +32,8 @@ import hiredis
 import trio
 from coredis.connection import TCPLocation, UnixDomainSocketLocation
 
-from ..errors import StoreError, Unavailable
-from .redis_client import ANSWER_TIMEOUT, CONNECT_TIMEOUT
+from ..errors import StoreError
+from .redis_client import ANSWER_TIMEOUT, CONNECT_TIMEOUT, refused, unreachable
 
 #: Bytes asked of the socket per receive (an answer may take several).
 RECEIVE_SIZE = 65_536
@@ -142,7 +142,7 @@ class LeanConnection:
         if isinstance(reply, hiredis.ReplyError):
             if str(reply).startswith("NOSCRIPT"):
                 raise _NoScript(str(reply))
-            raise StoreError(f"Redis refused to {self._purpose}: {reply}")
+            raise refused(self._purpose, reply)
         return reply
 
     async def _send_once_more_if_stale(self, request: bytes, blocks_for: float) -> object:
@@ -156,7 +156,7 @@ class LeanConnection:
                 if reused and isinstance(exc, _CLOSED):
                     continue
                 if isinstance(exc, (*_CLOSED, trio.TooSlowError)):
-                    raise Unavailable(f"Redis is unreachable ({self._purpose})") from exc
+                    raise unreachable(self._purpose) from exc
                 raise
 
     async def aclose(self) -> None:
@@ -192,7 +192,7 @@ class LeanConnection:
         for setup in _login(address):
             reply = await self._exchange(stream, setup)
             if isinstance(reply, hiredis.ReplyError):
-                raise StoreError(f"Redis refused the login: {reply}")
+                raise refused("accept the login", reply)
         return stream
 
 

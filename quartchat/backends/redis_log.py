@@ -54,8 +54,7 @@ from .redis_client import redis_client, redis_errors
 from .redis_lean import LeanConnection
 from .redis_limits import KEY_PREFIX, TAKE_LIB
 
-#: Milliseconds a tail's XREAD blocks before asking again (below the
-#: client's answer timeout).
+#: Milliseconds a tail's XREAD blocks before asking again.
 TAIL_BLOCK_MS = 5_000
 #: Most messages one tail read hands out at once.
 TAIL_BATCH = 1_000
