@@ -123,9 +123,23 @@ class QuartTransport:
     def __init__(self, socket: Websocket) -> None:
         self._socket = socket
         self._asgi_send = cast("dict[str, Any]", socket.scope)[ASGI_SEND_KEY]
+        # Quart-Trio hands Quart the ``receive`` of the memory channel it
+        # queues the socket's frames in: frames already there are taken
+        # without waiting (see Session: sends waiting together share commits).
+        channel = getattr(socket._receive, "__self__", None)
+        self._waiting = channel if isinstance(channel, trio.MemoryReceiveChannel) else None
 
     async def receive(self) -> str | bytes:
         return await self._socket.receive()
+
+    def receive_nowait(self) -> str | bytes | None:
+        if self._waiting is None:
+            return None
+        try:
+            frame: str | bytes = self._waiting.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return None
+        return frame
 
     async def send(self, data: str) -> None:
         await self._asgi_send({"type": "websocket.send", "bytes": None, "text": data})

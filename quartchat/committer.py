@@ -15,6 +15,7 @@ bucket is empty is refused alone (:class:`RateLimited`), nothing stored.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -32,6 +33,21 @@ class _Pending:
     done: trio.Event = field(default_factory=trio.Event)
     result: Posted | None = None
     error: Exception | None = None
+
+
+def _outcome(pending: _Pending) -> Posted | RateLimited | StoreError:
+    if isinstance(pending.error, RateLimited):
+        return RateLimited()
+    if isinstance(pending.error, Unavailable):
+        away = Unavailable("the log cannot be reached; retry")
+        away.__cause__ = pending.error
+        return away
+    if pending.error is not None:
+        failed = StoreError("the message could not be stored")
+        failed.__cause__ = pending.error
+        return failed
+    assert pending.result is not None
+    return pending.result
 
 
 class Committer:
@@ -53,17 +69,29 @@ class Committer:
     async def post(self, draft: Draft, bucket: Bucket | None = None) -> Posted:
         """Store ``draft`` (or find its earlier copy); return once committed.
         Raises :class:`RateLimited` (nothing stored) when ``bucket`` is spent."""
-        pending = _Pending(draft, bucket)
-        await self._send.send(pending)
-        await pending.done.wait()
-        if isinstance(pending.error, RateLimited):
-            raise RateLimited() from None
-        if isinstance(pending.error, Unavailable):
-            raise Unavailable("the log cannot be reached; retry") from pending.error
-        if pending.error is not None:
-            raise StoreError("the message could not be stored") from pending.error
-        assert pending.result is not None
-        return pending.result
+        (outcome,) = await self.post_many([(draft, bucket)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def post_many(
+        self, items: Sequence[tuple[Draft, Bucket | None]]
+    ) -> list[Posted | RateLimited | StoreError]:
+        """Store several drafts, queued together so that they share commits;
+        return once all are committed, each with its own outcome, in order:
+        what was stored (or found), or why not (:class:`RateLimited`,
+        :class:`~quartchat.errors.Unavailable`, :class:`StoreError`)."""
+        pendings = [_Pending(draft, bucket) for draft, bucket in items]
+        for pending in pendings:
+            # All queued before the committer runs (an await would let it
+            # take the first alone), unless the queue is full.
+            try:
+                self._send.send_nowait(pending)
+            except trio.WouldBlock:
+                await self._send.send(pending)
+        for pending in pendings:
+            await pending.done.wait()
+        return [_outcome(pending) for pending in pendings]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -431,31 +431,63 @@ class Hub:
     async def post(self, conn_id: ConnId, user_id: str, send: Send) -> Posted:
         """Store a message (the log's tail publishes it); return what to ack.
 
-        The send limit is spent by the log in the same step as the append
-        (one round trip on Redis). Raises ``rate_limited`` or
-        ``unknown_user`` (nothing stored), or
+        Raises what :meth:`post_many` gives in its place: ``rate_limited``
+        or ``unknown_user`` (nothing stored), or
         :class:`~quartchat.errors.StoreError` (nothing acked: the client retries).
         """
-        settings = self.settings
+        (outcome,) = await self.post_many(conn_id, user_id, [send])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def post_many(
+        self, conn_id: ConnId, user_id: str, sends: Sequence[Send]
+    ) -> list[Posted | FrameError | StoreError]:
+        """Store consecutive sends of one connection; return, in their order,
+        what to ack or why not, once every stored one may be acked.
+
+        They are queued together, so they share commits instead of waiting
+        for one each. Each fails alone: a :class:`FrameError` (``rate_limited``,
+        ``unknown_user``: nothing stored) or a
+        :class:`~quartchat.errors.StoreError` (nothing acked: the client
+        retries). The send limit is spent by the log in the same step as the
+        append (one round trip on Redis), in the sends' order.
+        """
         sender = await self._online.get(user_id)
         assert sender is not None, "a session posts only while attached"
+        settings = self.settings
+        bucket = Bucket(f"send:{user_id}", settings.send_rate, settings.send_burst)
+        outcomes: list[Posted | FrameError | StoreError | None] = [None] * len(sends)
+        queued: list[tuple[int, Draft]] = []
+        for index, send in enumerate(sends):
+            try:
+                queued.append((index, await self._draft(conn_id, sender, send)))
+            except FrameError as exc:
+                outcomes[index] = exc
+        results = await self.committer.post_many([(draft, bucket) for _, draft in queued])
+        for (index, _), result in zip(queued, results, strict=True):
+            if isinstance(result, RateLimited):
+                outcomes[index] = FrameError(
+                    "rate_limited", "sending too fast; retry shortly", sends[index].client_offset
+                )
+            else:
+                outcomes[index] = result
+        stored = [o.message.id for o in outcomes if isinstance(o, Posted)]
+        if stored:
+            await self._relayed_past(max(stored))
+        return [o for o in outcomes if o is not None]
+
+    async def _draft(self, conn_id: ConnId, sender: User, send: Send) -> Draft:
+        """What to store for ``send``; raises ``unknown_user`` for a private
+        message to nobody."""
         recipient = None
         if send.to is not None:
             recipient = await self._online.get(send.to) or await self.log.get_user(send.to)
             if recipient is None:
                 raise FrameError("unknown_user", "no user with that id", send.client_offset)
-        self._stop_typing((user_id, send.to))
-        self.announcer.before_frames_of(user_id)  # their join before their message
-        draft = Draft(sender, send.client_offset, send.text, recipient, origin=conn_id)
-        bucket = Bucket(f"send:{user_id}", settings.send_rate, settings.send_burst)
-        try:
-            posted = await self.committer.post(draft, bucket)
-        except RateLimited:
-            raise FrameError(
-                "rate_limited", "sending too fast; retry shortly", send.client_offset
-            ) from None
-        await self._relayed_past(posted.message.id)
-        return posted
+        self._stop_typing((sender.id, send.to))
+        self.announcer.before_frames_of(sender.id)  # their join before their message
+        return Draft(sender, send.client_offset, send.text, recipient, origin=conn_id)
 
     async def rename(self, user_id: str, raw_nick: str) -> None:
         """Change an online user's nick, tell everyone, then persist it."""

@@ -21,7 +21,7 @@ can drive it with a fake and :mod:`quartchat.app` adapts Quart's websocket.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import trio
@@ -43,6 +43,7 @@ from .errors import (
 )
 from .hub import Hub, Opening
 from .limits import TokenBucket
+from .models import Posted
 from .outbox import Outbox
 from .protocol import (
     CLIENT_FAULTS,
@@ -68,6 +69,11 @@ log = logging.getLogger(__name__)
 #: messages included). One object larger than this (a welcome listing
 #: thousands of users) is sent alone, in a frame of its own.
 MAX_FRAME_BYTES = 64 * 1024
+#: Most sends of one connection posted together: those that were already
+#: waiting when the reader took the first. They share commits (one fsync, one
+#: Redis round trip) instead of each waiting for its own; the bound is how
+#: many acks one commit can hold back for one connection.
+SEND_RUN_MAX = 64
 #: Seconds a socket gets to take our close frame before we give up on it.
 CLOSE_TIMEOUT = 2.0
 #: One strike comes back this often, so an occasional mistake never adds up.
@@ -77,6 +83,10 @@ STRIKE_REFILL_PER_S = 0.5
 class Transport(Protocol):
     async def receive(self) -> str | bytes:
         """The next client frame; raises :class:`PeerGone` once the client left."""
+
+    def receive_nowait(self) -> str | bytes | None:
+        """The next client frame if one has already arrived, else None
+        (never waits; a departed peer is for :meth:`receive` to report)."""
 
     async def send(self, data: str) -> None: ...
 
@@ -290,20 +300,85 @@ class Session:
 
     async def _read(self) -> None:
         while True:
-            raw = self._checked_text(await self.transport.receive())
-            if not self._frames.take(trio.current_time()):
+            frame = self._take(await self.transport.receive())
+            if isinstance(frame, Send):
+                frame = await self._post_run(frame)
+            if frame is not None:
+                await self._answer(frame)
+
+    def _take(self, raw: str | bytes) -> object:
+        """One client frame, parsed: a frame record, or the :class:`FrameError`
+        to answer it with (a strike counted where it is the client's fault)."""
+        text = self._checked_text(raw)
+        if not self._frames.take(trio.current_time()):
+            self._strike()
+            # A refused send names its client_offset, as every answer to a
+            # send does: the client knows which one to send again.
+            return FrameError("rate_limited", "too many frames; slow down", _offset_of(text))
+        try:
+            return parse_frame(text, history_max=self.settings.history_max)
+        except FrameError as exc:
+            if exc.code in CLIENT_FAULTS:
                 self._strike()
-                # A refused send names its client_offset, as every answer to a
-                # send does: the client knows which one to send again.
-                refused = FrameError("rate_limited", "too many frames; slow down", _offset_of(raw))
-                self._reply(self._error(refused))
-                continue
+            return exc
+
+    async def _post_run(self, first: Send) -> object | None:
+        """Post ``first`` with the sends already waiting behind it (at most
+        :data:`SEND_RUN_MAX`), so that they share commits; then ack or refuse
+        each, in order. Returns the frame that ended the run, to be answered
+        after it (or None)."""
+        run = [first]
+        after: object | None = None
+        while len(run) < SEND_RUN_MAX and (raw := self.transport.receive_nowait()) is not None:
             try:
-                await self._handle(parse_frame(raw, history_max=self.settings.history_max))
-            except FrameError as exc:
-                if exc.code in CLIENT_FAULTS:
-                    self._strike()
-                self._reply(self._error(exc))
+                frame = self._take(raw)
+            except CloseConnection as close:  # the sends before it still count
+                frame = close
+            if not isinstance(frame, Send):
+                after = frame
+                break
+            run.append(frame)
+        outcomes: Sequence[Posted | FrameError | StoreError]
+        try:
+            outcomes = await self.hub.post_many(self.conn_id, self.user_id, run)
+        except StoreError as exc:  # before anything was queued: the whole run failed
+            outcomes = [exc] * len(run)
+        for send, outcome in zip(run, outcomes, strict=True):
+            if isinstance(outcome, Posted):
+                self._reply(Ack(send.client_offset, outcome.message.id, outcome.message.ts))
+            else:
+                self._refuse(send, outcome)
+        return after
+
+    async def _answer(self, frame: object) -> None:
+        """Handle a frame other than a send (or answer one that failed to parse)."""
+        if isinstance(frame, CloseConnection):
+            raise frame
+        if isinstance(frame, FrameError):
+            self._reply(self._error(frame))
+            return
+        try:
+            await self._dispatch(frame)
+        except (FrameError, StoreError) as exc:
+            self._refuse(frame, exc)
+
+    def _refuse(self, frame: object, exc: FrameError | StoreError) -> None:
+        """Answer ``frame``, which failed with ``exc``, with an error frame."""
+        offset = frame.client_offset if isinstance(frame, Send) else None
+        if isinstance(exc, FrameError):
+            if exc.code in CLIENT_FAULTS:
+                self._strike()
+            error = exc
+        elif isinstance(exc, Unavailable):
+            # Redis is away: nothing was stored or acked; the client retries.
+            log.warning("a %s frame found the store away: %s", type(frame).__name__, exc)
+            error = FrameError("unavailable", "the store is unreachable; retry", offset)
+        else:
+            # The server's fault, not the client's: the socket stays open and
+            # the client retries (a send with the same client_offset).
+            log.error("store failed on a %s frame", type(frame).__name__, exc_info=exc)
+            error = FrameError("internal", "the server could not reach its store; retry", offset)
+        self._reply(self._error(error))
 
     def _checked_text(self, raw: str | bytes) -> str:
         """The frame's text; a binary frame closes with 1003, one over the size limit with 1009."""
@@ -324,27 +399,8 @@ class Session:
         if not self._strikes.take(trio.current_time()):
             raise CloseConnection(POLICY_VIOLATION, "too many bad frames")
 
-    async def _handle(self, frame: object) -> None:
-        try:
-            await self._dispatch(frame)
-        except Unavailable as exc:
-            # Redis is away: nothing was stored or acked; the client retries.
-            log.warning("a %s frame found the store away: %s", type(frame).__name__, exc)
-            offset = frame.client_offset if isinstance(frame, Send) else None
-            raise FrameError("unavailable", "the store is unreachable; retry", offset) from None
-        except StoreError:
-            # The server's fault, not the client's: the socket stays open and
-            # the client retries (a send with the same client_offset).
-            log.exception("store failed on a %s frame", type(frame).__name__)
-            offset = frame.client_offset if isinstance(frame, Send) else None
-            message = "the server could not reach its store; retry"
-            raise FrameError("internal", message, offset) from None
-
     async def _dispatch(self, frame: object) -> None:
         match frame:
-            case Send():
-                message = (await self.hub.post(self.conn_id, self.user_id, frame)).message
-                self._reply(Ack(frame.client_offset, message.id, message.ts))
             case Typing():
                 await self.hub.typing(self.conn_id, self.user_id, frame.active, frame.to)
             case Nick():

@@ -37,11 +37,23 @@ class FakeTransport:
     async def client_says(self, **frame: Any) -> None:
         await self._to_server.send(json.dumps(frame))
 
+    def arrive_together(self, *raw: str) -> None:
+        """Frames that reach the server at once (one TCP read), in order:
+        the session finds the later ones already waiting when it takes the first."""
+        for data in raw:
+            self._to_server.send_nowait(data)
+
     async def receive(self) -> str:
         try:
             return await self._inbox.receive()
         except trio.EndOfChannel:
             raise PeerGone from None
+
+    def receive_nowait(self) -> str | None:
+        try:
+            return self._inbox.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return None
 
     async def send(self, data: str) -> None:
         if self.stalled:
