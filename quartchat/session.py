@@ -72,7 +72,9 @@ MAX_FRAME_BYTES = 64 * 1024
 #: Most sends of one connection posted together: those that were already
 #: waiting when the reader took the first. They share commits (one fsync, one
 #: Redis round trip) instead of each waiting for its own; the bound is how
-#: many acks one commit can hold back for one connection.
+#: many acks one commit can hold back for one connection. A run's acks are
+#: queued at once, so a run also takes at most half the connection's queue
+#: (``Settings.queue_size``): its own answers never get a client cut.
 SEND_RUN_MAX = 64
 #: Seconds a socket gets to take our close frame before we give up on it.
 CLOSE_TIMEOUT = 2.0
@@ -329,7 +331,8 @@ class Session:
         after it (or None)."""
         run = [first]
         after: object | None = None
-        while len(run) < SEND_RUN_MAX and (raw := self.transport.receive_nowait()) is not None:
+        most = min(SEND_RUN_MAX, max(1, self.settings.queue_size // 2))
+        while len(run) < most and (raw := self.transport.receive_nowait()) is not None:
             try:
                 frame = self._take(raw)
             except CloseConnection as close:  # the sends before it still count

@@ -169,9 +169,15 @@ class ServerThread:
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
-        # Generous rates: the bystanders chat once per example.
+        # Generous rates: the bystanders chat once per example, and on a
+        # fast machine examples come quicker than the default frame rate.
         self.settings = dataclasses.replace(
-            Settings(), db_path=db_path, send_rate=1000.0, send_burst=1000
+            Settings(),
+            db_path=db_path,
+            send_rate=1000.0,
+            send_burst=1000,
+            frame_rate=1000.0,
+            frame_burst=1000,
         )
         self._ready = threading.Event()
         self._thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
