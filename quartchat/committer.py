@@ -66,14 +66,6 @@ class Committer:
         # only delays its own ack) instead of memory growing without end.
         self._send, self._receive = trio.open_memory_channel[_Pending](queue_size)
 
-    async def post(self, draft: Draft, bucket: Bucket | None = None) -> Posted:
-        """Store ``draft`` (or find its earlier copy); return once committed.
-        Raises :class:`RateLimited` (nothing stored) when ``bucket`` is spent."""
-        (outcome,) = await self.post_many([(draft, bucket)])
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
     async def post_many(
         self, items: Sequence[tuple[Draft, Bucket | None]]
     ) -> list[Posted | RateLimited | StoreError]:

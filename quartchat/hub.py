@@ -428,18 +428,6 @@ class Hub:
 
     # ----- requests ----------------------------------------------------------
 
-    async def post(self, conn_id: ConnId, user_id: str, send: Send) -> Posted:
-        """Store a message (the log's tail publishes it); return what to ack.
-
-        Raises what :meth:`post_many` gives in its place: ``rate_limited``
-        or ``unknown_user`` (nothing stored), or
-        :class:`~quartchat.errors.StoreError` (nothing acked: the client retries).
-        """
-        (outcome,) = await self.post_many(conn_id, user_id, [send])
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
     async def post_many(
         self, conn_id: ConnId, user_id: str, sends: Sequence[Send]
     ) -> list[Posted | FrameError | StoreError]:
