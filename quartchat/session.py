@@ -326,7 +326,8 @@ class Session:
 
     async def _post_run(self, first: Send) -> object | None:
         """Post ``first`` with the sends already waiting behind it (at most
-        :data:`SEND_RUN_MAX`), so that they share commits; then ack or refuse
+        :data:`SEND_RUN_MAX` in all, and half the queue), so that they share
+        commits; then ack or refuse
         each, in order. Returns the frame that ended the run, to be answered
         after it (or None)."""
         run = [first]
