@@ -327,9 +327,8 @@ class Session:
     async def _post_run(self, first: Send) -> object | None:
         """Post ``first`` with the sends already waiting behind it (at most
         :data:`SEND_RUN_MAX` in all, and half the queue), so that they share
-        commits; then ack or refuse
-        each, in order. Returns the frame that ended the run, to be answered
-        after it (or None)."""
+        commits; then ack or refuse each, in order. Returns the frame that
+        ended the run, to be answered after it (or None)."""
         run = [first]
         after: object | None = None
         most = min(SEND_RUN_MAX, max(1, self.settings.queue_size // 2))
