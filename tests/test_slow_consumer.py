@@ -21,7 +21,11 @@ from quartchat.hub import Hub
 
 @pytest.fixture
 async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
-    settings = Settings(db_path=tmp_path / "chat.db", queue_size=8, send_burst=1000)
+    # Leaves at once: with the default 5 s grace, the cut client's leave
+    # would race the 5 s a test waits for it.
+    settings = Settings(
+        db_path=tmp_path / "chat.db", queue_size=8, send_burst=1000, leave_grace=0.0
+    )
     async with running_hub(settings) as hub:
         yield hub
 
