@@ -445,25 +445,22 @@ class Hub:
         assert sender is not None, "a session posts only while attached"
         settings = self.settings
         bucket = Bucket(f"send:{user_id}", settings.send_rate, settings.send_burst)
-        outcomes: list[Posted | FrameError | StoreError | None] = [None] * len(sends)
-        queued: list[tuple[int, Draft]] = []
-        for index, send in enumerate(sends):
+        drafts: list[Draft | FrameError] = []
+        for send in sends:
             try:
-                queued.append((index, await self._draft(conn_id, sender, send)))
+                drafts.append(await self._draft(conn_id, sender, send))
             except FrameError as exc:
-                outcomes[index] = exc
-        results = await self.committer.post_many([(draft, bucket) for _, draft in queued])
-        for (index, _), result in zip(queued, results, strict=True):
-            if isinstance(result, RateLimited):
-                outcomes[index] = FrameError(
-                    "rate_limited", "sending too fast; retry shortly", sends[index].client_offset
-                )
-            else:
-                outcomes[index] = result
+                drafts.append(exc)
+        queued = [(draft, bucket) for draft in drafts if isinstance(draft, Draft)]
+        results = iter(await self.committer.post_many(queued))
+        outcomes = [
+            draft if isinstance(draft, FrameError) else _refused_if_limited(next(results), draft)
+            for draft in drafts
+        ]
         stored = [o.message.id for o in outcomes if isinstance(o, Posted)]
         if stored:
             await self._relayed_past(max(stored))
-        return [o for o in outcomes if o is not None]
+        return outcomes
 
     async def _draft(self, conn_id: ConnId, sender: User, send: Send) -> Draft:
         """What to store for ``send``; raises ``unknown_user`` for a private
@@ -614,3 +611,12 @@ class _OnlineRecords:
 
 def _nick_taken(nick: str) -> FrameError:
     return FrameError("nick_taken", f"the nickname {nick!r} is in use")
+
+
+def _refused_if_limited(
+    result: Posted | RateLimited | StoreError, draft: Draft
+) -> Posted | FrameError | StoreError:
+    """The answer to a stored draft's send: a spent send limit is the client's ``rate_limited``."""
+    if isinstance(result, RateLimited):
+        return FrameError("rate_limited", "sending too fast; retry shortly", draft.client_offset)
+    return result
