@@ -12,7 +12,7 @@ import ctypes
 import ctypes.util
 import gc
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -24,6 +24,7 @@ from quart_trio import QuartTrio
 
 from .backends import open_backends
 from .config import Settings
+from .direct_send import DirectSend
 from .errors import StoreError
 from .hub import Hub
 from .metrics import CONTENT_TYPE
@@ -111,8 +112,10 @@ def keep_asgi_send(asgi_app: ASGIApp) -> ASGIApp:
 
 
 class QuartTransport:
-    """Quart's websocket as a session transport, sending through the ASGI
-    ``send`` that :func:`keep_asgi_send` kept (the socket is accepted first).
+    """Quart's websocket as a session transport, sending straight to
+    hypercorn's socket where it may (:mod:`quartchat.direct_send`), else
+    through the ASGI ``send`` that :func:`keep_asgi_send` kept (the socket is
+    accepted first).
 
     Holds the connection's own websocket object rather than Quart's
     context-local proxy, so the hot path skips a context lookup. Quart-Trio
@@ -122,7 +125,11 @@ class QuartTransport:
 
     def __init__(self, socket: Websocket) -> None:
         self._socket = socket
-        self._asgi_send = cast("dict[str, Any]", socket.scope)[ASGI_SEND_KEY]
+        asgi_send = cast("dict[str, Any]", socket.scope)[ASGI_SEND_KEY]
+        direct = DirectSend.attach(asgi_send)
+        self.send: Callable[[str], Coroutine[Any, Any, None]]
+        self.send = direct.send if direct is not None else self._send_through_asgi
+        self._asgi_send = asgi_send
         # Quart-Trio hands Quart the ``receive`` of the memory channel it
         # queues the socket's frames in: frames already there are taken
         # without waiting (see Session: sends waiting together share commits).
@@ -141,7 +148,7 @@ class QuartTransport:
             return None
         return frame
 
-    async def send(self, data: str) -> None:
+    async def _send_through_asgi(self, data: str) -> None:
         await self._asgi_send({"type": "websocket.send", "bytes": None, "text": data})
 
     async def close(self, code: int, reason: str) -> None:
