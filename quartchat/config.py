@@ -53,7 +53,7 @@ class Settings:
     #: arrives meanwhile goes out in that one frame. A frame costs about the
     #: same CPU whatever it holds, so this bounds the send work whatever the
     #: message rate; a quiet connection still sends at once.
-    flush_budget: float = 6_000.0
+    flush_budget: float = 9_000.0
     #: The longest a flush window grows (seconds), however many connections:
     #: the most a live frame waits on the server's side for the next one.
     flush_window_max: float = 0.15

@@ -1,17 +1,19 @@
 """How often one connection may be sent a frame: the flush windows.
 
-Sending a frame costs about the same CPU whatever it holds (Quart, hypercorn,
-wsproto and a system call: about 40 µs here), so a busy worker spends its
-time on sends, not on messages. The pacer spreads a budget of frames per
+Sending a frame costs about the same CPU whatever it holds (about 17 µs
+here, most of it the system call, which on loopback also does the receiving
+side's TCP work; 40 µs through hypercorn's ASGI path before
+:mod:`quartchat.direct_send`), so a busy worker spends its time on sends,
+not on messages. The pacer spreads a budget of frames per
 second over the chat's connections (this worker's and, on Redis, the other
 workers'). After a frame, a busy connection's writer *parks*; every
 :data:`SLICE` seconds the pacer wakes the writers parked longest, as many as
 the budget allows in a slice, and each sends everything queued for it
 meanwhile in one frame. So each connection waits about one *window*
 (``connections / budget`` seconds, at most ``window_max``) between frames:
-with the default budget of 6,000 frames/s, 100 connections get a window of
-17 ms and 1,000 connections one of 0.15 s (the default cap), whatever the
-message rate. Waking a slice at a time, not everyone at once, keeps each
+with the default budget of 9,000 frames/s, 100 connections get a window of
+11 ms and 1,000 connections one of 0.11 s (the default cap is 0.15 s),
+whatever the message rate. Waking a slice at a time, not everyone at once, keeps each
 burst of sends short, so the rest of the worker (reading, committing) is
 never held up behind a thousand sends.
 

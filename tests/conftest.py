@@ -137,6 +137,13 @@ def hypercorn_config(**overrides: Any) -> Config:
     return config
 
 
+async def answer_lifespan(receive: Any, send: Any) -> None:
+    """A bare ASGI app's lifespan: it starts, and stops when told to."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
 @pytest.fixture
 async def start_server(
     tmp_path: Path, chat_backend: str, request: pytest.FixtureRequest

@@ -18,15 +18,13 @@ from hypercorn.trio import serve
 from hypercorn.trio.tcp_server import TCPServer
 
 import quartchat  # noqa: F401  (importing the package applies the guards)
+from conftest import answer_lifespan
 
 
 async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """A bare ASGI app: ``ok`` to every request, and a lifespan that starts."""
     if scope["type"] == "lifespan":
-        while (await receive())["type"] != "lifespan.shutdown":
-            await send({"type": "lifespan.startup.complete"})
-        await send({"type": "lifespan.shutdown.complete"})
-        return
+        return await answer_lifespan(receive, send)
     await receive()
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}

@@ -16,7 +16,7 @@ from hypercorn.trio import serve
 from trio_websocket import ConnectionClosed, open_websocket_url
 from wsproto.frame_protocol import FrameProtocol
 
-from conftest import Clients, RunningServer, hypercorn_config
+from conftest import Clients, RunningServer, answer_lifespan, hypercorn_config
 from quartchat import direct_send
 from quartchat.direct_send import DirectSend, text_frame
 
@@ -45,10 +45,7 @@ async def serve_handler() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
         async def start(handler: Handler) -> str:
             async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 if scope["type"] == "lifespan":
-                    while (await receive())["type"] != "lifespan.shutdown":
-                        await send({"type": "lifespan.startup.complete"})
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+                    return await answer_lifespan(receive, send)
                 await receive()  # websocket.connect
                 await send({"type": "websocket.accept"})
                 direct = DirectSend.attach(send)
