@@ -88,6 +88,8 @@ class Plan:
     json_path: Path
     #: Processes the bench spreads its receivers over (its ``--procs``).
     procs: int = 1
+    #: The bench's ``--check-after``: receivers check their frames after the run.
+    check_after: bool = False
 
 
 def parse_args(argv: list[str] | None) -> Plan:
@@ -105,6 +107,12 @@ def parse_args(argv: list[str] | None) -> Plan:
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="results file")
     parser.add_argument(
         "--procs", type=int, default=1, help="bench.py processes for the receivers (its --procs)"
+    )
+    parser.add_argument(
+        "--check-after",
+        action="store_true",
+        help="bench.py's --check-after: receivers check every frame after the run, so the"
+        " generator takes less of the cores the workers share",
     )
     args = parser.parse_args(argv)
     modes = args.modes.split(",")
@@ -128,6 +136,7 @@ def parse_args(argv: list[str] | None) -> Plan:
         stop_on_miss=args.stop_on_miss,
         json_path=args.json_path or REPO_ROOT / "bench-results" / f"backends-{stamp}.json",
         procs=args.procs,
+        check_after=args.check_after,
     )
 
 
@@ -245,6 +254,8 @@ def one_run(plan: Plan, mode: str, receivers: int, rate: float) -> dict[str, Any
                 "--rate", f"{rate:g}", "--duration", f"{plan.duration:g}",
                 "--json", str(result_path), "--procs", str(plan.procs),
             ]  # fmt: skip
+            if plan.check_after:
+                argv.append("--check-after")
             load_before = load_average()
             note(f"{mode}, {receivers} receivers, {rate:g} msg/s: {' '.join(argv[1:])}")
             status = subprocess.run(argv, stdout=subprocess.DEVNULL, check=False).returncode

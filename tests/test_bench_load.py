@@ -104,17 +104,21 @@ async def test_a_short_load_loses_duplicates_echoes_and_reorders_nothing(
     assert_every_delivery_exact(res, output)
 
 
+@pytest.mark.parametrize("check_after", [False, True], ids=["live", "check-after"])
 async def test_receivers_spread_over_processes_are_checked_as_exactly(
-    chat: Served, tmp_path: Path
+    chat: Served, tmp_path: Path, check_after: bool
 ) -> None:
+    """Also with --check-after, where the receivers of every process check
+    their frames only once the run is over."""
     status, res, output = await bench(
         chat,
         tmp_path,
         *("--receivers", "60", "--senders", "4", "--rate", "20", "--duration", "2"),
         *("--procs", "3", "--drain", "300"),
+        *(["--check-after"] if check_after else []),
     )
     assert status == 0, output
-    assert res["config"]["procs"] == 3, output
+    assert (res["config"]["procs"], res["config"]["check_after"]) == (3, check_after), output
     assert res["clients"]["receivers_connected"] == 60, output
     assert_every_delivery_exact(res, output)
     assert res["latency_ms"]["delivery"]["count"] == res["deliveries"]["received"], output

@@ -131,10 +131,20 @@ class Client:
     reader: trio.CancelScope = field(default_factory=trio.CancelScope)
     #: --ingest: one token per send that may be unanswered; an answer returns it.
     window: trio.Semaphore | None = None
+    #: --check-after, receivers only: (time read, frame) of every frame, checked
+    #: once the run is over (:func:`check_recorded`); and the message lines in
+    #: them, counted as they come, which is all the drain needs to know.
+    recorded: list[tuple[float, str]] | None = None
+    recorded_messages: int = 0
 
     @property
     def sender_index(self) -> int | None:
         return self.inbox.sender_index
+
+    @property
+    def messages_in(self) -> int:
+        """The messages this client has: checked, or recorded to check."""
+        return len(self.inbox.seen) + self.recorded_messages
 
 
 @dataclass(slots=True)
@@ -215,6 +225,9 @@ class Bench:
         mine = share if share is not None else shares(cfg.receivers, cfg.procs)[0]
         indices = share if share is not None else range(cfg.receivers)
         receivers = [Client(f"r{i}-{run}", urls[i % len(urls)], Inbox()) for i in indices]
+        if cfg.check_after:
+            for receiver in receivers:
+                receiver.recorded = []
         local = receivers if worker else [receivers[i] for i in mine]
         senders = [
             Client(f"s{i}-{run}", urls[i % len(urls)], Inbox(sender_index=i))
@@ -260,7 +273,7 @@ class Bench:
         if any(w.min_seen is not None and w.min_seen < acked for w in self.workers):
             return False
         return all(
-            len(c.inbox.seen) >= check.expected_for(c.inbox) for c in self.local_clients if c.open
+            c.messages_in >= check.expected_for(c.inbox) for c in self.local_clients if c.open
         )
 
 
@@ -297,6 +310,32 @@ def handle_frame(bench: Bench, client: Client, frame: str, now: float) -> None:
                 handle_line(bench, client, line, now)
     if bench.ledger.received > before:
         bench.ledger.message_frames += 1
+
+
+#: How a message line starts (docs/protocol.md): counted in recorded frames.
+MESSAGE_LINE = '{"type":"message"'
+
+
+def take_frames(bench: Bench, client: Client, texts: list[str], now: float) -> None:
+    """Frames read at ``now``: checked at once, or (--check-after) recorded."""
+    recorded = client.recorded
+    if recorded is None:
+        for text in texts:
+            handle_frame(bench, client, text, now)
+        return
+    for text in texts:
+        recorded.append((now, text))
+        client.recorded_messages += text.count(MESSAGE_LINE)
+
+
+def check_recorded(bench: Bench) -> None:
+    """--check-after: check every frame the local receivers recorded, as it
+    would have been checked when it came, with the time it came."""
+    for client in bench.local_receivers:
+        recorded, client.recorded = client.recorded or [], None
+        client.recorded_messages = 0
+        for now, frame in recorded:
+            handle_frame(bench, client, frame, now)
 
 
 def handle_line(bench: Bench, client: Client, line: str, now: float) -> None:
@@ -427,9 +466,7 @@ async def serve_client(bench: Bench, client: Client, raw: FastClient) -> None:
     try:
         while True:
             texts = await raw.next_texts()
-            now = trio.current_time()
-            for text in texts:
-                handle_frame(bench, client, text, now)
+            take_frames(bench, client, texts, trio.current_time())
     except (Closed, *SOCKET_ERRORS) as exc:
         label = failure_label(exc)
         if label.startswith("protocol error"):
@@ -584,7 +621,11 @@ async def progress_task(bench: Bench) -> None:
             bench.probe.sample()
         ledger = bench.ledger
         opened = sum(c.open for c in bench.local_clients) + sum(w.open for w in bench.workers)
-        received = ledger.received + sum(w.received for w in bench.workers)
+        received = (
+            ledger.received
+            + sum(c.recorded_messages for c in bench.local_receivers)
+            + sum(w.received for w in bench.workers)
+        )
         show_progress(
             f"[{bench.phase:<7}] {trio.current_time() - bench.started:6.1f}s"
             f"  open {opened}/{len(bench.clients)}  sent {ledger.sent}"
@@ -630,6 +671,7 @@ async def run_bench(bench: Bench) -> None:
             await close_phase(bench, nursery)
     bench.hard_limit_hit = hard.cancelled_caught
     end_unfinished_phases(bench, trio.current_time())
+    check_recorded(bench)
     merge_workers(bench)
 
 
@@ -753,6 +795,7 @@ def summarize(bench: Bench) -> dict[str, Any]:
             "drain": cfg.drain,
             "connect_concurrency": cfg.connect_concurrency,
             "procs": cfg.procs,
+            "check_after": cfg.check_after,
         },
         "clients": {
             "receivers_connected": sum(c.welcomed for c in bench.receivers),
@@ -837,6 +880,7 @@ def report_rows(res: dict[str, Any]) -> list[Row]:
         *sending_rows(res),
         ("ack latency ms", fmt_latency(lat["ack"])),
         ("deliveries", ""),
+        ("checked", "after the run (--check-after)" if cfg["check_after"] else "as they came"),
         ("expected to receivers", f"{de['expected_receivers']}  (acked x receivers)"),
         ("expected to senders", f"{de['expected_senders']}  (acked x (senders - 1))"),
         ("received (of expected)", f"{de['received']} / {de['expected']}"),

@@ -205,6 +205,7 @@ def worker_main(spec_text: str) -> int:
     index = spec["worker"]
     bench = load.Bench.create(cfg, run=spec["run"], share=shares(cfg.receivers, cfg.procs)[index])
     trio.run(worker_bench, bench, clock=SharedClock())
+    load.check_recorded(bench)
     emit({"event": "result", **load.worker_results(bench)})
     return 0
 
@@ -229,8 +230,8 @@ async def status_task(bench: Any) -> None:
         opened = [c for c in bench.local_receivers if c.open]
         status = (
             len(opened),
-            bench.ledger.received,
-            min((len(c.inbox.seen) for c in opened), default=None),
+            bench.ledger.received + sum(c.recorded_messages for c in bench.local_receivers),
+            min((c.messages_in for c in opened), default=None),
         )
         if status != last:
             emit(
