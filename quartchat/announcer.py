@@ -11,8 +11,8 @@ the same ``presence`` objects as before, several to a frame.
 
 The window grows with the chat (:func:`batch_window`): each batch costs
 every connection a queue item and, soon, a frame, so batches may take only
-a share of the flush budget (:mod:`quartchat.pacing`): 0.1 s up to 600
-connections at the default budget, 3.3 s at 5,000. Only notices that follow
+a share of the flush budget (:mod:`quartchat.pacing`): 0.1 s up to 225
+connections at the default budget, 2.2 s at 5,000. Only notices that follow
 one another that closely wait that long.
 
 A batch skips the connections of every user it announces (nobody hears of

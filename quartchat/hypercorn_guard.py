@@ -56,9 +56,9 @@ from wsproto.events import CloseConnection, Event
 log = logging.getLogger(__name__)
 
 #: The (hypercorn, wsproto) versions the guards were verified on, by
-#: tests/test_hypercorn_faults.py and tests/test_frame_kinds.py (0.17.0 is the
-#: floor CI tests, constraints/minimum.txt). Guard 2 sets a private wsproto
-#: field, so wsproto's version counts too.
+#: tests/test_hypercorn_faults.py and tests/test_frame_kinds.py;
+#: :mod:`quartchat.direct_send` follows the same list (tests/test_direct_send.py).
+#: Guard 2 sets a private wsproto field, so wsproto's version counts too.
 VERIFIED = frozenset({("0.18.0", "1.3.2"), ("0.17.3", "1.2.0"), ("0.17.0", "1.3.2")})
 
 
