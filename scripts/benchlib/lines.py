@@ -24,6 +24,9 @@ import re
 #: lines are skipped.
 INTERESTING_WORDS = ('"message"', '"ack"', '"error"', '"welcome"')
 INTERESTING = re.compile("|".join(INTERESTING_WORDS))
+#: How a message line starts, as the server writes it: what ``--check-after``
+#: counts in the frames it keeps.
+MESSAGE_LINE = '{"type":"message"'
 #: A JSON string on one line: quotes and backslashes inside it are escaped.
 #: (Runs of plain characters, then escapes each followed by a run: ten times
 #: faster in ``re`` than one alternation per character.)

@@ -23,7 +23,7 @@ import trio
 from .checker import DeliveryCheck, Inbox
 from .config import Config
 from .fastws import Closed, FastClient, open_fast
-from .lines import INTERESTING, FrameReader, make_payload, parse_payload
+from .lines import INTERESTING, MESSAGE_LINE, FrameReader, make_payload, parse_payload
 from .output import (
     Row,
     fmt_count,
@@ -224,10 +224,15 @@ class Bench:
         worker = share is not None
         mine = share if share is not None else shares(cfg.receivers, cfg.procs)[0]
         indices = share if share is not None else range(cfg.receivers)
-        receivers = [Client(f"r{i}-{run}", urls[i % len(urls)], Inbox()) for i in indices]
-        if cfg.check_after:
-            for receiver in receivers:
-                receiver.recorded = []
+        receivers = [
+            Client(
+                f"r{i}-{run}",
+                urls[i % len(urls)],
+                Inbox(),
+                recorded=[] if cfg.check_after else None,
+            )
+            for i in indices
+        ]
         local = receivers if worker else [receivers[i] for i in mine]
         senders = [
             Client(f"s{i}-{run}", urls[i % len(urls)], Inbox(sender_index=i))
@@ -263,6 +268,10 @@ class Bench:
         self.own.mark(name)
         if self.probe is not None:
             self.probe.mark(name)
+
+    def received_here(self) -> int:
+        """This process's first deliveries so far, with those recorded to check."""
+        return self.ledger.received + sum(c.recorded_messages for c in self.local_receivers)
 
     def settled(self) -> bool:
         """True when no send awaits an answer and every open client has all it should."""
@@ -310,10 +319,6 @@ def handle_frame(bench: Bench, client: Client, frame: str, now: float) -> None:
                 handle_line(bench, client, line, now)
     if bench.ledger.received > before:
         bench.ledger.message_frames += 1
-
-
-#: How a message line starts (docs/protocol.md): counted in recorded frames.
-MESSAGE_LINE = '{"type":"message"'
 
 
 def take_frames(bench: Bench, client: Client, texts: list[str], now: float) -> None:
@@ -621,11 +626,7 @@ async def progress_task(bench: Bench) -> None:
             bench.probe.sample()
         ledger = bench.ledger
         opened = sum(c.open for c in bench.local_clients) + sum(w.open for w in bench.workers)
-        received = (
-            ledger.received
-            + sum(c.recorded_messages for c in bench.local_receivers)
-            + sum(w.received for w in bench.workers)
-        )
+        received = bench.received_here() + sum(w.received for w in bench.workers)
         show_progress(
             f"[{bench.phase:<7}] {trio.current_time() - bench.started:6.1f}s"
             f"  open {opened}/{len(bench.clients)}  sent {ledger.sent}"

@@ -230,7 +230,7 @@ async def status_task(bench: Any) -> None:
         opened = [c for c in bench.local_receivers if c.open]
         status = (
             len(opened),
-            bench.ledger.received + sum(c.recorded_messages for c in bench.local_receivers),
+            bench.received_here(),
             min((c.messages_in for c in opened), default=None),
         )
         if status != last:
