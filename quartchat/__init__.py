@@ -6,7 +6,9 @@ startup), so importing ``quartchat.store`` or ``quartchat.protocol`` alone
 loads no web framework and reads no settings. A bad setting fails the
 startup with a message naming the variable, and hypercorn exits. Importing
 the package guards hypercorn against faults a client can trigger
-(:mod:`quartchat.hypercorn_guard`).
+(:mod:`quartchat.hypercorn_guard`) and, on the versions the guard verified,
+has one timer ping all WebSockets instead of a task each
+(:mod:`quartchat.ping_wheel`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .hypercorn_guard import guard_hypercorn
+from .ping_wheel import share_one_timer
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
@@ -43,5 +46,6 @@ class _App:
         await self._app(scope, receive, send)
 
 
-guard_hypercorn()
+if guard_hypercorn():
+    share_one_timer()
 app = _App()

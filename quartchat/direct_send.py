@@ -29,7 +29,7 @@ import os
 import struct
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
-from typing import Any
+from typing import Any, cast
 
 import trio
 from hypercorn.events import RawData
@@ -79,10 +79,13 @@ class DirectSend:
     def attach(cls, asgi_send: ASGISend) -> DirectSend | None:
         """A direct sender for the socket behind hypercorn's ``asgi_send``, or
         None when it is not one this module knows how to write to."""
-        if not _verified():
-            return None
         stream = getattr(asgi_send, "__self__", None)
-        if not isinstance(stream, WSStream):
+        return cls.of_stream(stream) if isinstance(stream, WSStream) else None
+
+    @classmethod
+    def of_stream(cls, stream: WSStream) -> DirectSend | None:
+        """A direct sender for hypercorn's WebSocket ``stream``, or None."""
+        if not _verified():
             return None
         protocol = getattr(stream.send, "__self__", None)
         server = getattr(getattr(protocol, "send", None), "__self__", None)
@@ -92,7 +95,7 @@ class DirectSend:
             return None  # TLS: the bytes go through the TLS stream
         if stream.connection._proto.extensions:
             return None  # never with quartchat's guard, which declines them
-        return cls(asgi_send, stream, server)
+        return cls(cast(ASGISend, stream.app_send), stream, server)
 
     def _may_write(self) -> bool:
         stream = self._stream
@@ -105,21 +108,28 @@ class DirectSend:
 
     async def send(self, text: str) -> None:
         """Send ``text`` as one frame, as ``websocket.send`` would."""
-        if self._may_write():
-            fileno = self._socket.fileno()  # -1 once closed: never another's socket
-            frame = text_frame(text.encode())
-            try:
-                written = os.write(fileno, frame) if fileno >= 0 else -1
-            except BlockingIOError:
-                written = 0
-            except OSError:
-                written = -1  # nothing went out: hypercorn finds the fault below
-            if written == len(frame):
-                return
-            if written >= 0:
-                # Nothing has run since the check, so the lock is still free
-                # and the rest goes before any other frame, even if cancelled.
-                with trio.CancelScope(shield=True):
-                    await self._server.protocol_send(RawData(data=frame[written:]))
-                return
-        await self._asgi_send({"type": "websocket.send", "bytes": None, "text": text})
+        if not await self.write(text_frame(text.encode())):
+            await self._asgi_send({"type": "websocket.send", "bytes": None, "text": text})
+
+    async def write(self, frame: bytes) -> bool:
+        """Write one whole ``frame`` straight to the socket if the connection
+        is open and nothing else is writing to it. False if nothing was
+        written, so the frame must go hypercorn's way (which also finds and
+        handles any fault of the socket)."""
+        if not self._may_write():
+            return False
+        fileno = self._socket.fileno()  # -1 once closed: never another's socket
+        try:
+            written = os.write(fileno, frame) if fileno >= 0 else -1
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            written = -1  # nothing went out
+        if written < 0:
+            return False
+        if written < len(frame):
+            # Nothing has run since the check, so the lock is still free
+            # and the rest goes before any other frame, even if cancelled.
+            with trio.CancelScope(shield=True):
+                await self._server.protocol_send(RawData(data=frame[written:]))
+        return True

@@ -78,8 +78,8 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
 
 
 async def settled(direct: DirectSend, receive: Any) -> None:
-    """Wait until hypercorn's first ping (sent as the socket is accepted,
-    under the send lock) is long out: the client answers a frame."""
+    """Wait until whatever hypercorn wrote at the accept is long out: the
+    client answers a frame."""
     await direct.send("ready")
     await receive()
 
