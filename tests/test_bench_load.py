@@ -150,7 +150,10 @@ async def test_a_storm_welcomes_everyone_and_counts_their_presence(
 async def test_idle_connections_report_server_memory_per_connection(
     chat: Served, tmp_path: Path
 ) -> None:
-    status, res, output = await bench(chat, tmp_path, "--idle", "30", "--deflate")
+    status, res, output = await bench(chat, tmp_path, "--idle", "30", "--deflate", "--hold", "1")
     assert status == 0, output
     assert res["clients"]["welcomed"] == 30, output
     assert res["server"]["kb_per_connection"] is not None, output
+    # What holding them idle cost the server, over the second they were held.
+    assert res["server"]["cpu_pct_hold"] is not None, output
+    assert "CPU % holding them idle" in output

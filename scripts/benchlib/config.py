@@ -47,6 +47,9 @@ class Config:
     procs: int = 1
     #: Receivers keep their frames and check them after the run (see load.Client.recorded).
     check_after: bool = False
+    #: --storm and --idle: seconds to stay connected once settled, to read
+    #: what idle connections cost the server (its pings and their answers).
+    hold: float = 0.0
 
     @property
     def planned_messages(self) -> int | None:
@@ -116,6 +119,14 @@ def parse_args(argv: list[str] | None) -> Config:
         help="--storm, --idle: offer permessage-deflate in the handshake, as browsers do",
     )
     parser.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="--storm, --idle: once settled, stay connected S seconds more and report the"
+        " server's CPU over them: what the idle connections cost it (pings and their answers)",
+    )
+    parser.add_argument(
         "--procs",
         type=int,
         default=1,
@@ -164,6 +175,8 @@ def build_config(args: argparse.Namespace) -> Config:
             f"--storm and --idle take 1..{MAX_CLIENTS} clients",
         ),
         (not args.deflate or mode in ("storm", "idle"), "--deflate goes with --storm or --idle"),
+        (0 <= args.hold <= 3600, "--hold must be in [0, 3600]"),
+        (not args.hold or mode in ("storm", "idle"), "--hold goes with --storm or --idle"),
         (1 <= args.procs <= 16, "--procs must be 1..16"),
         (args.procs == 1 or mode in ("load", "ingest"), "--procs goes with the message runs"),
     ]
@@ -194,6 +207,7 @@ def build_config(args: argparse.Namespace) -> Config:
         deflate=args.deflate,
         procs=args.procs,
         check_after=args.check_after,
+        hold=args.hold,
     )
 
 

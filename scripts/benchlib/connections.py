@@ -9,7 +9,9 @@ which the run checks.
 
 ``--idle N``: N welcomed connections, all tabs of one user (so no presence
 storm and no new-identity limit), then quiet; reported: the server's RSS
-per connection (with ``--server-pid``).
+per connection (with ``--server-pid``). ``--hold S`` keeps either case's
+connections open S seconds more once settled and reports the server's CPU
+over them: what idle connections cost it (pings, and reading the answers).
 
 Both use ``fastws``, whose ``--deflate`` offers permessage-deflate as
 browsers do. A storm of N clients sends each about N presence objects (a
@@ -44,8 +46,17 @@ QUIET_SECONDS = 2.0
 #: ...but no longer than this, then measure.
 SETTLE_LIMIT = 60.0
 PROGRESS_INTERVAL = 1.0
-PHASES = {"connect": ("before_connect", "connected"), "settle": ("connected", "settled")}
-POINTS = {"before_connect": "before_connect", "connected": "connected", "settled": "settled"}
+PHASES = {
+    "connect": ("before_connect", "connected"),
+    "settle": ("connected", "settled"),
+    "hold": ("settled", "held"),
+}
+POINTS = {
+    "before_connect": "before_connect",
+    "connected": "connected",
+    "settled": "settled",
+    "held": "held",
+}
 #: How the lines of two kinds start: the server writes each object as compact
 #: JSON on one line, "type" first (a raw newline only ever ends a line).
 PRESENCE_HEAD = '{"type":"presence"'
@@ -244,7 +255,8 @@ async def settle(holder: Holder) -> None:
 
 
 async def progress_task(holder: Holder) -> None:
-    for _ in range(math.ceil((CONNECT_LIMIT + SETTLE_LIMIT) / PROGRESS_INTERVAL) + 10):
+    limit = CONNECT_LIMIT + SETTLE_LIMIT + holder.cfg.hold
+    for _ in range(math.ceil(limit / PROGRESS_INTERVAL) + 10):
         holder.own.sample()
         if holder.probe is not None:
             holder.probe.sample()
@@ -269,6 +281,10 @@ async def run_holder(holder: Holder) -> None:
         await settle(holder)
         holder.settled = trio.current_time()
         holder.mark("settled")
+        if holder.cfg.hold:
+            holder.phase = "hold"
+            await trio.sleep(holder.cfg.hold)
+            holder.mark("held")
         holder.phase = "close"
         nursery.cancel_scope.cancel()
 
@@ -314,6 +330,7 @@ def summarize(holder: Holder) -> dict[str, Any]:
             "clients": cfg.clients,
             "concurrency": cfg.connect_concurrency,
             "deflate_offered": cfg.deflate,
+            "hold_seconds": cfg.hold,
         },
         "clients": {
             "welcomed": welcomed,
@@ -388,6 +405,9 @@ def report_rows(res: dict[str, Any]) -> list[Row]:
         if "kb_per_connection" in proc:
             per_conn = fmt_values((proc["kb_per_connection"],))
             rows.append(("KB per connection (settled - start)", per_conn))
+        if res["config"]["hold_seconds"]:
+            held = f"{fmt_values((proc['cpu_pct_hold'],))} over {res['config']['hold_seconds']} s"
+            rows.append(("CPU % holding them idle", held))
     return rows
 
 
