@@ -64,7 +64,8 @@ def _verified() -> bool:
 
 
 class DirectSend:
-    """Sends one connection's text frames, straight to its socket when it may."""
+    """Sends one connection's text frames (and the ping wheel's pings,
+    :mod:`quartchat.ping_wheel`), straight to its socket when it may."""
 
     __slots__ = ("_asgi_send", "_lock", "_server", "_socket", "_stream")
 
