@@ -90,9 +90,14 @@ class RawPeer:
             await self.read()
 
 
+@pytest.mark.parametrize("path", ["direct", "hypercorn"])
 async def test_a_silent_peer_is_dropped_and_one_that_answers_pings_stays(
-    start_server: StartServer,
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
+    """Either way a ping can go: straight to the socket, or hypercorn's way
+    (TLS, or a socket some other writer holds)."""
+    if path == "hypercorn":
+        monkeypatch.setattr(DirectSend, "of_stream", classmethod(lambda cls, stream: None))
     server = await start_server(
         hypercorn={"websocket_ping_interval": INTERVAL, "read_timeout": READ_TIMEOUT}
     )
