@@ -59,8 +59,10 @@ class ProcProbe:
 
     def summary(self, phases: dict[str, tuple[str, str]], points: dict[str, str]) -> dict[str, Any]:
         """CPU % over each named phase (start mark, end mark), RSS at each named
-        mark, and the high-water mark at the last one."""
-        last = self.marks.get(list(points.values())[-1]) if points else None
+        mark, and the high-water mark at the latest of them that was taken (a
+        phase a run skipped, such as ``--hold`` left out, has no mark)."""
+        taken = [self.marks[mark] for mark in points.values() if mark in self.marks]
+        last = max(taken, key=lambda sample: sample.at, default=None)
         return {
             "pids": list(self.pids),
             **{f"cpu_pct_{name}": self.cpu_pct(*ends) for name, ends in phases.items()},
