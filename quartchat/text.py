@@ -16,8 +16,11 @@ Why PyICU: it binds ICU, the reference implementation of both TS #39 and the
 Unicode properties, and is maintained. On PyPI, confusable-homoglyphs lists
 homoglyphs per character but has no skeleton (no one form to compare by),
 and confusables (last release 2021, Unicode 13 data) expands a string into
-many candidates instead. The price is a build against ICU's headers
-(Debian: libicu-dev, pkg-config, g++), which the README lists.
+many candidates instead. PyICU itself is a source distribution that
+compiles against the system's ICU (headers, pkg-config and a C++ compiler);
+the `pyicu-wheels` distribution builds the same `icu` module with ICU inside
+the wheel, for Linux (x86-64, arm64) and macOS, so quartchat installs with
+no compiler and gets the same ICU data on every machine.
 """
 
 from __future__ import annotations
