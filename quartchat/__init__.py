@@ -3,20 +3,15 @@
 ``quartchat:app`` is the ASGI app hypercorn serves. It is built from the
 environment's ``QUARTCHAT_*`` settings on its first call (the lifespan
 startup), so importing ``quartchat.store`` or ``quartchat.protocol`` alone
-loads no web framework and reads no settings. A bad setting fails the
-startup with a message naming the variable, and hypercorn exits. Importing
-the package guards hypercorn against faults a client can trigger
-(:mod:`quartchat.hypercorn_guard`) and, on the versions the guard verified,
-has one timer ping all WebSockets instead of a task each
-(:mod:`quartchat.ping_wheel`).
+loads no web framework, no server and reads no settings. A bad setting
+fails the startup with a message naming the variable, and hypercorn exits.
+Building the app switches on the guards against hypercorn's faults
+(:mod:`quartchat.patches`), not importing the package.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-
-from .hypercorn_guard import guard_hypercorn
-from .ping_wheel import share_one_timer
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
@@ -46,6 +41,4 @@ class _App:
         await self._app(scope, receive, send)
 
 
-if guard_hypercorn():
-    share_one_timer()
 app = _App()

@@ -24,10 +24,12 @@ from quart_trio import QuartTrio
 
 from .backends import open_backends
 from .config import Settings
-from .direct_send import DirectSend
 from .errors import StoreError
 from .hub import Hub
 from .metrics import CONTENT_TYPE
+from .patches import apply as apply_patches
+from .patches.direct_send import DirectSend
+from .patches.quart_receive import queued_frames
 from .session import Session
 
 #: An ASGI application: ``(scope, receive, send)``.
@@ -113,7 +115,7 @@ def keep_asgi_send(asgi_app: ASGIApp) -> ASGIApp:
 
 class QuartTransport:
     """Quart's websocket as a session transport, sending straight to
-    hypercorn's socket where it may (:mod:`quartchat.direct_send`), else
+    hypercorn's socket where it may (:mod:`quartchat.patches.direct_send`), else
     through the ASGI ``send`` that :func:`keep_asgi_send` kept (the socket is
     accepted first).
 
@@ -130,11 +132,9 @@ class QuartTransport:
         self.send: Callable[[str], Coroutine[Any, Any, None]]
         self.send = direct.send if direct is not None else self._send_through_asgi
         self._asgi_send = asgi_send
-        # Quart-Trio hands Quart the ``receive`` of the memory channel it
-        # queues the socket's frames in: frames already there are taken
-        # without waiting (see Session: sends waiting together share commits).
-        channel = getattr(socket._receive, "__self__", None)
-        self._waiting = channel if isinstance(channel, trio.MemoryReceiveChannel) else None
+        # Frames already queued are taken without waiting (see Session:
+        # sends waiting together share commits).
+        self._waiting = queued_frames(socket)
 
     async def receive(self) -> str | bytes:
         return await self._socket.receive()
@@ -239,6 +239,7 @@ async def close_sessions(app: QuartTrio) -> None:
 
 def create_app(settings: Settings | None = None) -> QuartTrio:
     settings = settings if settings is not None else Settings.from_env()
+    apply_patches(unguarded=settings.unguarded)
     app = QuartTrio(__name__, static_folder=str(settings.static_dir), static_url_path="/static")
     # Connections are all closed when the lifespan ends; the hub can stop at once.
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None

@@ -41,6 +41,7 @@ from .app import close_sessions, create_app
 from .backends import hold_single_writer
 from .config import Settings
 from .errors import ConfigError, StoreError
+from .patches import apply as apply_patches
 from .store import Store
 
 #: Exit status when a setting, the database or the address cannot be used.
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     config = hypercorn_config(args.bind)
     try:
         settings = Settings.from_env()
+        apply_patches(unguarded=settings.unguarded)  # refuses unverified versions
         if settings.redis_url is None:
             Store(settings.db_path).close()  # creates or migrates it now, or says why not
             hold_single_writer(settings.db_path)()  # another server on it? say so now

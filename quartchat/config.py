@@ -64,6 +64,10 @@ class Settings:
     public_origins: tuple[str, ...] = ()
     #: Serve ``GET /metrics``; off by default, as it tells anyone how busy the chat is.
     metrics: bool = False
+    #: Run on hypercorn, wsproto or Quart versions the guards were not verified
+    #: on, without the guards (:mod:`quartchat.patches`); off, such a server
+    #: refuses to start.
+    unguarded: bool = False
     #: Largest client frame in bytes; larger closes with 1009.
     max_frame_bytes: int = 64 * 1024
     #: Seconds a new socket has to send ``hello``.
@@ -123,6 +127,7 @@ class Settings:
             allowed_origins=reader.get("QUARTCHAT_ALLOWED_ORIGINS", _origins, d.allowed_origins),
             public_origins=reader.get("QUARTCHAT_PUBLIC_ORIGIN", _public_origins, d.public_origins),
             metrics=reader.get("QUARTCHAT_METRICS", _flag, d.metrics),
+            unguarded=reader.get("QUARTCHAT_UNGUARDED", _flag, d.unguarded),
             max_frame_bytes=reader.get("QUARTCHAT_MAX_FRAME", _positive, d.max_frame_bytes),
             hello_timeout=reader.get("QUARTCHAT_HELLO_TIMEOUT", _seconds, d.hello_timeout),
             typing_timeout=reader.get("QUARTCHAT_TYPING_TIMEOUT", _seconds, d.typing_timeout),

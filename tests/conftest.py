@@ -26,12 +26,17 @@ from chatclient import ChatClient
 from quartchat.app import HUB_KEY, create_app
 from quartchat.config import Settings
 from quartchat.hub import Hub
+from quartchat.patches import apply as apply_patches
 from served import Servers
 
 if TYPE_CHECKING:  # imported by pytest as a plugin, below
     from redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The test process serves, as the ``quartchat`` command does: the patches are
+# on from the start, for the unit tests of the objects they reach too.
+apply_patches()
 
 #: Private redis-server fixtures (``redis_server``, ``redis_url``).
 pytest_plugins = ["redis_server"]

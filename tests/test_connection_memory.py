@@ -1,5 +1,5 @@
 """A connection hypercorn served is freed as soon as it closes, not at the
-next full garbage collection (:mod:`quartchat.hypercorn_guard`): a full
+next full garbage collection (:mod:`quartchat.patches.hypercorn_faults`): a full
 collection walks every live object and stalls every client while it runs
 (2.6 s with 10,000 connections open)."""
 

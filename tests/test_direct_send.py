@@ -17,8 +17,8 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 from wsproto.frame_protocol import FrameProtocol
 
 from conftest import Clients, RunningServer, answer_lifespan, hypercorn_config
-from quartchat import direct_send
-from quartchat.direct_send import DirectSend, text_frame
+from quartchat.patches import direct_send
+from quartchat.patches.direct_send import DirectSend, text_frame
 
 #: Larger than a socket's send buffer here (up to 4 MiB: net.ipv4.tcp_wmem),
 #: so the socket takes it only in part.

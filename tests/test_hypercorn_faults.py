@@ -1,21 +1,18 @@
 """Faults in hypercorn that one client can trigger, held off by
-:mod:`quartchat.hypercorn_guard`: tried on the real ``hypercorn`` command,
+:mod:`quartchat.patches.hypercorn_faults`: tried on the real ``hypercorn`` command,
 a process of its own, so a fault that ends it shows."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import trio
-from hypercorn.trio.tcp_server import TCPServer
 from trio_websocket import connect_websocket_url
 
 from chatclient import ChatClient
-from quartchat.hypercorn_guard import guard_hypercorn
 from served import HYPERCORN, PATIENCE, Served, Servers
 
 
@@ -123,14 +120,3 @@ async def test_a_browser_offering_deflate_gets_plain_frames_and_chats(
     browser = ChatClient(ws)
     await browser.hello(nick="browser")
     await chat_works(nursery, served.ws_url, speaker=browser)
-
-
-def test_another_hypercorn_is_left_unpatched_with_a_warning(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    run = TCPServer.run
-    with caplog.at_level(logging.WARNING, "quartchat.hypercorn_guard"):
-        assert not guard_hypercorn(("0.99.0", "1.3.2"))
-    assert TCPServer.run is run
-    assert "0.99.0/1.3.2" in caplog.text
-    assert "pgjones/hypercorn#225" in caplog.text

@@ -1,5 +1,5 @@
 """The server pings every WebSocket once per ``websocket_ping_interval`` from
-one timer per worker (quartchat.ping_wheel), and hypercorn's ``read_timeout``
+one timer per worker (quartchat.patches.ping_wheel), and hypercorn's ``read_timeout``
 drops a peer that stops answering."""
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from wsproto.events import (
 )
 
 from conftest import StartServer
-from quartchat import ping_wheel
-from quartchat.direct_send import DirectSend
-from quartchat.ping_wheel import PingWheel
+from quartchat.patches import ping_wheel
+from quartchat.patches.direct_send import DirectSend
+from quartchat.patches.ping_wheel import PingWheel
 
 pytestmark = pytest.mark.embedded_only
 

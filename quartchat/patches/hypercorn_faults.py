@@ -1,12 +1,8 @@
 """Guards around three hypercorn faults that any client can trigger, and
 one way its connections outlive themselves.
 
-Applied when :mod:`quartchat` is imported (the hypercorn worker imports
-``quartchat:app``; ``python -m quartchat`` and the tests import the package),
-each as a wrapper at the one spot where the fault starts, and only on the
-versions in :data:`VERIFIED`. On any other version nothing is patched and
-one warning says so: the faults below may then be back (README, "Known
-dependency faults").
+Switched on by :func:`quartchat.patches.apply` at start, each as a wrapper
+at the one spot where the fault starts (README, "Known dependency faults").
 
 1. **One packet stops the server** (pgjones/hypercorn #225 and #203, open
    upstream). Bytes right behind a WebSocket upgrade request, before the
@@ -45,7 +41,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Generator
-from importlib.metadata import version
 from typing import Any
 
 from hypercorn.protocol import ws_stream
@@ -55,34 +50,15 @@ from wsproto.events import CloseConnection, Event
 
 log = logging.getLogger(__name__)
 
-#: The (hypercorn, wsproto) versions the guards were verified on, by
-#: tests/test_hypercorn_faults.py and tests/test_frame_kinds.py;
-#: :mod:`quartchat.direct_send` follows the same list (tests/test_direct_send.py).
-#: Guard 2 sets a private wsproto field, so wsproto's version counts too.
-VERIFIED = frozenset({("0.18.0", "1.3.2"), ("0.17.3", "1.2.0"), ("0.17.0", "1.3.2")})
 
-
-def guard_hypercorn(versions: tuple[str, str] | None = None) -> bool:
-    """Apply the three guards if ``versions`` (default: the installed
-    hypercorn and wsproto) were verified; otherwise warn. True if applied."""
-    found = versions or (version("hypercorn"), version("wsproto"))
-    if found not in VERIFIED:
-        log.warning(
-            "quartchat's hypercorn guards were verified on hypercorn/wsproto %s, not %s: "
-            "running unguarded, so one malformed packet may stop the server "
-            "(pgjones/hypercorn#225), a bad frame closes with 1006 and "
-            "permessage-deflate is accepted (README: Known dependency faults)",
-            ", ".join("/".join(pair) for pair in sorted(VERIFIED)),
-            "/".join(found),
-        )
-        return False
+def install() -> None:
+    """Wrap the three spots above (for the versions ``patches.VERIFIED`` lists)."""
     # Patching is the point here: mypy's objections to it are silenced.
     TCPServer.run = _contained(TCPServer.run)  # type: ignore[method-assign, assignment]
     ws_stream.Connection = ClosingConnection  # type: ignore[attr-defined]
     ws_stream.Handshake.accept = _declining_extensions(  # type: ignore[method-assign]
         ws_stream.Handshake.accept
     )
-    return True
 
 
 def _contained(

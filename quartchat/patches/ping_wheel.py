@@ -8,13 +8,13 @@ against 46.0 KiB without pings, ``scripts/idle_floor.py``), and the ping it
 sends at once is work in the middle of every handshake: 5,000 tabs took
 25.3 s to welcome with it and 19.4 s without (docs/performance.md).
 
-:func:`share_one_timer` replaces that task with a registration in a
+:func:`install` replaces that task with a registration in a
 :class:`PingWheel`, one per interval and trio run, that a single system
 task turns: every ``tick`` seconds it pings the connections of one slot, so
 each connection is pinged once per interval, the first time about one
 interval after it was accepted. A ping then costs a short task of the
 connection's own, which writes the two bytes straight to the socket when
-it may (:class:`~quartchat.direct_send.DirectSend`), else sends hypercorn's
+it may (:class:`~quartchat.patches.direct_send.DirectSend`), else sends hypercorn's
 ``Ping`` the way hypercorn did. Peers that stop answering are still dropped
 by hypercorn's ``read_timeout``: nothing about what a client sees changes.
 
@@ -114,7 +114,7 @@ async def _join_the_wheel(stream: WSStream) -> None:
         PingWheel.of_this_run(interval).add(stream)
 
 
-def share_one_timer() -> None:
+def install() -> None:
     """Have every WebSocket hypercorn accepts from now on pinged by its
-    run's wheel. Only for the hypercorn versions the guard verified."""
+    run's wheel (for the versions ``patches.VERIFIED`` lists)."""
     WSStream._send_pings = _join_the_wheel  # type: ignore[method-assign, assignment]

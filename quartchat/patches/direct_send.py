@@ -17,18 +17,16 @@ still reaches the wire whole and before any other. Anything else (closing,
 lock held, a socket error, TLS) takes the ASGI path as before, and hypercorn
 sees and handles every failure itself.
 
-This reaches into hypercorn's objects, so it is only used on the hypercorn
-and wsproto versions :mod:`quartchat.hypercorn_guard` verified, and
+This reaches into hypercorn's objects, so it is only used once
+:func:`quartchat.patches.apply` found the versions it was verified on, and
 ``tests/test_direct_send.py`` fails if an upgrade breaks the path to them.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import struct
 from collections.abc import Awaitable, Callable
-from importlib.metadata import version
 from typing import Any, cast
 
 import trio
@@ -38,7 +36,7 @@ from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from hypercorn.trio.tcp_server import TCPServer
 from wsproto.connection import ConnectionState
 
-from .hypercorn_guard import VERIFIED
+from . import applied
 
 #: An ASGI ``send`` callable.
 ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
@@ -56,11 +54,6 @@ def text_frame(payload: bytes) -> bytes:
     else:
         header = struct.pack("!BBQ", _FIN_TEXT, 127, size)
     return header + payload
-
-
-@functools.cache
-def _verified() -> bool:
-    return (version("hypercorn"), version("wsproto")) in VERIFIED
 
 
 class DirectSend:
@@ -86,7 +79,7 @@ class DirectSend:
     @classmethod
     def of_stream(cls, stream: WSStream) -> DirectSend | None:
         """A direct sender for hypercorn's WebSocket ``stream``, or None."""
-        if not _verified():
+        if not applied():
             return None
         protocol = getattr(stream.send, "__self__", None)
         server = getattr(getattr(protocol, "send", None), "__self__", None)
