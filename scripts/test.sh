@@ -5,17 +5,13 @@
 #   bash scripts/test.sh [pytest args...]
 # System packages (Debian): chromium for the browser tests, a colour-emoji
 # font for the test that emoji are drawn in colour, redis-server for the Redis
-# backend's tests (each starts its own on a free port), ICU's headers and a
-# C++ compiler to build PyICU. Python packages go into ./.venv.
+# backend's tests (each starts its own on a free port). Python packages, all
+# of them wheels, go into ./.venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
-# PyICU (a dependency) compiles against ICU's headers.
-command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
-command -v g++ >/dev/null 2>&1 || need+=(g++)
-pkg-config --exists icu-i18n 2>/dev/null || need+=(libicu-dev)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 fc-list 2>/dev/null | grep -q "Noto Color Emoji" || need+=(fonts-noto-color-emoji)
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,8 +1,10 @@
-"""A normal (not editable) install serves the page from any folder.
+"""A wheel installed as a user would, with nothing built, serves the page from any folder.
 
-``pip install .`` into a fresh virtualenv, as a user would; the packages it
-depends on come from this environment (a path entry, not an install), so the
-test downloads nothing but the build backend.
+The test builds quartchat's wheel from a copy of what a source distribution
+holds, makes a fresh virtualenv and installs the wheel into it with ``pip
+install --only-binary :all:``: every dependency must come as a wheel, so a
+machine with no compiler and no system headers installs it too. (The
+dependencies are fetched from the package index, or pip's cache.)
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import sysconfig
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,19 +24,7 @@ from served import ROOT, Servers
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A virtualenv holding quartchat installed from a wheel; its folder."""
-    venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
-    python = venv / "bin" / "python"
-    site = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    # quartchat's dependencies, seen through a plain path entry: this
-    # environment's own editable quartchat (a .pth hook) stays out.
-    Path(site, "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    """A fresh virtualenv holding quartchat installed from its wheel; its folder."""
     # Built from a copy of what a source distribution holds, so that nothing
     # left in the checkout (a stale build/ folder) can end up in the wheel.
     source = tmp_path_factory.mktemp("source")
@@ -43,8 +32,25 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         shutil.copy(ROOT / name, source)
     for name in ("quartchat", "static"):
         shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    wheels = tmp_path_factory.mktemp("wheels")
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", wheels, source], check=True)
+    (wheel,) = wheels.glob("quartchat-*.whl")
+
+    venv = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", source],
+        [
+            venv / "bin" / "python",
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--only-binary",
+            ":all:",
+            wheel,
+        ],
         check=True,
     )
     yield venv
