@@ -158,8 +158,10 @@ def serve(app_name: str, port: int, snapshots: Path | None) -> None:
     import trio
     from hypercorn.trio import serve as hypercorn_serve
 
-    from quartchat.cli import hypercorn_config  # importing quartchat guards hypercorn
+    from quartchat.cli import hypercorn_config
+    from quartchat.patches import apply as apply_patches
 
+    apply_patches()  # the floor apps run on the same guarded hypercorn as the chat
     config = hypercorn_config([bind])
     app = asgi_app if app_name == "asgi" else quart_app()
     trio.run(hypercorn_serve, app, config)
@@ -276,7 +278,7 @@ def trace(app: str, count: int, deflate: bool, top: int, keep: Path | None) -> N
 #: Who made an allocation: the newest frame of its traceback in one of these
 #: (quartchat's hypercorn wrappers count as hypercorn, as they run it).
 LAYERS = (
-    ("hypercorn", ("/quartchat/cli.py", "/quartchat/hypercorn_guard.py", "/hypercorn/")),
+    ("hypercorn", ("/quartchat/cli.py", "/quartchat/patches/", "/hypercorn/")),
     ("quartchat", ("/quartchat/",)),
     ("quart", ("/quart/", "/quart_trio/", "/werkzeug/", "/flask/")),
     ("floor app", ("idle_floor.py",)),
