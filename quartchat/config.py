@@ -44,6 +44,15 @@ class Settings:
     replay_limit: int = 500
     #: Largest ``limit`` a ``history`` request may ask for.
     history_max: int = 200
+    #: History one user may read, in messages a second over all their sockets
+    #: (and workers), and the burst above it. A page costs the ``limit`` it
+    #: asks for, so the burst must hold at least one page of ``history_max``.
+    #: 200/s is four pages of 50 a second, sustained; a burst of 5000 covers
+    #: several tabs each filling a gap after a reconnect (the page asks for up
+    #: to 3 pages of 200) and scrolling back, all at once. At about 30,000
+    #: messages read per second per core, a burst is some 0.15 s of one core.
+    history_rate: float = 200.0
+    history_burst: int = 5000
     #: Server frames (one JSON object each) queued for one connection before it is
     #: cut with 4008. At ~300 bytes a message that is about 300 KiB per client.
     queue_size: int = 1000
@@ -119,6 +128,8 @@ class Settings:
             backlog=reader.get("QUARTCHAT_BACKLOG", _count, d.backlog),
             replay_limit=reader.get("QUARTCHAT_REPLAY_LIMIT", _positive, d.replay_limit),
             history_max=reader.get("QUARTCHAT_HISTORY_MAX", _positive, d.history_max),
+            history_rate=reader.get("QUARTCHAT_HISTORY_RATE", _rate, d.history_rate),
+            history_burst=reader.get("QUARTCHAT_HISTORY_BURST", _positive, d.history_burst),
             queue_size=reader.get("QUARTCHAT_QUEUE_SIZE", _positive, d.queue_size),
             flush_budget=reader.get("QUARTCHAT_FLUSH_BUDGET", _rate, d.flush_budget),
             flush_window_max=reader.get(
@@ -152,6 +163,11 @@ class Settings:
                 "QUARTCHAT_REDIS_HEARTBEAT_TTL", _seconds, d.redis_heartbeat_ttl
             ),
         )
+        if settings.history_burst < settings.history_max:
+            raise ConfigError(
+                f"QUARTCHAT_HISTORY_BURST={settings.history_burst}: must be at least "
+                f"QUARTCHAT_HISTORY_MAX ({settings.history_max}), or a full page is never served"
+            )
         if not (settings.static_dir / "index.html").is_file():
             raise ConfigError(f"QUARTCHAT_STATIC_DIR: no index.html in {settings.static_dir}")
         return settings

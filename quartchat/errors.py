@@ -32,11 +32,20 @@ class PeerGone(QuartchatError):
 class FrameError(QuartchatError):
     """A client frame was refused; answered with an ``error`` frame."""
 
-    def __init__(self, code: str, message: str, client_offset: str | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        client_offset: str | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.client_offset = client_offset
+        #: Seconds after which the same request would be served (a rate limit's hint).
+        self.retry_after = retry_after
 
 
 class CloseConnection(QuartchatError):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -509,6 +510,27 @@ class Hub:
         self.announcer.announce(notice, skip_user=skip_user)
 
     async def history(self, user_id: str, request: History) -> HistoryPage:
+        """A page of history, paid for first from the user's history budget.
+
+        A page costs the messages it asks for (its ``limit``, already capped
+        at ``history_max``), whatever it returns, and is charged before it is
+        read: a refused request costs the store nothing, and an empty page
+        past the start of the log is no cheaper to ask for than a full one.
+        The budget is the user's, over all their sockets and workers (the
+        rate limits' bucket ``history:<user id>``). Raises ``rate_limited``
+        with ``retry_after`` when the budget cannot pay for the page yet."""
+        settings = self.settings
+        cost = max(1, min(request.limit, settings.history_burst))
+        wait = await self.backends.limits.spend(
+            f"history:{user_id}", settings.history_rate, settings.history_burst, cost
+        )
+        if wait > 0:
+            retry_after = math.ceil(wait * 100) / 100  # never early
+            raise FrameError(
+                "rate_limited",
+                f"reading history too fast; retry in {retry_after:.2f} s",
+                retry_after=retry_after,
+            )
         messages, has_more = await self.log.history(
             user_id, request.before_id, request.limit, request.with_user
         )

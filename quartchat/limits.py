@@ -1,6 +1,8 @@
-"""Token buckets: how fast a user may send, and how much abuse a socket gets."""
+"""Token buckets: how fast a user may send or read history, and how much abuse a socket gets."""
 
 from __future__ import annotations
+
+import math
 
 
 class TokenBucket:
@@ -26,6 +28,16 @@ class TokenBucket:
             self._level -= cost
             return True
         return False
+
+    def spend(self, now: float, cost: float) -> float:
+        """Spend ``cost`` tokens if there are that many and return 0.0;
+        otherwise spend nothing and return the seconds until there will be
+        (for ``cost`` above ``burst`` that time never comes: infinity)."""
+        if self.take(now, cost):
+            return 0.0
+        if cost > self.burst:
+            return math.inf
+        return (cost - self._level) / self.rate
 
     def is_full(self, now: float) -> bool:
         """True when waiting longer would add nothing: the bucket is idle."""

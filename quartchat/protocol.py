@@ -383,15 +383,20 @@ class ErrorFrame:
     message: str
     #: Set when the error is about a ``send``; absent from the frame otherwise.
     client_offset: str | None = None
+    #: Addition to v1: seconds until the refused request would be served (a
+    #: spent history budget); absent from the frame otherwise.
+    retry_after: float | None = None
 
     @classmethod
     def of(cls, exc: FrameError) -> ErrorFrame:
-        return cls(exc.code, exc.message, exc.client_offset)
+        return cls(exc.code, exc.message, exc.client_offset, exc.retry_after)
 
     def wire(self) -> dict[str, Any]:
         frame: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
         if self.client_offset is not None:
             frame["client_offset"] = self.client_offset
+        if self.retry_after is not None:
+            frame["retry_after"] = self.retry_after
         return frame
 
 

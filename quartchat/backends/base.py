@@ -224,3 +224,10 @@ class RateLimits(Protocol):
 
     async def take(self, key: str, rate: float, burst: int) -> bool:
         """Spend one token of bucket ``key`` if it has one."""
+
+    async def spend(self, key: str, rate: float, burst: int, cost: int) -> float:
+        """Spend ``cost`` tokens of bucket ``key`` at once if it holds that
+        many, and return 0.0; otherwise spend nothing and return the seconds
+        until it will hold them (a request whose price varies, such as a
+        history page priced by its messages). ``cost`` is 1 to ``burst``. The
+        same key is the same bucket as for :meth:`take`."""

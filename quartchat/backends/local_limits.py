@@ -1,4 +1,5 @@
-"""Send limits of the embedded default: token buckets in a dict, kept bounded."""
+"""Rate limits of the embedded default (sends, history, new identities):
+token buckets in a dict, kept bounded."""
 
 from __future__ import annotations
 
@@ -26,11 +27,18 @@ class LocalLimits:
 
     async def take(self, key: str, rate: float, burst: int) -> bool:
         now = trio.current_time()
+        return self._bucket(key, rate, burst, now).take(now)
+
+    async def spend(self, key: str, rate: float, burst: int, cost: int) -> float:
+        now = trio.current_time()
+        return self._bucket(key, rate, burst, now).spend(now, cost)
+
+    def _bucket(self, key: str, rate: float, burst: int, now: float) -> TokenBucket:
         bucket = self._buckets.get(key)
         if bucket is None:
             self._prune(now)
             bucket = self._buckets[key] = TokenBucket(rate, burst, now)
-        return bucket.take(now)
+        return bucket
 
     def __len__(self) -> int:
         return len(self._buckets)
