@@ -1,0 +1,107 @@
+"""Emoji sequences drawn as one picture in message bubbles, and avatar hues
+that tell apart users whose ids are alike."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+pytestmark = pytest.mark.browser
+
+#: Milliseconds an expectation may take to come true.
+TIMEOUT = 10_000
+
+#: Sequences one font glyph stands for: people joined by ZWJ, a flag built
+#: from a variation selector and ZWJ, a family of four, and a subdivision flag
+#: spelt with tag characters (U+E0067... U+E007F).
+SEQUENCES = {
+    "woman technologist": "\U0001f469\u200d\U0001f4bb",
+    "rainbow flag": "\U0001f3f3\ufe0f\u200d\U0001f308",
+    "family of four": "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466",
+    "flag of Scotland": "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+}
+SINGLE = "\U0001f44d"  # thumbs up: the width of one emoji picture
+
+#: The width of the emoji between the spaces of a bubble's text, in pixels.
+MEASURE_JS = """(bubble) => {
+    const text = bubble.querySelector('.msg-text');
+    const walker = document.createTreeWalker(text, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const start = node.data.indexOf(' ');
+        const end = node.data.lastIndexOf(' ');
+        if (start < 0 || end <= start) continue;
+        const range = document.createRange();
+        range.setStart(node, start + 1);
+        range.setEnd(node, end);
+        return range.getBoundingClientRect().width;
+    }
+    return null;
+}"""
+
+
+def emoji_width(bubble: Locator) -> float:
+    width = bubble.evaluate(MEASURE_JS)
+    assert width, "the emoji between the spaces was not found in the bubble"
+    return float(width)
+
+
+def test_emoji_sequences_are_one_picture_in_bubbles(users) -> None:
+    """A sequence the font draws as one glyph is one emoji wide in a bubble,
+    own or someone else's, in light and dark; split into its parts it would
+    be two to four wide (or lose its tags and show a plain black flag, which
+    the width alone would not catch, hence the check of the tag flag's
+    colour below)."""
+    alice = users.new("alice")
+    bob = users.new("bob")
+    widths: dict[str, dict[str, float]] = {}
+    for name, sequence in {"single": SINGLE, **SEQUENCES}.items():
+        text = f"look {sequence} here"
+        mine = alice.send(text)
+        expect(mine).to_have_attribute("data-state", "sent", timeout=TIMEOUT)
+        theirs = bob.msg(text)
+        expect(theirs).to_have_count(1, timeout=TIMEOUT)
+        widths[name] = {
+            "own": emoji_width(mine),
+            "other": emoji_width(theirs),
+        }
+    one = widths.pop("single")
+    split = []
+    for name, measured in widths.items():
+        for whose, width in measured.items():
+            ratio = width / one[whose]
+            if not 0.8 < ratio < 1.3:
+                split.append(f"{name} in {whose} bubble: {ratio:.2f} emoji wide")
+    assert not split, "sequences drawn in parts:\n" + "\n".join(split)
+
+    # The flag of Scotland joined is white on blue; broken it is a black flag.
+    flag = alice.msg(f"look {SEQUENCES['flag of Scotland']} here").locator(".msg-text")
+    for scheme in ("light", "dark"):
+        alice.page.emulate_media(color_scheme=scheme)
+        blue = blue_pixels(alice.page, flag.screenshot(animations="disabled"))
+        assert blue > 20, f"the flag of Scotland lost its tags in a {scheme} own bubble"
+
+
+def blue_pixels(page: Page, png: bytes) -> int:
+    """Pixels clearly sky blue (the saltire's field), not the indigo of an own bubble."""
+    count: int = page.evaluate(
+        """async (b64) => {
+            const img = new Image();
+            img.src = 'data:image/png;base64,' + b64;
+            await img.decode();
+            const canvas = document.createElement('canvas');
+            canvas.width = img.width;
+            canvas.height = img.height;
+            const ctx = canvas.getContext('2d');
+            ctx.drawImage(img, 0, 0);
+            const d = ctx.getImageData(0, 0, img.width, img.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) {
+                if (d[i + 2] > 150 && d[i + 1] > 80 && d[i] < 60) n += 1;
+            }
+            return n;
+        }""",
+        base64.b64encode(png).decode(),
+    )
+    return count
