@@ -54,10 +54,23 @@ export function el(tag, className, text) {
   return node;
 }
 
+// A 32-bit hash in which every input bit moves about half the output bits:
+// FNV-1a over the UTF-16 code units, then murmur3's finaliser. FNV-1a alone
+// (like the old h * 31 + c) changes mostly the low bits for a change in the
+// last character, so ids alike but for a counter got hues a degree apart.
+function hash32(text) {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i += 1) {
+    h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  }
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** A user's hue (0-359) for their avatar and nick, the same on every page. */
 export function hue(id) {
-  let h = 0;
-  for (const ch of String(id)) h = (h * 31 + ch.codePointAt(0)) >>> 0;
-  return h % 360;
+  return Math.floor((hash32(String(id)) / 2 ** 32) * 360);
 }
 
 function initial(nick) {

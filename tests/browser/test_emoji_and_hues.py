@@ -105,3 +105,73 @@ def blue_pixels(page: Page, png: bytes) -> int:
         base64.b64encode(png).decode(),
     )
     return count
+
+
+#: Makes users on the page's server one after another, as the page's first
+#: visit does (a `hello` with no token), and returns their ids in order.
+MAKE_USERS_JS = """async (count) => {
+    const ids = [];
+    for (let i = 0; i < count; i += 1) {
+        const ws = new WebSocket(`ws://${location.host}/ws`);
+        const id = await new Promise((resolve, reject) => {
+            ws.onopen = () => ws.send(JSON.stringify(
+                {type: 'hello', token: null, nick: `made${i}`, last_id: null, epoch: null}));
+            ws.onmessage = (event) => {
+                const frame = JSON.parse(event.data);
+                if (frame.type === 'welcome') resolve(frame.user.id);
+            };
+            ws.onerror = () => reject(new Error('the socket failed'));
+        });
+        ws.close();
+        ids.push(id);
+    }
+    return ids;
+}"""
+
+#: The page's own hue() for each id, and how spread those hues are: the mean
+#: circular distance between the hues of ids next to each other in the list,
+#: and how many of twelve 30-degree sectors of the hue circle they fall in.
+SPREAD_JS = """async (ids) => {
+    const { hue } = await import('/static/js/util.js');
+    const hues = ids.map(hue);
+    let sum = 0;
+    for (let i = 1; i < hues.length; i += 1) {
+        const d = Math.abs(hues[i] - hues[i - 1]) % 360;
+        sum += Math.min(d, 360 - d);
+    }
+    const sectors = new Set(hues.map((h) => Math.floor(h / 30))).size;
+    return { hues, meanStep: sum / (hues.length - 1), sectors };
+}"""
+
+
+def server_shaped(prefix: str, counter_start: int, count: int, step: int = 1) -> list[str]:
+    """Ids as the server writes them ("u" and 16 hex digits) that differ only
+    where a counter would: ``prefix`` then a hex counter padded to 16 digits."""
+    width = 16 - len(prefix)
+    return [f"u{prefix}{counter_start + i * step:0{width}x}" for i in range(count)]
+
+
+def test_avatar_hues_of_alike_ids_are_spread_over_the_circle(users) -> None:
+    """Twelve users made one after another, and twelve ids alike but for a
+    counter, get hues far apart: hues drawn at random would be 90 degrees
+    apart on average from one to the next and fill about 7.7 of 12 sectors;
+    a hash whose last character moves the hue by a degree or two puts a
+    run of alike ids in one or two sectors, some 2 degrees apart."""
+    alice = users.new("alice")
+    page = alice.page
+    families = {
+        "users made one after another": page.evaluate(MAKE_USERS_JS, 12),
+        "a counter in the last digits": server_shaped("9f3c", 0x1200, 12),
+        "a counter of even steps": server_shaped("00", 0x40, 12, step=2),
+        "the first digit counting": [f"u{d:x}3b7e91c04a5d2f6" for d in range(12)],
+    }
+    problems = []
+    for name, ids in families.items():
+        assert len(set(ids)) == 12, f"{name}: ids not distinct: {ids}"
+        spread = page.evaluate(SPREAD_JS, ids)
+        if spread["meanStep"] <= 45 or spread["sectors"] < 6:
+            problems.append(
+                f"{name}: hues {spread['hues']}, {spread['meanStep']:.1f} degrees apart"
+                f" on average, in {spread['sectors']} of 12 sectors"
+            )
+    assert not problems, "alike ids, alike colours:\n" + "\n".join(problems)
