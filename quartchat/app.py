@@ -23,6 +23,7 @@ from quart.wrappers import Websocket
 from quart_trio import QuartTrio
 
 from .backends import open_backends
+from .backends.sqlite_log import WritesChecked
 from .config import Settings
 from .errors import StoreError
 from .hub import Hub
@@ -288,8 +289,13 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
 
     @app.get("/healthz")
     async def healthz() -> tuple[dict[str, Any], int]:
+        """200 while the log reads and writes; 503 while either fails (a full
+        disk: every send fails, though reads work)."""
+        log = hub().log
         try:
-            last_id = await hub().log.last_id()
+            last_id = await log.last_id()
+            if isinstance(log, WritesChecked):
+                await log.check_writes()
         except StoreError as exc:
             return {"status": "unavailable", "error": str(exc)}, 503
         return {"status": "ok", "last_id": last_id, "epoch": hub().log.epoch}, 200

@@ -37,8 +37,9 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 from quart_trio import QuartTrio
 
-from .app import close_sessions, create_app
+from .app import HUB_KEY, close_sessions, create_app
 from .backends import hold_single_writer
+from .backends.sqlite_log import SqliteLog
 from .config import Settings
 from .errors import ConfigError, StoreError
 from .patches import apply as apply_patches
@@ -46,6 +47,9 @@ from .store import Store
 
 #: Exit status when a setting, the database or the address cannot be used.
 BAD_START = 2
+#: Exit status of a stop that could not checkpoint the store (a full disk):
+#: nothing is lost, but the database file alone is not a complete copy.
+STOP_FAILED = 1
 #: hypercorn's own log line layout, so every line looks alike.
 LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
 LOG_DATE_FORMAT = "[%Y-%m-%d %H:%M:%S %z]"
@@ -149,6 +153,9 @@ def serve(app: QuartTrio, config: Config, sockets: Sockets, stop: Event | None =
         trio.run(partial(worker_serve, asgi, config, sockets=sockets, shutdown_trigger=trigger))
     except KeyboardInterrupt:  # a second Ctrl+C during the stop: stop at once
         return 130
+    log = getattr(app.extensions.get(HUB_KEY), "log", None)
+    if isinstance(log, SqliteLog) and log.close_failure is not None:
+        return STOP_FAILED  # the store said why, in one line
     return 0
 
 

@@ -140,8 +140,8 @@ class Session:
         except Unavailable as exc:
             log.warning("could not start a session: %s", exc)
             self._close = CloseConnection(INTERNAL_ERROR, "store unavailable")
-        except StoreError:
-            log.exception("store failed during session start")
+        except StoreError as exc:  # the store logs its failures, once per kind at a time
+            log.debug("store failed during session start: %s", exc)
             self._close = CloseConnection(INTERNAL_ERROR, "store unavailable")
         finally:
             # Reached on every path, cancellation by a departed client included;
@@ -379,7 +379,9 @@ class Session:
         else:
             # The server's fault, not the client's: the socket stays open and
             # the client retries (a send with the same client_offset).
-            log.error("store failed on a %s frame", type(frame).__name__, exc_info=exc)
+            # The store logs its failures, once per kind at a time: a full disk
+            # fails every send, and a line (or a traceback) each fills the log.
+            log.debug("store failed on a %s frame: %s", type(frame).__name__, exc)
             error = FrameError("internal", "the server could not reach its store; retry", offset)
         self._reply(self._error(error))
 

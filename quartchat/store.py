@@ -7,6 +7,12 @@ so WAL lets replays and history pages run while a batch commits.
 thread with ``trio.to_thread.run_sync`` under a limiter (one thread for
 writes, ``READERS`` for reads), so SQLite never blocks the event loop.
 
+The WAL is kept small (see :data:`WAL_CHECKPOINT_BYTES`), so a disk that
+filled up and had space freed gets writes back instead of the WAL taking the
+freed space. A failing write is logged once per kind per second (see
+:data:`FAILURE_LINES`), not once per caller, and
+:meth:`AsyncStore.check_writes` says whether writes fail (``/healthz``).
+
 Schema versions live in ``PRAGMA user_version``; :func:`migrate` brings any
 older file (including the Socket.IO tutorial's ``chat.db``) up to date and is
 safe to run on every start.
@@ -14,8 +20,11 @@ safe to run on every start.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import os
 import queue
 import secrets
 import sqlite3
@@ -30,14 +39,37 @@ import sqlite_utils
 import trio
 
 from .errors import StoreError
+from .log_limits import limit
 from .models import Draft, Message, Posted, User
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+#: One line per kind per second (a kind is a line's text before the path): a
+#: full disk fails every send, and a line each would fill the log.
+FAILURE_LINES = limit(log)
 
 SCHEMA_VERSION = 1
 READERS = 4
 #: Seconds a connection waits for another process's write lock.
 BUSY_TIMEOUT_MS = 10_000
+#: The WAL's bound, in bytes. A write that leaves the ``-wal`` file larger
+#: runs a PASSIVE checkpoint (it copies into the database file what no reader
+#: still needs, and never waits); the write after it starts the WAL again from
+#: its top, and SQLite then cuts the file back to this size
+#: (``journal_size_limit``). So the WAL takes about this much disk plus one
+#: batch. SQLite's own default, a checkpoint at 1000 pages (4 MiB) and a file
+#: never cut back, let a single-message commit (about 16 KB of WAL) take every
+#: byte freed on a full 2 MiB disk within a second, and writes never resumed.
+WAL_CHECKPOINT_BYTES = 256 * 1024
+#: Seconds between two probe writes of :meth:`AsyncStore.check_writes` while
+#: writes fail: health checks cannot make it commit more often than this.
+WRITE_PROBE_INTERVAL = 1.0
+#: Free bytes the database's disk must have for a probe write to be tried
+#: (see :meth:`Store.probe_write`): room for the WAL to reach its bound. A
+#: probe commits one page and a message several, so on a nearly full disk the
+#: probe alone could succeed, and health would say yes while sends still fail.
+PROBE_FREE_BYTES = WAL_CHECKPOINT_BYTES
 #: Errors about one row's own values (a string that is not valid Unicode, a
 #: broken constraint): they fail that message, never the batch it came in.
 _REFUSED_ROW = (sqlite3.IntegrityError, sqlite3.DataError, ValueError, OverflowError)
@@ -71,6 +103,7 @@ def connect(path: Path | str) -> sqlite_utils.Database:
     # batched commits keep its fsync cost per batch, not per message.
     _pragma(db, "synchronous = FULL")
     _pragma(db, "foreign_keys = ON")
+    _pragma(db, f"journal_size_limit = {WAL_CHECKPOINT_BYTES}")
     return db
 
 
@@ -208,14 +241,64 @@ class Store:
             raise StoreError(f"cannot use database {self.path}: {exc}") from exc
         self._readers: queue.SimpleQueue[sqlite_utils.Database] = queue.SimpleQueue()
         self._all = [self._writer]
+        self._wal = self.path.with_name(self.path.name + "-wal")
+        #: Why the last write's checkpoint failed (the write itself committed),
+        #: or None: see :meth:`_bound_wal`.
+        self.checkpoint_failure: sqlite3.Error | None = None
 
     def close(self) -> None:
         """Fold the WAL into the database file, then close every connection:
         after a clean stop the file alone holds every message (a backup may
-        copy just it)."""
-        _pragma(self._writer, "wal_checkpoint(TRUNCATE)")
+        copy just it).
+
+        When the checkpoint fails (a full disk: the database file cannot
+        grow), every connection is still closed, and :class:`StoreError` says
+        why. Nothing is lost: the WAL keeps every committed message, and the
+        next open reads it."""
+        try:
+            _pragma(self._writer, "wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            failed: sqlite3.Error | None = exc
+        else:
+            failed = None
         for db in self._all:
             db.close()
+        if failed is not None:
+            raise StoreError(
+                f"cannot use database {self.path}: {failed} (its WAL could not be folded"
+                f" into it; {self._wal.name} keeps every committed message)"
+            ) from failed
+
+    def _bound_wal(self) -> None:
+        """After a commit: checkpoint the WAL once it passes
+        :data:`WAL_CHECKPOINT_BYTES`. A checkpoint that fails leaves the
+        committed write as it is and its cause in :attr:`checkpoint_failure`."""
+        self.checkpoint_failure = None
+        try:
+            size = self._wal.stat().st_size
+        except OSError:
+            return
+        if size <= WAL_CHECKPOINT_BYTES:
+            return
+        try:
+            _pragma(self._writer, "wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            self.checkpoint_failure = exc
+
+    def probe_write(self) -> None:
+        """Commit a small change (the time of this probe, in ``meta``), then
+        bound the WAL, as a message's commit does; first make sure the disk
+        has :data:`PROBE_FREE_BYTES` free (:class:`StoreError` if not)."""
+        free = _free_bytes(self.path.parent)
+        if free < PROBE_FREE_BYTES:
+            raise StoreError(f"{free} bytes free beside {self.path}")
+        with self._writer.atomic():
+            self._writer.execute(
+                "INSERT INTO meta (key, value) VALUES ('write_probe', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [str(now_ms())],
+            )
+        self._bound_wal()
 
     @contextmanager
     def _reader(self) -> Iterator[sqlite_utils.Database]:
@@ -250,6 +333,7 @@ class Store:
             self._writer.conn.executemany(
                 "INSERT INTO users (id, nick, token_hash, created) VALUES (?, ?, ?, ?)", rows
             )
+        self._bound_wal()
         return made
 
     def user_by_token(self, token: str) -> User | None:
@@ -267,6 +351,7 @@ class Store:
     def set_nick(self, user_id: str, nick: str) -> None:
         with self._writer.atomic():
             self._writer.execute("UPDATE users SET nick = ? WHERE id = ?", [nick, user_id])
+        self._bound_wal()
 
     def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
         """Delete users created before ``created_before`` (ms) who never sent
@@ -280,7 +365,8 @@ class Store:
                 " AND id NOT IN (SELECT value FROM json_each(?))",
                 [created_before, json.dumps(list(keep))],
             )
-            return int(cursor.rowcount)
+        self._bound_wal()
+        return int(cursor.rowcount)
 
     # ----- messages ----------------------------------------------------
 
@@ -304,6 +390,7 @@ class Store:
                     refused = StoreError("the message could not be stored")
                     refused.__cause__ = exc
                     out.append(refused)
+        self._bound_wal()
         return out
 
     def _insert_one(self, d: Draft, ts: int) -> Posted:
@@ -376,6 +463,16 @@ class Store:
         return [_row_to_message(r) for r in rows]
 
 
+def _free_bytes(folder: Path) -> float:
+    """Bytes this process may still write on ``folder``'s disk (infinite when
+    the system will not say)."""
+    try:
+        usage = os.statvfs(folder)
+    except OSError:
+        return float("inf")
+    return usage.f_bavail * usage.f_frsize
+
+
 def _last_id(db: sqlite_utils.Database) -> int:
     return int(_one(db.execute("SELECT COALESCE(MAX(id), 0) FROM messages"))[0])
 
@@ -390,6 +487,49 @@ def _newest(
         {**params, "limit": limit + 1},
     ).fetchall()
     return [_row_to_message(r) for r in reversed(rows[:limit])], len(rows) > limit
+
+
+class WriteHealth:
+    """Whether the store's writes succeed, as the last one found, and the log
+    lines about it (:data:`FAILURE_LINES`): one per kind of failure at a
+    time, one when writes succeed again."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        #: Why the last write failed (or its checkpoint did), or None.
+        self.failure: str | None = None
+        self._failed_since_success = 0
+        self._next_probe = float("-inf")
+
+    def wrote(self, checkpoint_failure: sqlite3.Error | None) -> None:
+        """A write committed; its checkpoint failed with ``checkpoint_failure``, if any."""
+        if checkpoint_failure is not None:
+            self.failed("a checkpoint", checkpoint_failure)
+            return
+        if self.failure is not None:
+            log.warning(
+                "writes to %s succeed again, after %d failed",
+                self._path,
+                self._failed_since_success,
+            )
+        self.failure = None
+        self._failed_since_success = 0
+
+    def failed(self, what: str, exc: sqlite3.Error) -> None:
+        """``what`` ("a write", "a read", "a checkpoint") failed with ``exc``."""
+        if what != "a read":
+            self.failure = str(exc)
+            self._failed_since_success += 1
+        # The cause is part of the line's template: each cause is a kind of its own.
+        cause = str(exc).replace("%", "%%")
+        log.error(f"{what} on %s failed: {cause}", self._path)
+
+    def probe_due(self, now: float) -> bool:
+        """Whether a probe write may run now (see :data:`WRITE_PROBE_INTERVAL`)."""
+        if now < self._next_probe:
+            return False
+        self._next_probe = now + WRITE_PROBE_INTERVAL
+        return True
 
 
 @dataclass(slots=True, eq=False)
@@ -407,6 +547,7 @@ class AsyncStore:
 
     SQLite's errors stop here: callers see :class:`StoreError` (the original
     chained), so one ``except StoreError`` covers disk full, locks and I/O.
+    They are logged here too (see :class:`WriteHealth`), so callers need not.
     """
 
     def __init__(self, store: Store) -> None:
@@ -417,6 +558,9 @@ class AsyncStore:
         self._closed = False
         #: New identities waiting for the writer (see :meth:`create_user`).
         self._new_users: list[_NewUser] = []
+        self.health = WriteHealth(store.path)
+        #: Why the stop's checkpoint failed (logged once), or None.
+        self.close_failure: StoreError | None = None
 
     @classmethod
     async def open(cls, path: Path | str) -> AsyncStore:
@@ -424,7 +568,10 @@ class AsyncStore:
         return cls(store)
 
     async def aclose(self) -> None:
-        """Close once every running call has finished; later calls get StoreError."""
+        """Close once every running call has finished; later calls get StoreError.
+
+        A checkpoint that fails (see :meth:`Store.close`) is logged in one
+        line and kept in :attr:`close_failure`, for the exit status."""
         if self._closed:
             return
         self._closed = True
@@ -437,19 +584,42 @@ class AsyncStore:
                 for borrower in borrowers:
                     await self._read.acquire_on_behalf_of(borrower)
                     taken.append(borrower)
-                await trio.to_thread.run_sync(self.sync.close)
+                try:
+                    await trio.to_thread.run_sync(self.sync.close)
+                except StoreError as exc:
+                    self.close_failure = exc
+                    log.error("the stop could not checkpoint the store: %s", exc)
             finally:
                 for borrower in taken:
                     self._read.release_on_behalf_of(borrower)
 
     async def _call(self, limiter: trio.CapacityLimiter, fn: Callable[..., T], *args: Any) -> T:
+        writing = limiter is self._write
         async with limiter:
             if self._closed:
                 raise StoreError("the store is closed")
             try:
-                return await trio.to_thread.run_sync(fn, *args)
+                result = await trio.to_thread.run_sync(fn, *args)
             except sqlite3.Error as exc:
+                self.health.failed("a write" if writing else "a read", exc)
                 raise StoreError(f"the store failed: {exc}") from exc
+            if writing:
+                self.health.wrote(self.sync.checkpoint_failure)
+            return result
+
+    async def check_writes(self) -> None:
+        """Raise :class:`StoreError` while writes fail (the last one did, or
+        its checkpoint). Then a probe write (:meth:`Store.probe_write`) is
+        tried first, at most once per :data:`WRITE_PROBE_INTERVAL`, so a store
+        nobody writes to (a load balancer sends it nothing while this says it
+        fails) is still seen to recover once the disk has room again."""
+        if self.health.failure is None:
+            return
+        if self.health.probe_due(trio.current_time()):
+            with contextlib.suppress(StoreError):
+                await self._on_writer(self.sync.probe_write)
+        if self.health.failure is not None:
+            raise StoreError(f"writes fail: {self.health.failure}")
 
     async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._call(self._write, fn, *args)
@@ -492,12 +662,15 @@ class AsyncStore:
                 raise StoreError("the store is closed")
             made = await trio.to_thread.run_sync(self.sync.create_users, [p.nick for p in batch])
         except (sqlite3.Error, StoreError) as exc:
+            if isinstance(exc, sqlite3.Error):
+                self.health.failed("a write", exc)
             for pending in batch:
                 pending.error, pending.done = exc, True
             return
         except BaseException:
             self._new_users[:0] = batch  # not stored: the next holder of the writer tries
             raise
+        self.health.wrote(self.sync.checkpoint_failure)
         for pending, user in zip(batch, made, strict=True):
             pending.made, pending.done = user, True
 

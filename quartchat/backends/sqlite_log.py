@@ -14,6 +14,7 @@ import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import trio
 
@@ -29,6 +30,15 @@ from .local_limits import LocalLimits
 #: this size), where their origin is no longer known: the sender's own
 #: connection may then get its message echoed once (the client drops it by id).
 RING_SIZE = 4096
+
+
+@runtime_checkable
+class WritesChecked(Protocol):
+    """A log that can tell whether its writes fail (``/healthz`` asks): a
+    log whose reads work can still have a full disk."""
+
+    async def check_writes(self) -> None:
+        """Raise :class:`~quartchat.errors.StoreError` while writes fail."""
 
 
 class SqliteLog:
@@ -63,6 +73,16 @@ class SqliteLog:
         self._closing = True
         self._grew.set()
         await self.store.aclose()
+
+    @property
+    def close_failure(self) -> StoreError | None:
+        """Why the close could not checkpoint the store (a full disk), or None."""
+        return self.store.close_failure
+
+    async def check_writes(self) -> None:
+        """Raise :class:`StoreError` while the store's writes fail (see
+        :meth:`AsyncStore.check_writes`, which may try a write to find out)."""
+        await self.store.check_writes()
 
     async def append(
         self, drafts: Sequence[Draft], buckets: Sequence[Bucket | None] = ()
