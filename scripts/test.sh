@@ -5,8 +5,9 @@
 #   bash scripts/test.sh [pytest args...]
 # System packages (Debian): chromium for the browser tests, a colour-emoji
 # font for the test that emoji are drawn in colour, redis-server for the Redis
-# backend's tests (each starts its own on a free port). Python packages, all
-# of them wheels, go into ./.venv.
+# backend's tests (each starts its own on a free port), npm to fetch axe-core
+# for the accessibility test. Python packages, all of them wheels, go into
+# ./.venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 fc-list 2>/dev/null | grep -q "Noto Color Emoji" || need+=(fonts-noto-color-emoji)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${need[*]}"
   if [ "$(id -u)" -ne 0 ]; then
@@ -30,6 +32,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "== installing quartchat with its test and lint tools"
 .venv/bin/python -m pip install -q -e '.[dev]'
+# axe-core, the accessibility checker tests/browser/test_axe.py runs in the
+# page: one file from the npm registry, kept in .test-tools/ (gitignored).
+axe_version=4.14.1
+if ! grep -qs "\"version\": \"$axe_version\"" .test-tools/node_modules/axe-core/package.json; then
+  echo "== installing axe-core $axe_version into .test-tools"
+  npm install -s --prefix .test-tools --no-save --no-audit --no-fund "axe-core@$axe_version"
+fi
 
 echo "== ruff"
 .venv/bin/ruff check quartchat tests scripts

@@ -15,6 +15,25 @@ function nickEl(nick) {
   return node;
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+
+/** A speech bubble shown on hover and focus: this person can be messaged privately. */
+function privateHint() {
+  const hint = el("span", "user-hint");
+  hint.setAttribute("aria-hidden", "true");
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "14");
+  svg.setAttribute("height", "14");
+  svg.setAttribute("focusable", "false");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("fill", "currentColor");
+  path.setAttribute("d", "M5 4h14a2 2 0 0 1 2 2v9a2 2 0 0 1-2 2h-8l-5 4v-4H5a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z");
+  svg.append(path);
+  hint.append(svg);
+  return hint;
+}
+
 export function renderOnline() {
   const list = [...state.online.entries()].sort((a, b) => {
     if (isMe(a[0])) return -1;
@@ -31,15 +50,15 @@ export function renderOnline() {
       row.append(avatar(id, nick), nickEl(nick), el("span", "you-tag", "(you)"));
       li.append(row);
     } else {
+      // The button's visible text is the nick alone, which its name contains
+      // (WCAG 2.5.3, label in name): the avatar's initial sits beside the
+      // button, over it, and the private-message hint is a picture.
       const button = el("button", "user-row user-button");
       button.type = "button";
       button.setAttribute("aria-label", `Message ${nick} privately`);
       if (state.active === id) button.setAttribute("aria-current", "true");
-      button.append(avatar(id, nick), nickEl(nick));
-      const hint = el("span", "user-hint", "DM");
-      hint.setAttribute("aria-hidden", "true");
-      button.append(hint);
-      li.append(button);
+      button.append(nickEl(nick), privateHint());
+      li.append(avatar(id, nick), button);
     }
     items.push(li);
   }
@@ -47,7 +66,9 @@ export function renderOnline() {
   const n = state.online.size;
   dom.onlineCount.textContent = String(n);
   dom.onlineBadge.textContent = String(n);
-  dom.sidebarToggle.setAttribute("aria-label", `Show who is online (${n})`);
+  // The name holds the count the button shows, outside brackets (which
+  // label-in-name checks leave out).
+  dom.sidebarToggle.setAttribute("aria-label", `Who is online: ${n}`);
   for (const conv of state.convs.values()) if (conv.tab && conv.key !== "all") renderTab(conv);
 }
 
