@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import ROOT
+from .conftest import ROOT, Users
 
 pytestmark = pytest.mark.browser
 
 #: Milliseconds an expectation may take to come true.
 TIMEOUT = 10_000
 AXE = ROOT / ".test-tools" / "node_modules" / "axe-core" / "axe.min.js"
-PHONE = {
+PHONE: dict[str, Any] = {
     "viewport": {"width": 390, "height": 844},
     "device_scale_factor": 2, "is_mobile": True, "has_touch": True,
 }  # fmt: skip
@@ -63,7 +63,7 @@ def violations(page: Page, where: str) -> list[str]:
     ]
 
 
-def test_axe_finds_nothing_serious_on_desktop_and_phone(users) -> None:
+def test_axe_finds_nothing_serious_on_desktop_and_phone(users: Users) -> None:
     alice = users.new("alice")
     bob = users.new("bob", **PHONE)
     carol = users.new("carol")

@@ -8,6 +8,8 @@ import base64
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from .conftest import Users
+
 pytestmark = pytest.mark.browser
 
 #: Milliseconds an expectation may take to come true.
@@ -47,7 +49,7 @@ def emoji_width(bubble: Locator) -> float:
     return float(width)
 
 
-def test_emoji_sequences_are_one_picture_in_bubbles(users) -> None:
+def test_emoji_sequences_are_one_picture_in_bubbles(users: Users) -> None:
     """A sequence the font draws as one glyph is one emoji wide in a bubble,
     own or someone else's, in light and dark; split into its parts it would
     be two to four wide (or lose its tags and show a plain black flag, which
@@ -151,7 +153,7 @@ def server_shaped(prefix: str, counter_start: int, count: int, step: int = 1) ->
     return [f"u{prefix}{counter_start + i * step:0{width}x}" for i in range(count)]
 
 
-def test_avatar_hues_of_alike_ids_are_spread_over_the_circle(users) -> None:
+def test_avatar_hues_of_alike_ids_are_spread_over_the_circle(users: Users) -> None:
     """Twelve users made one after another, and twelve ids alike but for a
     counter, get hues far apart: hues drawn at random would be 90 degrees
     apart on average from one to the next and fill about 7.7 of 12 sectors;
