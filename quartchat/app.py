@@ -220,22 +220,26 @@ class OpenSessions:
         if self._stopping and not self._sessions:
             self._all_ended.set()
 
-    async def shut_down(self) -> None:
+    async def shut_down(self) -> int:
         """End every session with 1001, and any that opens from now on;
-        return once all have ended (each bounds its own close)."""
+        return once all have ended (each bounds its own close), with how
+        many were open."""
         self._stopping = True
+        open_now = len(self._sessions)
         for session in self._sessions:
             session.shut_down()
         if self._sessions:
             await self._all_ended.wait()
+        return open_now
 
 
-async def close_sessions(app: QuartTrio) -> None:
+async def close_sessions(app: QuartTrio) -> int:
     """The server is stopping: close every chat socket now with 1001 (and any
     opened from here on as soon as it opens), and wait until they have all
-    closed. Nothing acked is lost: every ack follows its commit."""
+    closed; how many were open. Nothing acked is lost: every ack follows its
+    commit."""
     sessions: OpenSessions = app.extensions[SESSIONS_KEY]
-    await sessions.shut_down()
+    return await sessions.shut_down()
 
 
 def create_app(settings: Settings | None = None) -> QuartTrio:

@@ -1,30 +1,50 @@
-"""A chat moved from SQLite to Redis keeps its history, tokens and cursors."""
+"""A chat moved from SQLite to Redis (``quartchat migrate``) keeps its
+history, tokens and cursors; what stops a migration is one line."""
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
 from quartchat.backends.base import Replay
 from quartchat.backends.redis_log import RedisLog
 from quartchat.models import Draft, Posted
 from quartchat.store import Store
-from redis_server import RedisServer
+from redis_server import RedisServer, redis_integer
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The old route, kept as a wrapper of the command.
 SCRIPT = ROOT / "scripts" / "migrate_sqlite_to_redis.py"
+#: ``quartchat migrate``, as an installed quartchat runs it.
+COMMAND = [sys.executable, "-m", "quartchat", "migrate"]
 
 
-def migrate(db: Path, url: str) -> subprocess.CompletedProcess[str]:
+def run(
+    arguments: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("QUARTCHAT_DB", "QUARTCHAT_REDIS_URL", "QUARTCHAT_REDIS_PREFIX")
+    }
     return subprocess.run(
-        [sys.executable, str(SCRIPT), "--db", str(db), "--url", url, "--prefix", "moved:"],
+        arguments,
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=cwd,
+        env={**environ, **(env or {})},
     )
+
+
+def migrate(db: Path, url: str) -> subprocess.CompletedProcess[str]:
+    return run([*COMMAND, "--db", str(db), "--to", url, "--prefix", "moved:"])
 
 
 def seed(path: Path) -> tuple[Store, dict[str, str]]:
@@ -105,5 +125,91 @@ async def test_a_redis_holding_another_chat_is_refused(
     await log.append([Draft(user, "x", "already chatting on Redis", None)])
     await log.aclose()
     refused = await trio.to_thread.run_sync(migrate, store.path, redis_server.url)
-    assert refused.returncode != 0
-    assert "different chat" in refused.stderr
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        f"quartchat migrate: stopped: Redis already holds a different chat (epoch {log.epoch})"
+    ]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (taken, then given back)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_unreachable_redis_is_one_line_and_status_2(tmp_path: Path) -> None:
+    store, _ = seed(tmp_path / "chat.db")
+    url = f"redis://127.0.0.1:{closed_port()}/0"
+
+    failed = migrate(store.path, url)
+
+    assert failed.returncode == 2
+    assert failed.stdout == ""
+    lines = failed.stderr.splitlines()
+    assert len(lines) == 1, failed.stderr
+    assert lines[0].startswith(f"quartchat migrate: --to {url}: Redis is unreachable (")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "cause"),
+    [
+        (["--to", "redis://127.0.0.1:1/0", "--db", "missing.db"], "--db missing.db: no such file"),
+        (["--to", "http://127.0.0.1:1/"], "--to http://127.0.0.1:1/: must look like redis://"),
+        ([], "the following arguments are required: --to/--url"),
+        (["--to", "redis://h/0", "--from", "x"], "unrecognized arguments: --from x"),
+    ],
+)
+def test_a_bad_call_is_one_line_and_status_2(
+    tmp_path: Path, arguments: list[str], cause: str
+) -> None:
+    failed = run([*COMMAND, *arguments], cwd=tmp_path)
+
+    assert failed.returncode == 2
+    lines = failed.stderr.splitlines()
+    assert len(lines) == 1, failed.stderr
+    assert lines[0].startswith("quartchat migrate: ")
+    assert cause in lines[0]
+
+
+def test_help_explains_every_option() -> None:
+    shown = run([*COMMAND, "--help"])
+
+    assert shown.returncode == 0
+    assert "Copy a chat from its SQLite file into Redis" in shown.stdout
+    for option in ("--to URL, --url URL", "--db PATH", "--prefix PREFIX"):
+        assert option in shown.stdout
+    for default in (
+        "$QUARTCHAT_REDIS_URL",
+        "$QUARTCHAT_DB, else chat.db",
+        "$QUARTCHAT_REDIS_PREFIX",
+    ):
+        assert default in " ".join(shown.stdout.split())
+
+
+def test_the_settings_the_server_reads_are_the_defaults(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Run where the server runs, with its settings: no option is needed."""
+    store, _ = seed(tmp_path / "elsewhere.db")
+    env = {
+        "QUARTCHAT_DB": str(store.path),
+        "QUARTCHAT_REDIS_URL": redis_server.url,
+        "QUARTCHAT_REDIS_PREFIX": "moved:",
+    }
+
+    done = run(COMMAND, cwd=tmp_path, env=env)
+
+    assert done.returncode == 0, done.stderr
+    assert "34 messages added" in done.stdout
+    assert redis_integer(redis_server.port, "XLEN", "moved:log") == 34
+
+
+def test_the_old_script_still_migrates(tmp_path: Path, redis_server: RedisServer) -> None:
+    store, _ = seed(tmp_path / "chat.db")
+    url = redis_server.url
+
+    done = run([sys.executable, str(SCRIPT), "--db", str(store.path), "--url", url])
+
+    assert done.returncode == 0, done.stderr
+    assert "3 users added (0 already there), 34 messages added" in done.stdout

@@ -8,6 +8,7 @@ import fcntl
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -93,21 +94,58 @@ def _open_redis(settings: Settings, url: str, broker: LocalBroker) -> Backends:
 
 
 def hold_single_writer(db_path: Path) -> Callable[[], None]:
-    """Make sure this is the only process serving ``db_path``.
+    """Make sure this is the only process serving ``db_path``; the function
+    returned gives the database up.
 
     The embedded default fans messages out inside one process: a second
     worker on the same file would store correctly but split the chat in two
     (each would only hear its own clients). So the second one is refused.
-    The lock is on a file of its own beside the database, never on the
-    database itself, whose POSIX locks SQLite owns."""
+    The lock is an ``flock`` on a file of its own beside the database
+    (``chat.db.lock``), never on the database itself, whose POSIX locks
+    SQLite owns.
+
+    The lock file is removed when the database is given up, while still
+    locked, so a clean stop leaves only the database. That is safe because a
+    process that wins the lock then checks that the file it locked is still
+    the one at the path: one that opened the file just before it was removed
+    would otherwise lock a deleted file while a third process locks a new
+    one, and both would serve. A process killed outright leaves the file;
+    the kernel drops its lock anyway, so the next start takes it."""
     lock_path = Path(f"{db_path}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    for _ in range(LOCK_ATTEMPTS):
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(
+                f"{db_path} is already served by another process; to run several workers, "
+                "set QUARTCHAT_REDIS_URL so they share one chat through Redis"
+            ) from None
+        if _is_at(fd, lock_path):
+            return partial(_give_up, fd, lock_path)
+        os.close(fd)  # its holder removed it meanwhile: lock the one there now
+    raise ConfigError(f"{lock_path} keeps being replaced: is something removing it?")
+
+
+#: Tries at locking the file at the path before giving up (each try after
+#: the first means a holder removed the file between this open and lock).
+LOCK_ATTEMPTS = 10
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is the file now at ``path``."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        there = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _give_up(fd: int, lock_path: Path) -> None:
+    """Remove the lock file while it is still locked, then unlock it."""
+    try:
+        lock_path.unlink(missing_ok=True)
+    finally:
         os.close(fd)
-        raise ConfigError(
-            f"{db_path} is already served by another process; to run several workers, "
-            "set QUARTCHAT_REDIS_URL so they share one chat through Redis"
-        ) from None
-    return lambda: os.close(fd)

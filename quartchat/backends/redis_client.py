@@ -8,9 +8,11 @@ tasks then share it for commands.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import coredis
 import coredis.exceptions
@@ -25,12 +27,52 @@ ANSWER_TIMEOUT = 15.0
 #: Seconds a start-up check gives Redis to answer (coredis retries within it).
 STARTUP_TIMEOUT = 5.0
 
+log = logging.getLogger(__name__)
+
 
 def redis_client(url: str) -> coredis.Redis[str]:
     """A client for ``url`` (``redis://host:port/db``) answering with ``str``."""
     return coredis.Redis.from_url(
         url, decode_responses=True, connect_timeout=CONNECT_TIMEOUT, stream_timeout=ANSWER_TIMEOUT
     )
+
+
+class LuaScript:
+    """A Lua script run by its SHA1 (``EVALSHA``), loaded into Redis
+    (``SCRIPT LOAD``) before its first use, and again whenever Redis no
+    longer holds it (restarted, or ``SCRIPT FLUSH``), which is logged at
+    DEBUG only.
+
+    Used instead of coredis's ``register_script``, which also reloads a
+    missing script but reports each miss at INFO ("Retry attempt 1 due to
+    error: No matching script"): on a fresh Redis, every worker's first call
+    of every script would log it, and an operator reads INFO lines as trouble.
+    """
+
+    __slots__ = ("_loaded", "_redis", "sha", "source")
+
+    def __init__(self, redis: coredis.Redis[str], source: str) -> None:
+        self._redis = redis
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self._loaded = False
+
+    async def load(self) -> None:
+        """Put the script in Redis's script cache (idempotent)."""
+        await self._redis.script_load(self.source)
+        self._loaded = True
+
+    async def __call__(self, *, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
+        """The script's answer; coredis's errors pass through (callers wrap
+        the call in :func:`redis_errors`)."""
+        if not self._loaded:
+            await self.load()
+        try:
+            return await self._redis.evalsha(self.sha, keys=keys, args=args)
+        except coredis.exceptions.NoScriptError:
+            log.debug("Redis lost script %s (restarted?): loading it again", self.sha)
+            await self.load()
+            return await self._redis.evalsha(self.sha, keys=keys, args=args)
 
 
 @contextmanager

@@ -7,7 +7,7 @@ import math
 
 import coredis
 
-from .redis_client import redis_errors
+from .redis_client import LuaScript, redis_errors
 
 #: Where the buckets live, after the chat's prefix (``<prefix>limit:<key>``);
 #: the log's append script spends from the same keys (see :mod:`.redis_log`).
@@ -70,8 +70,8 @@ class RedisLimits:
     total across workers, not per worker."""
 
     def __init__(self, redis: coredis.Redis[str], prefix: str) -> None:
-        self._take = redis.register_script(TAKE)
-        self._spend = redis.register_script(SPEND)
+        self._take = LuaScript(redis, TAKE)
+        self._spend = LuaScript(redis, SPEND)
         self._prefix = prefix + KEY_PREFIX
 
     async def take(self, key: str, rate: float, burst: int) -> bool:

@@ -50,7 +50,7 @@ from ..errors import StoreError, Unavailable
 from ..models import Draft, Message, Posted, User
 from ..store import hash_token, now_ms
 from .base import Bucket, Committed, RateLimited, Replay
-from .redis_client import redis_client, redis_errors
+from .redis_client import LuaScript, redis_client, redis_errors
 from .redis_lean import LeanConnection
 from .redis_limits import KEY_PREFIX, TAKE_LIB
 
@@ -284,11 +284,11 @@ class RedisLog:
         self._prefix = prefix
         self._limit_prefix = prefix + KEY_PREFIX
         self._max_messages = max_messages
-        self._import_script = self._redis.register_script(_IMPORT)
-        self._import_user_script = self._redis.register_script(_IMPORT_USER)
-        self._page_script = self._redis.register_script(_PAGE)
-        self._set_nick_script = self._redis.register_script(_SET_NICK)
-        self._prune_script = self._redis.register_script(_PRUNE)
+        self._import_script = LuaScript(self._redis, _IMPORT)
+        self._import_user_script = LuaScript(self._redis, _IMPORT_USER)
+        self._page_script = LuaScript(self._redis, _PAGE)
+        self._set_nick_script = LuaScript(self._redis, _SET_NICK)
+        self._prune_script = LuaScript(self._redis, _PRUNE)
         self._closing = False
         self._in_flight = 0
         self._drained = trio.Event()

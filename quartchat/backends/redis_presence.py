@@ -38,7 +38,7 @@ from ..presence import nick_variants
 from ..protocol import EncodedUsers
 from ..text import nick_keys
 from .base import ConnId
-from .redis_client import redis_errors
+from .redis_client import LuaScript, redis_errors
 
 log = logging.getLogger(__name__)
 
@@ -235,12 +235,12 @@ class RedisPresence:
         self._conns_prefix, self._idle_prefix = base + "conns:", base + "idle:"
         self._conns = self._conns_prefix + self.worker_id
         self._idle = self._idle_prefix + self.worker_id
-        self._connect = redis.register_script(_CONNECT)
-        self._disconnect = redis.register_script(_DISCONNECT)
-        self._depart_if_idle = redis.register_script(_DEPART_IF_IDLE)
-        self._rename = redis.register_script(_RENAME)
-        self._heartbeat = redis.register_script(_HEARTBEAT)
-        self._reap = redis.register_script(_REAP)
+        self._connect = LuaScript(redis, _CONNECT)
+        self._disconnect = LuaScript(redis, _DISCONNECT)
+        self._depart_if_idle = LuaScript(redis, _DEPART_IF_IDLE)
+        self._rename = LuaScript(redis, _RENAME)
+        self._heartbeat = LuaScript(redis, _HEARTBEAT)
+        self._reap = LuaScript(redis, _REAP)
         self._redis = redis
         self._departed_send, self._departed_receive = trio.open_memory_channel[list[User]](
             DEPARTED_BUFFER

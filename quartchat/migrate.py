@@ -1,0 +1,232 @@
+"""``quartchat migrate``: copy a chat from its SQLite file into Redis, so a
+chat that outgrows one process keeps its history, its users' tokens and its
+clients' cursors.
+
+Run it with the server stopped (or at least no longer writing to SQLite)::
+
+    quartchat migrate --to redis://127.0.0.1:6379/0 [--db chat.db] [--prefix quartchat:]
+
+What is copied: the epoch (so cursors stay valid), every user with their
+token hash, and every message with its id, time and ``client_offset`` (so a
+retried send is still recognised). It is idempotent: users Redis knows and
+messages at or below Redis's last id are skipped, so running it again adds
+nothing, and an interrupted run resumes. It refuses a Redis that already
+holds a different chat. Progress goes to stderr, a summary line to stdout;
+anything that stops it is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+
+from .errors import StoreError
+from .models import Message, User
+from .store import SCHEMA_VERSION
+from .usage import OneLineParser, bad_start
+
+if TYPE_CHECKING:
+    from .backends.redis_log import RedisLog
+
+PROG = "quartchat migrate"
+#: Users or messages read from SQLite and written to Redis at a time: what
+#: the copy holds in memory, and one script call's worth of messages.
+BATCH = 1000
+#: The URL forms Redis is reached by (as ``QUARTCHAT_REDIS_URL``).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+class MigrationError(Exception):
+    """What stops a migration, in words for whoever runs it."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``quartchat migrate`` with ``argv`` (the arguments after ``migrate``);
+    the exit status."""
+    args = parser().parse_args(argv)
+    if not args.to.startswith(REDIS_SCHEMES):
+        return bad_start(f"--to {args.to}: must look like redis://host:6379/0", PROG)
+    try:
+        summary = trio.run(copy_to_redis, Path(args.db), args.to, args.prefix)
+    except MigrationError as exc:
+        return bad_start(str(exc), PROG)
+    print(summary)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The options, each defaulting to the setting the server reads."""
+    found = OneLineParser(
+        prog=PROG,
+        description="Copy a chat from its SQLite file into Redis (run it with the server"
+        " stopped). Idempotent: running it again adds nothing, an interrupted run resumes.",
+    )
+    url = os.environ.get("QUARTCHAT_REDIS_URL") or None
+    found.add_argument(
+        "--to",
+        "--url",
+        default=url,
+        required=url is None,
+        metavar="URL",
+        help="the Redis to copy into, redis://host:port/db (default: $QUARTCHAT_REDIS_URL"
+        + (f", now {url}" if url else ", unset")
+        + ")",
+    )
+    found.add_argument(
+        "--db",
+        default=os.environ.get("QUARTCHAT_DB") or "chat.db",
+        metavar="PATH",
+        help="the SQLite file to copy from (default: $QUARTCHAT_DB, else chat.db)",
+    )
+    found.add_argument(
+        "--prefix",
+        default=os.environ.get("QUARTCHAT_REDIS_PREFIX") or "quartchat:",
+        help="the prefix of the chat's keys in Redis, as the servers will use it"
+        " (default: $QUARTCHAT_REDIS_PREFIX, else quartchat:)",
+    )
+    return found
+
+
+async def copy_to_redis(db_path: Path, url: str, prefix: str) -> str:
+    """Copy the store at ``db_path`` into Redis at ``url``; the summary line.
+    Raises :class:`MigrationError` for anything that stops it."""
+    try:
+        from .backends.redis_client import check_reachable
+        from .backends.redis_log import RedisLog
+    except ModuleNotFoundError as exc:  # coredis is an extra
+        raise MigrationError(
+            f"needs the redis extra ({exc.name} is missing): pip install 'quartchat[redis]'"
+        ) from exc
+    db = await trio.to_thread.run_sync(open_readonly, db_path)
+    try:
+        try:
+            await check_reachable(url)
+        except StoreError as exc:
+            raise MigrationError(f"--to {url}: {exc}") from exc
+        log = RedisLog(url, prefix=prefix)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(log.run)
+                try:
+                    return await copy(db, log)
+                finally:
+                    await log.aclose()
+        except Exception as failed:
+            cause = redis_failure(failed)
+            if cause is None:
+                raise
+            raise MigrationError(f"stopped: {cause}") from failed
+    finally:
+        db.close()
+
+
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """The store at ``path``, read-only; it must have this quartchat's schema.
+    Used from one thread at a time (the copy's calls take turns)."""
+    if not path.is_file():
+        raise MigrationError(f"--db {path}: no such file (the SQLite store to copy)")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        db.close()
+        raise MigrationError(f"--db {path}: cannot read it: {exc}") from exc
+    if version != SCHEMA_VERSION:
+        db.close()
+        raise MigrationError(
+            f"--db {path} has schema {version}, this quartchat {SCHEMA_VERSION}: "
+            "start this quartchat on it once (it upgrades the file), then migrate"
+        )
+    return db
+
+
+async def copy(db: sqlite3.Connection, log: RedisLog) -> str:
+    """Copy the epoch, the users, then the messages after Redis's last id."""
+    read = trio.to_thread.run_sync
+    epoch = str((await read(_one, db, "SELECT value FROM meta WHERE key = 'epoch'"))[0])
+    await log.adopt_epoch(epoch)
+
+    (total_users,) = await read(_one, db, "SELECT COUNT(*) FROM users")
+    done = new_users = 0
+    after_user = ""
+    while users := await read(user_batch, db, after_user):
+        for user, token_hash, created in users:
+            new_users += await log.import_user(user, token_hash, created)
+        done += len(users)
+        after_user = users[-1][0].id
+        print(f"users: {done:,}/{total_users:,}", file=sys.stderr)
+
+    (total,) = await read(_one, db, "SELECT COUNT(*) FROM messages")
+    position = already = await log.last_id()
+    added = 0
+    while batch := await read(message_batch, db, position):
+        added += await log.import_messages(batch)
+        position = batch[-1][0].id
+        print(f"messages: up to id {position:,} ({added:,} added)", file=sys.stderr)
+    return (
+        f"epoch {epoch}: {new_users:,} users added ({done - new_users:,} already there),"
+        f" {added:,} messages added (of {total:,}; Redis had ids up to {already:,});"
+        f" Redis last id {await log.last_id():,}"
+    )
+
+
+def _one(db: sqlite3.Connection, query: str) -> tuple[object, ...]:
+    row: tuple[object, ...] = db.execute(query).fetchone()
+    return row
+
+
+def user_batch(db: sqlite3.Connection, after_id: str) -> list[tuple[User, str, int]]:
+    """The next users by id after ``after_id``, with their token hash and creation time."""
+    rows = db.execute(
+        "SELECT id, nick, token_hash, created FROM users WHERE id > ? ORDER BY id LIMIT ?",
+        [after_id, BATCH],
+    ).fetchall()
+    return [
+        (User(user_id, nick), token_hash, created) for user_id, nick, token_hash, created in rows
+    ]
+
+
+def message_batch(db: sqlite3.Connection, after_id: int) -> list[tuple[Message, str]]:
+    """The next messages by id after ``after_id``, each with its client offset."""
+    rows = db.execute(
+        "SELECT id, sender, nick, recipient, recipient_nick, text, ts, client_offset"
+        " FROM messages WHERE id > ? ORDER BY id LIMIT ?",
+        [after_id, BATCH],
+    ).fetchall()
+    return [
+        (
+            Message(
+                msg_id, User(sender, nick), None if to is None else User(to, to_nick), text, ts
+            ),
+            offset,
+        )
+        for msg_id, sender, nick, to, to_nick, text, ts, offset in rows
+    ]
+
+
+def redis_failure(failed: BaseException) -> str | None:
+    """What stopped a copy, when it was Redis (a refusal, or Redis gone),
+    found in ``failed`` or the exception groups around it; else None."""
+    import coredis.exceptions
+
+    leaves = [failed]
+    while any(isinstance(leaf, BaseExceptionGroup) for leaf in leaves):
+        leaves = [
+            inner
+            for leaf in leaves
+            for inner in (leaf.exceptions if isinstance(leaf, BaseExceptionGroup) else [leaf])
+        ]
+    for leaf in leaves:
+        if isinstance(leaf, StoreError):
+            return str(leaf)
+    for leaf in leaves:
+        if isinstance(leaf, (coredis.exceptions.ConnectionError, OSError)):
+            return f"Redis is unreachable ({leaf})"
+    return None
