@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import re
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -26,10 +25,12 @@ from .backends import open_backends
 from .backends.sqlite_log import WritesChecked
 from .config import Settings
 from .errors import StoreError
+from .headers import as_asgi, security_headers
 from .hub import Hub
 from .metrics import CONTENT_TYPE
 from .patches import apply as apply_patches
 from .patches.direct_send import DirectSend
+from .patches.handshake_refusals import HandshakeEnded
 from .patches.quart_receive import queued_frames
 from .session import Session
 
@@ -114,6 +115,50 @@ def keep_asgi_send(asgi_app: ASGIApp) -> ASGIApp:
     return app
 
 
+#: The answer to a request that announces a body: no route here takes one.
+BODY_REFUSED = b"this server takes no request body\n"
+
+
+def announces_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """True if a request with these (ASGI) headers says a body follows:
+    a ``Content-Length`` other than 0, or any ``Transfer-Encoding``."""
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"transfer-encoding" or (
+            lowered == b"content-length" and value.strip() != b"0"
+        ):
+            return True
+    return False
+
+
+def refuse_bodies(asgi_app: ASGIApp) -> ASGIApp:
+    """ASGI middleware: answer 413 at once, and close, to any HTTP request
+    that announces a body, before reading any of it.
+
+    No route of quartchat takes a body, and reading one is unbounded in
+    time: a POST announcing 10**9 bytes sent a byte every 5 s (within
+    hypercorn's read timeout) held its connection for ever, and ~1,010 of them
+    used up the file descriptors of a process limited to 1,024. The answer
+    says ``Connection: close``, so hypercorn closes the connection as soon
+    as it is written; the body is never read."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not announces_body(scope["headers"]):
+            await asgi_app(scope, receive, send)
+            return
+        host = next((v for n, v in scope["headers"] if n.lower() == b"host"), None)
+        headers = as_asgi(security_headers(None if host is None else host.decode("latin-1")))
+        headers += [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(BODY_REFUSED)).encode()),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": BODY_REFUSED})
+
+    return app
+
+
 class QuartTransport:
     """Quart's websocket as a session transport, sending straight to
     hypercorn's socket where it may (:mod:`quartchat.patches.direct_send`), else
@@ -175,30 +220,6 @@ def origin_allowed(origin: str | None, host: str | None, settings: Settings) -> 
     return host is not None and urlsplit(origin).netloc.lower() == host.lower()
 
 
-#: A ``Host`` header fit to be named in a header: a name or an IP literal, and a port.
-HOST_PATTERN = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
-
-
-def security_headers(host: str | None) -> dict[str, str]:
-    """What every response tells the browser: the page runs only its own
-    scripts and styles, talks only to its own server (its socket included;
-    older browsers do not count ws: as 'self'), and is never framed."""
-    connect = "'self'"
-    if host is not None and HOST_PATTERN.fullmatch(host):
-        connect += f" ws://{host} wss://{host}"
-    policy = (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"connect-src {connect}; object-src 'none'; base-uri 'none'; form-action 'self'; "
-        "frame-ancestors 'none'"
-    )
-    return {
-        "Content-Security-Policy": policy,
-        "X-Content-Type-Options": "nosniff",
-        "X-Frame-Options": "DENY",
-        "Referrer-Policy": "no-referrer",
-    }
-
-
 class OpenSessions:
     """The chat sockets being served, so that a stopping server can end them
     all at once (1001) instead of when hypercorn's grace period runs out."""
@@ -251,7 +272,9 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     sessions = app.extensions[SESSIONS_KEY] = OpenSessions()
     trimmer = TrimAfterCloses(TRIM_EVERY_CLOSES)
 
-    app.asgi_app = keep_asgi_send(app.asgi_app)  # type: ignore[method-assign,assignment]
+    app.asgi_app = refuse_bodies(  # type: ignore[method-assign,assignment]
+        keep_asgi_send(app.asgi_app)
+    )
 
     def hub() -> Hub:
         found: Hub = app.extensions[HUB_KEY]
@@ -305,12 +328,17 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
         return {"status": "ok", "last_id": last_id, "epoch": hub().log.epoch}, 200
 
     @app.websocket("/ws")
-    async def chat_socket() -> tuple[str, int] | None:
-        if not origin_allowed(
-            websocket.headers.get("Origin"), websocket.headers.get("Host"), settings
-        ):
-            return "origin not allowed", 403
-        await websocket.accept()
+    async def chat_socket() -> Response | None:
+        host = websocket.headers.get("Host")
+        if not origin_allowed(websocket.headers.get("Origin"), host, settings):
+            # after_request hooks do not see a websocket's refusal: its headers go here.
+            return Response("origin not allowed", 403, headers=security_headers(host))
+        try:
+            await websocket.accept()
+        except (
+            HandshakeEnded
+        ):  # the client broke its handshake (handshake_refusals): nothing to serve
+            return None
         client = websocket.scope.get("client")  # (host, port), when the server knows it
         address = None if client is None else str(client[0])
         session = Session(hub(), QuartTransport(websocket_ctx.websocket), address)

@@ -43,6 +43,7 @@ from .backends import hold_single_writer
 from .backends.sqlite_log import SqliteLog
 from .config import Settings
 from .errors import ConfigError, StoreError
+from .open_files import quiet_accept_errors, raise_open_file_limit
 from .patches import apply as apply_patches
 from .store import Store
 from .usage import OneLineParser, bad_start
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # taken, not ours to take, or a host that does not resolve
         binds = " ".join(f"--bind {address}" for address in config.bind)
         return _bad_start(f"{binds}: cannot listen: {exc.strerror or exc}")
+    raise_open_file_limit()  # every connection is a file descriptor
     if workers == 1:
         return serve(create_app(settings), config, sockets)
     return _supervise(config, sockets, workers)
@@ -189,6 +191,7 @@ def _bad_start(cause: str) -> int:
 def configure_logging() -> None:
     """INFO and up to stderr, hypercorn's lines included, each line once."""
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT)
+    quiet_accept_errors()  # out of file descriptors: one line a second, not ten tracebacks
 
 
 def hypercorn_config(bind: list[str] | None = None) -> Config:

@@ -8,11 +8,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from test_request_bodies import exchange, status_and_headers
 
 from conftest import RunningServer, StartServer
 from quartchat.config import Settings
 from quartchat.errors import ConfigError
-from rawhttp import handshake, request
+from rawhttp import handshake, request, upgrade
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -127,3 +128,53 @@ def test_public_origins_are_read_as_browsers_send_them() -> None:
 def test_a_public_origin_that_is_not_an_origin_is_refused(value: str) -> None:
     with pytest.raises(ConfigError, match="QUARTCHAT_PUBLIC_ORIGIN"):
         Settings.from_env({"QUARTCHAT_PUBLIC_ORIGIN": value})
+
+
+# ----- answers that are not the app's pages ----------------------------------------------
+
+
+def assert_strict(headers: dict[str, str]) -> None:
+    """The headers :func:`test_every_response_tells_the_browser_to_be_strict` reads."""
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "no-referrer"
+    csp = policy(headers["content-security-policy"])
+    assert csp["default-src"] == csp["script-src"] == ["'self'"]
+    assert csp["frame-ancestors"] == ["'none'"]
+
+
+async def test_a_refused_origin_is_told_to_be_strict_too(server: RunningServer) -> None:
+    status, headers, body = await request(
+        server, "/ws", upgrade("http://other.example:8000", "rebound.example:8000")
+    )
+    assert status == 403
+    assert body == b"origin not allowed"
+    assert_strict(headers)
+
+
+#: Requests hypercorn answers by itself, without asking the app, and the status it
+#: gives. Each exchange reads until the server closes: a refusal holds nothing.
+REFUSED_BY_HYPERCORN = {
+    "a malformed header line": (b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", 400),
+    "a header block past 16 KiB": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000, 431),
+    "an unsupported transfer coding": (
+        b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        501,
+    ),
+    "a WebSocket upgrade with no key": (
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        400,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("packet", "expected"), REFUSED_BY_HYPERCORN.values(), ids=REFUSED_BY_HYPERCORN.keys()
+)
+async def test_hypercorns_own_answers_are_strict_too(
+    server: RunningServer, packet: bytes, expected: int
+) -> None:
+    status, headers = status_and_headers(await exchange(server, packet))
+    assert status == expected
+    assert_strict(headers)
+    assert policy(headers["content-security-policy"])["connect-src"] == ["'self'"]

@@ -87,10 +87,12 @@ def apply(*, unguarded: bool = False) -> bool:
         return True
     if not check(installed_versions(), unguarded=unguarded):
         return False
-    from . import hypercorn_faults, ping_wheel
+    from . import error_headers, handshake_refusals, hypercorn_faults, ping_wheel
 
     hypercorn_faults.install()
     ping_wheel.install()
+    handshake_refusals.install()
+    error_headers.install()
     _applied = True
     return True
 

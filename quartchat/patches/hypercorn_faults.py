@@ -11,7 +11,9 @@ at the one spot where the fault starts (README, "Known dependency faults").
    the connection's task group catches it, so it reaches the nursery every
    connection shares and the worker exits (then the hypercorn parent). The
    guard wraps ``TCPServer.run``, which builds and runs one connection's
-   protocol: an error from it ends that connection only, and is logged.
+   protocol: an error from it ends that connection only, and is logged in
+   one INFO line, at most one a second (:mod:`.handshake_refusals` keeps #225's
+   first packet from getting this far).
 2. **A protocol failure closes with no close frame.** wsproto reports a bad
    frame (invalid UTF-8 in a text frame, an unmasked frame...) by yielding
    ``CloseConnection`` with the RFC 6455 code (1007, 1002) while the socket
@@ -48,6 +50,8 @@ from hypercorn.trio.tcp_server import TCPServer
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import CloseConnection, Event
 
+from ..log_limits import limit
+
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +59,7 @@ def install() -> None:
     """Wrap the three spots above (for the versions ``patches.VERIFIED`` lists)."""
     # Patching is the point here: mypy's objections to it are silenced.
     TCPServer.run = _contained(TCPServer.run)  # type: ignore[method-assign, assignment]
+    limit(log)  # its lines are a client's doing: one a second per kind
     ws_stream.Connection = ClosingConnection  # type: ignore[attr-defined]
     ws_stream.Handshake.accept = _declining_extensions(  # type: ignore[method-assign]
         ws_stream.Handshake.accept
@@ -69,7 +74,8 @@ def _contained(
         try:
             await run(server)  # closes its socket on every way out
         except* Exception as group:
-            log.warning("closed a connection hypercorn failed on: %r", group.exceptions)
+            # A client can cause these at will: one line, at most one a second.
+            log.info("closed a connection hypercorn failed on: %r", group.exceptions)
             log.debug("the connection's failure", exc_info=group)
         finally:
             # Over: nothing uses the server again. Its protocol's ``send`` is
