@@ -43,6 +43,7 @@ from .errors import (
 )
 from .hub import Hub, Opening
 from .limits import TokenBucket
+from .log_limits import limit
 from .models import Posted
 from .outbox import Outbox
 from .protocol import (
@@ -62,6 +63,8 @@ from .protocol import (
 )
 
 log = logging.getLogger(__name__)
+# A store that is away fails every frame of every socket: one line per kind a second.
+limit(log)
 
 #: Largest server frame the writer builds by joining objects, in UTF-8 bytes:
 #: the 64 KiB a client may send, so a client that caps incoming frames as the
