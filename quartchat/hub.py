@@ -117,6 +117,7 @@ class Hub:
         self.settings = settings
         self.backends = backends
         self.log = backends.log
+        self.identities = backends.identities
         self.broker = backends.broker
         #: Connections per user on this worker (what the metrics count as
         #: online here; the presence board knows the whole chat).
@@ -238,7 +239,9 @@ class Hub:
         while True:
             try:
                 online = [user.id for user in await self.backends.presence.online()]
-                pruned = await self.log.prune_silent_users(now_ms() - int(ttl * 1000), online)
+                pruned = await self.identities.prune_silent_users(
+                    now_ms() - int(ttl * 1000), online
+                )
             except StoreError:
                 log.exception("could not prune silent users; trying again later")
             else:
@@ -309,7 +312,7 @@ class Hub:
                     raise
                 errors.append(exc)
         if hello.token is not None:
-            user = await self.log.user_by_token(hello.token)
+            user = await self.identities.user_by_token(hello.token)
             if user is None:
                 raise CloseConnection(UNKNOWN_TOKEN, "unknown token")
             return Identity(user, hello.token, wanted, errors)
@@ -318,7 +321,7 @@ class Hub:
         ):
             raise CloseConnection(POLICY_VIOLATION, "too many new identities; retry later")
         nick = wanted if wanted is not None else f"guest-{secrets.token_hex(2)}"
-        user, token = await self.log.create_user(nick)
+        user, token = await self.identities.create_user(nick)
         return Identity(user, token, wanted, errors)
 
     async def _attach(self, conn_id: ConnId, identity: Identity, *, exact: bool) -> User:
@@ -468,7 +471,7 @@ class Hub:
         message to nobody."""
         recipient = None
         if send.to is not None:
-            recipient = await self._online.get(send.to) or await self.log.get_user(send.to)
+            recipient = await self._online.get(send.to) or await self.identities.get_user(send.to)
             if recipient is None:
                 raise FrameError("unknown_user", "no user with that id", send.client_offset)
         self._stop_typing((sender.id, send.to))
@@ -492,7 +495,7 @@ class Hub:
         connection open without end (then the nick is in force until the
         user leaves, and the stored one comes back on their next visit)."""
         with trio.CancelScope(shield=True), trio.move_on_after(NICK_SAVE_TIMEOUT) as bound:
-            await self.log.set_nick(user.id, user.nick)
+            await self.identities.set_nick(user.id, user.nick)
         if bound.cancelled_caught:
             log.warning("gave up storing the nick of %s after %s s", user.id, NICK_SAVE_TIMEOUT)
 

@@ -16,7 +16,7 @@ import trio
 from ..broker import LocalBroker
 from ..config import Settings
 from ..errors import ConfigError
-from .base import EventBus, MessageLog, PresenceBoard, RateLimits
+from .base import EventBus, Identities, MessageLog, PresenceBoard, RateLimits
 
 Service = Callable[..., Awaitable[None]]
 
@@ -27,6 +27,8 @@ class Backends:
     connections subscribe to (fed by the log's tail and the event bus)."""
 
     log: MessageLog
+    #: Who writes to the log (often the log's own object: see :class:`Identities`).
+    identities: Identities
     bus: EventBus
     presence: PresenceBoard
     limits: RateLimits
@@ -66,7 +68,16 @@ async def _open_embedded(settings: Settings, broker: LocalBroker) -> Backends:
                 await nursery.start(service)
             task_status.started()
 
-    return Backends(log, bus, presence, limits, broker, run, release)
+    return Backends(
+        log=log,
+        identities=log,
+        bus=bus,
+        presence=presence,
+        limits=limits,
+        broker=broker,
+        run=run,
+        release=release,
+    )
 
 
 def _open_redis(settings: Settings, url: str, broker: LocalBroker) -> Backends:
@@ -90,7 +101,16 @@ def _open_redis(settings: Settings, url: str, broker: LocalBroker) -> Backends:
                 await nursery.start(service)
             task_status.started()
 
-    return Backends(log, bus, presence, RedisLimits(shared, prefix), broker, run, lambda: None)
+    return Backends(
+        log=log,
+        identities=log,
+        bus=bus,
+        presence=presence,
+        limits=RedisLimits(shared, prefix),
+        broker=broker,
+        run=run,
+        release=lambda: None,
+    )
 
 
 def hold_single_writer(db_path: Path) -> Callable[[], None]:

@@ -73,10 +73,16 @@ class Replay:
 
 
 class MessageLog(Protocol):
-    """The ordered log of record, and the identities that write to it.
+    """The ordered log of record.
 
     Ids are positive integers, strictly increasing in commit order across
     every writer. ``append`` returns only once its messages are durable.
+
+    The send limits are spent by ``append`` rather than by a seam of their
+    own: on Redis the bucket is spent inside the append's script, so a send
+    costs one round trip, not two (on SQLite, the bucket is spent under the
+    append's own lock, just before the insert). A separate "spend, then
+    append" would double the per-message round trips on the hot path.
     """
 
     #: Names this log's history; a cursor from another epoch means nothing here.
@@ -125,8 +131,18 @@ class MessageLog(Protocol):
     async def last_id(self) -> int:
         """The newest committed id (0 for an empty log)."""
 
+
+class Identities(Protocol):
+    """Who may write to the log: each identity's id, nick and secret token.
+
+    A backend may serve this and :class:`MessageLog` from one object (the
+    two share a connection and ``prune_silent_users`` asks which identities
+    wrote); :class:`~quartchat.backends.Backends` hands them out apart, so
+    each user of them depends only on the seam it calls.
+    """
+
     async def create_user(self, nick: str) -> tuple[User, str]:
-        """A new identity and its secret token (the log keeps only a hash)."""
+        """A new identity and its secret token (only a hash is kept)."""
 
     async def user_by_token(self, token: str) -> User | None: ...
 

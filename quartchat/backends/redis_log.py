@@ -272,7 +272,8 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'nick', A
 
 
 class RedisLog:
-    """:class:`~quartchat.backends.base.MessageLog` on Redis (see the module doc)."""
+    """:class:`~quartchat.backends.base.MessageLog` and
+    :class:`~quartchat.backends.base.Identities` on Redis (see the module doc)."""
 
     def __init__(self, url: str, *, prefix: str = "quartchat:", max_messages: int = 0) -> None:
         self.epoch = ""  # read from Redis when ``run`` starts

@@ -42,7 +42,8 @@ class WritesChecked(Protocol):
 
 
 class SqliteLog:
-    """:class:`~quartchat.backends.base.MessageLog` on one SQLite file."""
+    """:class:`~quartchat.backends.base.MessageLog` and
+    :class:`~quartchat.backends.base.Identities` on one SQLite file."""
 
     def __init__(self, store: AsyncStore, last_id: int, limits: RateLimits | None = None) -> None:
         self.store = store
