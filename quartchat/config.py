@@ -81,6 +81,11 @@ class Settings:
     max_frame_bytes: int = 64 * 1024
     #: Seconds a new socket has to send ``hello``.
     hello_timeout: float = 10.0
+    #: Seconds a connection's socket may stay full, its peer acknowledging
+    #: nothing, before the connection is dropped (a TCP reset) and its user
+    #: counted out: a client that stopped reading. One that keeps reading,
+    #: even slowly, is not cut (:mod:`quartchat.patches.stalled_writer`).
+    write_stall: float = 10.0
     #: Seconds after the last ``typing`` before the server clears it.
     typing_timeout: float = 5.0
     #: Seconds a user whose last connection closed still counts as online, so
@@ -141,6 +146,7 @@ class Settings:
             unguarded=reader.get("QUARTCHAT_UNGUARDED", _flag, d.unguarded),
             max_frame_bytes=reader.get("QUARTCHAT_MAX_FRAME", _positive, d.max_frame_bytes),
             hello_timeout=reader.get("QUARTCHAT_HELLO_TIMEOUT", _seconds, d.hello_timeout),
+            write_stall=reader.get("QUARTCHAT_WRITE_STALL", _seconds, d.write_stall),
             typing_timeout=reader.get("QUARTCHAT_TYPING_TIMEOUT", _seconds, d.typing_timeout),
             leave_grace=reader.get("QUARTCHAT_LEAVE_GRACE", _seconds_or_zero, d.leave_grace),
             send_rate=reader.get("QUARTCHAT_SEND_RATE", _rate, d.send_rate),

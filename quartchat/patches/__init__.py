@@ -87,12 +87,21 @@ def apply(*, unguarded: bool = False) -> bool:
         return True
     if not check(installed_versions(), unguarded=unguarded):
         return False
-    from . import error_headers, handshake_refusals, hypercorn_faults, ping_wheel
+    from . import (
+        error_headers,
+        frame_limit,
+        handshake_refusals,
+        hypercorn_faults,
+        ping_wheel,
+        stalled_writer,
+    )
 
     hypercorn_faults.install()
     ping_wheel.install()
     handshake_refusals.install()
     error_headers.install()
+    frame_limit.install()
+    stalled_writer.install()
     _applied = True
     return True
 

@@ -124,6 +124,8 @@ class DirectSend:
         if written < len(frame):
             # Nothing has run since the check, so the lock is still free
             # and the rest goes before any other frame, even if cancelled.
+            # It is bounded all the same: a peer that takes none of it for
+            # QUARTCHAT_WRITE_STALL seconds is dropped (:mod:`.stalled_writer`).
             with trio.CancelScope(shield=True):
                 await self._server.protocol_send(RawData(data=frame[written:]))
         return True
