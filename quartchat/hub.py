@@ -31,7 +31,8 @@ from .announcer import Announcer, batch_window
 from .backends import Backends
 from .backends.base import Bucket, ConnId, PresenceBoard, RateLimited
 from .backends.local_bus import LocalBus
-from .broker import Event, LocalBroker, Subscription
+from .broker import Deliver, Event, LocalBroker, Subscription
+from .chat import Opening, Subscribe
 from .committer import Committer
 from .config import Settings
 from .errors import POLICY_VIOLATION, UNKNOWN_TOKEN, CloseConnection, FrameError, StoreError
@@ -74,10 +75,6 @@ RECORD_TTL = 10.0
 #: Below this many known senders nothing is swept.
 MIN_RECORD_SWEEP = 1024
 
-#: Subscribes the session once the hub knows whose it is (so its filter
-#: knows which user's own presence and typing frames to skip).
-Subscribe = Callable[[str], Subscription]
-
 
 @dataclass(slots=True)
 class Identity:
@@ -87,21 +84,6 @@ class Identity:
     token: str
     wanted_nick: str | None
     errors: list[FrameError] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class Opening:
-    """A started session: its user as online now, what to send before any
-    live frame, and the replay's snapshot id that live messages are checked
-    against (nothing at or below it is sent twice)."""
-
-    user: User
-    subscription: Subscription
-    #: The welcome and the replay, encoded.
-    lines: list[str]
-    cursor: int
-    #: What the ``hello`` asked for that could not be had (a taken nick).
-    errors: list[FrameError]
 
 
 @dataclass(slots=True)
@@ -123,6 +105,8 @@ class Hub:
         #: online here; the presence board knows the whole chat).
         self._local_users: dict[str, int] = {}
         self.metrics = Metrics(users_online=lambda: len(self._local_users))
+        #: Counts a frame written (the metrics' own method: no call between).
+        self.frame_sent: Callable[[int, int], None] = self.metrics.frame_sent
         self.committer = Committer(backends.log, self.metrics)
         #: How often each connection of this worker may be sent a frame.
         self.pacer = FlushPacer(
@@ -183,6 +167,15 @@ class Hub:
 
     def new_conn_id(self) -> ConnId:
         return f"{self.worker_id}.{next(self._conn_ids)}"
+
+    def subscribe(self, deliver: Deliver) -> Subscription:
+        return self.broker.subscribe(deliver)
+
+    def count_close(self, code: int) -> None:
+        self.metrics.closes.labels(code).inc()
+
+    def count_error(self, code: str) -> None:
+        self.metrics.errors.labels(code).inc()
 
     async def _relay_tail(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

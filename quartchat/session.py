@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import trio
 
 from .broker import Event, Subscription
+from .chat import Chat, Opening
 from .errors import (
     GOING_AWAY,
     INTERNAL_ERROR,
@@ -41,7 +42,6 @@ from .errors import (
     StoreError,
     Unavailable,
 )
-from .hub import Hub, Opening
 from .limits import TokenBucket
 from .log_limits import limit
 from .models import Posted
@@ -107,20 +107,21 @@ class Session:
         "_strikes",
         "_writer",
         "address",
+        "chat",
         "conn_id",
-        "hub",
         "settings",
         "transport",
         "user_id",
     )
 
-    def __init__(self, hub: Hub, transport: Transport, address: str | None = None) -> None:
-        self.hub = hub
+    def __init__(self, chat: Chat, transport: Transport, address: str | None = None) -> None:
+        #: All the session asks of the chat: the narrow interface, not the hub.
+        self.chat = chat
         #: The client's network address, which new identities are counted by.
         self.address = address
-        self.settings = hub.settings
+        self.settings = chat.settings
         self.transport = transport
-        self.conn_id = hub.new_conn_id()
+        self.conn_id = chat.new_conn_id()
         self.user_id = ""
         self._outbox = Outbox[str | Event](self.settings.queue_size)
         self._scope = trio.CancelScope()
@@ -150,7 +151,7 @@ class Session:
             # Reached on every path, cancellation by a departed client included;
             # the socket may be gone, so the close is shielded and bounded.
             close = self._close or CloseConnection(GOING_AWAY, "server shutting down")
-            self.hub.metrics.closes.labels(close.code).inc()
+            self.chat.count_close(close.code)
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
                 try:
                     await self.transport.close(close.code, close.reason)
@@ -182,7 +183,7 @@ class Session:
                 await self._guarded(self._read)
                 nursery.cancel_scope.cancel()
         finally:
-            await self.hub.close_session(self.conn_id, opening.user, opening.subscription)
+            await self.chat.close_session(self.conn_id, opening.user, opening.subscription)
 
     async def _guarded(self, task: Callable[..., Awaitable[None]], *args: Any) -> None:
         """Run one of the two tasks; whatever ends it ends the whole session
@@ -206,7 +207,7 @@ class Session:
         while True:
             hello = await self._receive_hello()
             try:
-                return await self.hub.open_session(
+                return await self.chat.open_session(
                     self.conn_id, hello, self._subscribe, self.address
                 )
             except FrameError as exc:
@@ -233,7 +234,7 @@ class Session:
     def _subscribe(self, user_id: str) -> Subscription:
         """Called by the hub once it knows whose session this is."""
         self.user_id = user_id
-        return self.hub.broker.subscribe(self._deliver)
+        return self.chat.subscribe(self._deliver)
 
     def _deliver(self, event: Event) -> None:
         """Broker callback: queue ``event`` if it is for us; never blocks."""
@@ -243,7 +244,7 @@ class Session:
             self._queue(part)
 
     def _queue(self, item: str | Event) -> None:
-        self.hub.pacer.queued += 1  # how the pacer tells a busy worker
+        self.chat.pacer.queued += 1  # how the pacer tells a busy worker
         if not self._outbox.put(item):
             self._cut(CloseConnection(TOO_SLOW, "too slow: outbound queue overflowed"))
 
@@ -252,11 +253,11 @@ class Session:
         not at the end of the flush window (an ack is what a sender waits for)."""
         self._queue(encode(frame))
         if self._writer is not None:
-            self.hub.pacer.wake(self._writer)
+            self.chat.pacer.wake(self._writer)
 
     def _error(self, exc: FrameError) -> ErrorFrame:
         """The error frame for ``exc``, counted by its code."""
-        self.hub.metrics.errors.labels(exc.code).inc()
+        self.chat.count_error(exc.code)
         return ErrorFrame.of(exc)
 
     def shut_down(self) -> None:
@@ -274,7 +275,7 @@ class Session:
         one frame per flush window (:mod:`quartchat.pacing`) at most."""
         await self._send_lines(opening, 0)
         opening.clear()  # sent: free it for the life of the connection
-        pacer = self.hub.pacer
+        pacer = self.chat.pacer
         self._writer = trio.lowlevel.current_task()
         with pacer.pacing():
             while True:
@@ -298,7 +299,7 @@ class Session:
         as :data:`MAX_FRAME_BYTES` allows."""
         for frame in coalesce(lines):
             await self.transport.send("\n".join(frame))
-            self.hub.metrics.frame_sent(len(frame), messages)
+            self.chat.frame_sent(len(frame), messages)
             messages = 0  # counted with the first frame: the totals are what matter
 
     # ----- inbound -------------------------------------------------------------
@@ -346,7 +347,7 @@ class Session:
             run.append(frame)
         outcomes: Sequence[Posted | FrameError | StoreError]
         try:
-            outcomes = await self.hub.post_many(self.conn_id, self.user_id, run)
+            outcomes = await self.chat.post_many(self.conn_id, self.user_id, run)
         except StoreError as exc:  # before anything was queued: the whole run failed
             outcomes = [exc] * len(run)
         for send, outcome in zip(run, outcomes, strict=True):
@@ -410,11 +411,11 @@ class Session:
     async def _dispatch(self, frame: object) -> None:
         match frame:
             case Typing():
-                await self.hub.typing(self.conn_id, self.user_id, frame.active, frame.to)
+                await self.chat.typing(self.conn_id, self.user_id, frame.active, frame.to)
             case Nick():
-                await self.hub.rename(self.user_id, frame.nick)
+                await self.chat.rename(self.user_id, frame.nick)
             case History():
-                self._reply(await self.hub.history(self.user_id, frame))
+                self._reply(await self.chat.history(self.user_id, frame))
             case Ping():
                 self._reply(Pong())
             case Hello():
