@@ -48,6 +48,20 @@ class FrameError(QuartchatError):
         self.retry_after = retry_after
 
 
+class RoomRefused(FrameError):
+    """The room directory refused a change or a look-up (see the ``ROOM_*``
+    codes below, and ``bad_request`` for a topic it cannot keep); answered
+    with an ``error`` frame like any :class:`FrameError`."""
+
+
+# Error codes of the room directory (docs/protocol.md, Rooms).
+ROOM_TAKEN = "room_taken"
+BAD_ROOM_NAME = "bad_room_name"
+UNKNOWN_ROOM = "unknown_room"
+NOT_MEMBER = "not_member"
+FORBIDDEN = "forbidden"
+
+
 class CloseConnection(QuartchatError):
     """The socket must end with ``code`` (see the close-code table)."""
 

@@ -7,10 +7,12 @@ Run it with the server stopped (or at least no longer writing to SQLite)::
     quartchat migrate --to redis://127.0.0.1:6379/0 [--db chat.db] [--prefix quartchat:]
 
 What is copied: the epoch (so cursors stay valid), every user with their
-token hash, and every message with its id, time and ``client_offset`` (so a
-retried send is still recognised). It is idempotent: users Redis knows and
-messages at or below Redis's last id are skipped, so running it again adds
-nothing, and an interrupted run resumes. It refuses a Redis that already
+token hash, every message with its id, time and ``client_offset`` (so a
+retried send is still recognised), and the rooms with their members, roles
+and read markers. It is idempotent: users Redis knows, messages at or below
+Redis's last id and rooms Redis holds are skipped, members and roles are set
+to what SQLite says, markers only move up; so running it again adds nothing,
+and an interrupted run resumes. It refuses a Redis that already
 holds a different chat. Progress goes to stderr, a summary line to stdout;
 anything that stops it is one line on stderr and exit status 2.
 """
@@ -34,6 +36,7 @@ from .usage import OneLineParser, bad_start
 
 if TYPE_CHECKING:
     from .backends.redis_log import RedisLog
+    from .backends.redis_rooms import RedisRooms
 
 PROG = "quartchat migrate"
 #: Users or messages read from SQLite and written to Redis at a time: what
@@ -98,8 +101,9 @@ async def copy_to_redis(db_path: Path, url: str, prefix: str) -> str:
     """Copy the store at ``db_path`` into Redis at ``url``; the summary line.
     Raises :class:`MigrationError` for anything that stops it."""
     try:
-        from .backends.redis_client import check_reachable
+        from .backends.redis_client import check_reachable, redis_client
         from .backends.redis_log import RedisLog
+        from .backends.redis_rooms import RedisRooms
     except ModuleNotFoundError as exc:  # coredis is an extra
         raise MigrationError(
             f"needs the redis extra ({exc.name} is missing): pip install 'quartchat[redis]'"
@@ -112,12 +116,16 @@ async def copy_to_redis(db_path: Path, url: str, prefix: str) -> str:
             raise MigrationError(f"--to {url}: {exc}") from exc
         log = RedisLog(url, prefix=prefix)
         try:
-            async with trio.open_nursery() as nursery:
+            async with redis_client(url) as client, trio.open_nursery() as nursery:
                 await nursery.start(log.run)
+                rooms = RedisRooms(client, prefix)
+                await nursery.start(rooms.run)
                 try:
-                    return await copy(db, log)
+                    return await copy(db, log) + "; " + await copy_rooms(db, rooms)
                 finally:
+                    await rooms.aclose()
                     await log.aclose()
+                    nursery.cancel_scope.cancel()  # the directory's run waits for ever
         except Exception as failed:
             cause = redis_failure(failed)
             if cause is None:
@@ -174,6 +182,60 @@ async def copy(db: sqlite3.Connection, log: RedisLog) -> str:
         f"epoch {epoch}: {new_users:,} users added ({done - new_users:,} already there),"
         f" {added:,} messages added (of {total:,}; Redis had ids up to {already:,});"
         f" Redis last id {await log.last_id():,}"
+    )
+
+
+async def copy_rooms(db: sqlite3.Connection, rooms: RedisRooms) -> str:
+    """Copy the rooms in creation order (``general`` is Redis's already),
+    then every membership with its role, then the read markers."""
+    from .backends.sqlite_rooms import member_batch, read_batch, room_batch
+    from .errors import RoomRefused
+    from .models import GENERAL
+
+    read = trio.to_thread.run_sync
+    added = seen = 0
+    after_seq = 0
+    while batch := await read(room_batch, db, after_seq, BATCH):
+        for seq, room in batch:
+            after_seq = seq
+            if room.id == GENERAL:
+                continue
+            seen += 1
+            try:
+                added += await rooms.put_room(room, None)
+            except RoomRefused as exc:
+                raise MigrationError(
+                    f"room {room.name!r} ({room.id}): Redis holds another room named like it"
+                ) from exc
+        print(f"rooms: {seen:,} ({added:,} added)", file=sys.stderr)
+
+    members = 0
+    after: tuple[str, str] = ("", "")
+    while memberships := await read(member_batch, db, after, BATCH):
+        for room_id, user_id, role in memberships:
+            if room_id == GENERAL:
+                await rooms.set_role(GENERAL, user_id, role)
+            else:
+                await rooms.put_member(room_id, user_id, role)
+        members += len(memberships)
+        after = memberships[-1][:2]
+        print(f"members: {members:,}", file=sys.stderr)
+
+    markers = 0
+    for table in ("room_reads", "direct_reads"):
+        after = ("", "")
+        while marks := await read(read_batch, db, table, after, BATCH):
+            for user_id, where, read_id in marks:
+                if table == "room_reads":
+                    await rooms.put_read(user_id, where, read_id)
+                else:
+                    await rooms.mark_direct_read(user_id, where, read_id)
+            markers += len(marks)
+            after = marks[-1][:2]
+        print(f"read markers: {markers:,}", file=sys.stderr)
+    return (
+        f"{added:,} rooms added ({seen - added:,} already there),"
+        f" {members:,} memberships and {markers:,} read markers set"
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +42,58 @@ class Posted:
 
     message: Message
     duplicate: bool
+
+
+class Role(StrEnum):
+    """A member's standing in one room (the values are the wire's)."""
+
+    OWNER = "owner"
+    MODERATOR = "moderator"
+    MEMBER = "member"
+
+
+class RoomKind(StrEnum):
+    """Who may join a room: anyone (``public``), or only those invited (``private``)."""
+
+    PUBLIC = "public"
+    PRIVATE = "private"
+
+
+#: The public room every user is in and nobody can leave (its id and its name).
+GENERAL = "general"
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    """A group conversation, as the wire shows it."""
+
+    id: str
+    name: str
+    kind: RoomKind
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """One room a user is in: their role there and their read marker (the
+    highest message id they have read in it; 0 for none)."""
+
+    room: Room
+    role: Role
+    read_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMember:
+    """One member of a room, as the room's member list holds them."""
+
+    user_id: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class ListedRoom:
+    """A room in the ``rooms`` answer, with how many members it has."""
+
+    room: Room
+    members: int

@@ -40,7 +40,8 @@ import trio
 
 from .errors import StoreError
 from .log_limits import limit
-from .models import Draft, Message, Posted, User
+from .models import GENERAL, Draft, Message, Posted, RoomKind, User
+from .text import nick_keys
 
 T = TypeVar("T")
 
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 #: full disk fails every send, and a line each would fill the log.
 FAILURE_LINES = limit(log)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 READERS = 4
 #: Seconds a connection waits for another process's write lock.
 BUSY_TIMEOUT_MS = 10_000
@@ -126,6 +127,8 @@ def migrate(db: sqlite_utils.Database) -> str:
         with db.atomic():
             if version < 1:
                 _create_v1(db)
+            if version < 2:
+                _create_v2(db)
             if _epoch(db) is None:
                 db.table("meta").insert({"key": "epoch", "value": secrets.token_hex(8)})
             _pragma(db, f"user_version = {SCHEMA_VERSION}")
@@ -180,6 +183,63 @@ def _create_v1(db: sqlite_utils.Database) -> None:
     db.table("messages").create_index(["recipient", "id"], if_not_exists=True)
     if tutorial:
         _import_tutorial(db)
+
+
+#: The tables of schema 2, one statement each (``executescript`` would
+#: commit the migration's transaction half-way).
+_V2_TABLES = (
+    """CREATE TABLE IF NOT EXISTS rooms (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('public', 'private')),
+        topic TEXT NOT NULL,
+        created INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS room_names (
+        key TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL REFERENCES rooms(id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS room_members (
+        room_id TEXT NOT NULL REFERENCES rooms(id),
+        user_id TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('owner', 'moderator', 'member')),
+        PRIMARY KEY (room_id, user_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS room_members_by_user ON room_members (user_id, room_id)",
+    """CREATE TABLE IF NOT EXISTS room_reads (
+        user_id TEXT NOT NULL,
+        room_id TEXT NOT NULL REFERENCES rooms(id),
+        read_id INTEGER NOT NULL,
+        PRIMARY KEY (user_id, room_id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS direct_reads (
+        user_id TEXT NOT NULL,
+        other_id TEXT NOT NULL,
+        read_id INTEGER NOT NULL,
+        PRIMARY KEY (user_id, other_id)
+    ) WITHOUT ROWID""",
+)
+
+
+def _create_v2(db: sqlite_utils.Database) -> None:
+    """Rooms (issue 21): the rooms, the name keys they hold, their members
+    with roles, and read markers per user and room or private conversation.
+    Idempotent (a file part-way there is finished). The room ``general`` is
+    created here, holding its name; every user is in it without a row (a
+    row there only records a role above ``member``). No foreign key names a
+    user: pruning silent users must not fail on their memberships. The
+    queries on these tables are :mod:`quartchat.backends.sqlite_rooms`'s."""
+    for statement in _V2_TABLES:
+        db.execute(statement)
+    db.execute(
+        "INSERT OR IGNORE INTO rooms (id, name, kind, topic, created) VALUES (?, ?, ?, '', ?)",
+        [GENERAL, GENERAL, RoomKind.PUBLIC.value, now_ms()],
+    )
+    db.conn.executemany(
+        "INSERT OR IGNORE INTO room_names (key, room_id) VALUES (?, ?)",
+        [(key, GENERAL) for key in sorted(nick_keys(GENERAL))],
+    )
 
 
 def _import_tutorial(db: sqlite_utils.Database) -> None:
@@ -704,3 +764,35 @@ class AsyncStore:
 
     async def committed_after(self, after_id: int, limit: int) -> list[Message]:
         return await self._on_reader(self.sync.committed_after, after_id, limit)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` on the writer connection, in one ``BEGIN IMMEDIATE``
+        transaction, on the writer's thread: for SQL kept beside its own
+        seam (:mod:`quartchat.backends.sqlite_rooms`). An exception from
+        ``fn`` rolls the transaction back and reaches the caller."""
+        return await self._on_writer(_transact, self.sync, fn)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` on a reader connection, on a reader thread."""
+        return await self._on_reader(_read_with, self.sync, fn)
+
+
+def _transact(store: Store, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``fn`` in one immediate transaction of the writer, then bound the
+    WAL as every write does. IMMEDIATE takes the write lock first, so what
+    ``fn`` reads cannot change before it writes."""
+    conn = store._writer.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+        conn.commit()
+    except BaseException:
+        conn.rollback()  # also after a failed COMMIT (a full disk), so the writer is free
+        raise
+    store._bound_wal()
+    return result
+
+
+def _read_with(store: Store, fn: Callable[[sqlite3.Connection], T]) -> T:
+    with store._reader() as db:
+        return fn(db.conn)

@@ -13,9 +13,13 @@ import pytest
 import trio
 
 from quartchat.backends.base import Replay
+from quartchat.backends.redis_client import redis_client
 from quartchat.backends.redis_log import RedisLog
-from quartchat.models import Draft, Posted
-from quartchat.store import Store
+from quartchat.backends.redis_rooms import RedisRooms
+from quartchat.backends.sqlite_rooms import SqliteRooms
+from quartchat.errors import RoomRefused
+from quartchat.models import GENERAL, Draft, Posted, Role, RoomKind
+from quartchat.store import AsyncStore, Store
 from redis_server import RedisServer, redis_integer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,3 +217,49 @@ def test_the_old_script_still_migrates(tmp_path: Path, redis_server: RedisServer
 
     assert done.returncode == 0, done.stderr
     assert "3 users added (0 already there), 34 messages added" in done.stdout
+
+
+async def test_rooms_members_roles_and_read_markers_move_to_redis_once(
+    tmp_path: Path, redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    store, tokens = seed(tmp_path / "chat.db")
+    alice, bob, carol = (store.user_by_token(tokens[nick]) for nick in ("alice", "bob", "carol"))
+    assert alice is not None and bob is not None and carol is not None
+    embedded = SqliteRooms(await AsyncStore.open(store.path))
+    design = await embedded.create(alice.id, "design", RoomKind.PUBLIC, "how it looks")
+    secret = await embedded.create(bob.id, "secret", RoomKind.PRIVATE)
+    await embedded.add_member(design.id, carol.id)
+    await embedded.set_role(design.id, carol.id, Role.MODERATOR)
+    await embedded.add_member(secret.id, alice.id)
+    await embedded.set_role(GENERAL, bob.id, Role.MODERATOR)
+    await embedded.mark_read(alice.id, design.id, 3)
+    await embedded.mark_read(alice.id, GENERAL, 30)
+    await embedded.mark_read(bob.id, secret.id, 2)
+    await embedded.mark_direct_read(bob.id, alice.id, 4)
+    await embedded.store.aclose()
+
+    first = await trio.to_thread.run_sync(migrate, store.path, redis_server.url)
+    assert first.returncode == 0, first.stderr
+    assert "2 rooms added (0 already there), 5 memberships and 4 read markers set" in first.stdout
+    again = await trio.to_thread.run_sync(migrate, store.path, redis_server.url)
+    assert again.returncode == 0, again.stderr
+    assert "0 users added (3 already there), 0 messages added" in again.stdout
+    assert "0 rooms added (2 already there)" in again.stdout
+
+    store_again = await AsyncStore.open(store.path)
+    embedded = SqliteRooms(store_again)
+    async with redis_client(redis_server.url) as client:
+        moved = RedisRooms(client, "moved:")
+        await nursery.start(moved.run)
+        for user in (alice, bob, carol):
+            assert await moved.rooms_of(user.id) == await embedded.rooms_of(user.id)
+            assert await moved.listing(user.id) == await embedded.listing(user.id)
+            assert await moved.direct_reads(user.id) == await embedded.direct_reads(user.id)
+        for room_id in (GENERAL, design.id, secret.id):
+            assert await moved.members(room_id) == await embedded.members(room_id)
+        with pytest.raises(RoomRefused):
+            await moved.create(carol.id, "DESIGN", RoomKind.PUBLIC)  # the names came too
+        later = await moved.create(carol.id, "later", RoomKind.PUBLIC)
+        assert [r.room for r in await moved.listing(carol.id)][-1] == later
+        await moved.aclose()
+    await store_again.aclose()

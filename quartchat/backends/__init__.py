@@ -16,7 +16,7 @@ import trio
 from ..broker import LocalBroker
 from ..config import Settings
 from ..errors import ConfigError
-from .base import EventBus, Identities, MessageLog, PresenceBoard, RateLimits
+from .base import EventBus, Identities, MessageLog, PresenceBoard, RateLimits, RoomDirectory
 
 Service = Callable[..., Awaitable[None]]
 
@@ -33,6 +33,8 @@ class Backends:
     presence: PresenceBoard
     limits: RateLimits
     broker: LocalBroker
+    #: Rooms, memberships, roles and read markers (SQLite beside the log, or Redis).
+    rooms: RoomDirectory
     #: Runs the backends' own tasks (``nursery.start``); ready once all answer.
     run: Service
     #: Releases what ``open_backends`` took (after ``log.aclose``).
@@ -52,6 +54,7 @@ async def _open_embedded(settings: Settings, broker: LocalBroker) -> Backends:
     from .local_limits import LocalLimits
     from .local_presence import LocalPresence
     from .sqlite_log import SqliteLog
+    from .sqlite_rooms import SqliteRooms
 
     release = hold_single_writer(settings.db_path)
     limits = LocalLimits()  # the log spends the send buckets in it
@@ -61,10 +64,11 @@ async def _open_embedded(settings: Settings, broker: LocalBroker) -> Backends:
         release()
         raise
     bus, presence = LocalBus(broker), LocalPresence()
+    rooms = SqliteRooms(log.store)  # the same file and threads as the log
 
     async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            for service in (log.run, bus.run, presence.run):
+            for service in (log.run, bus.run, presence.run, rooms.run):
                 await nursery.start(service)
             task_status.started()
 
@@ -75,6 +79,7 @@ async def _open_embedded(settings: Settings, broker: LocalBroker) -> Backends:
         presence=presence,
         limits=limits,
         broker=broker,
+        rooms=rooms,
         run=run,
         release=release,
     )
@@ -86,28 +91,32 @@ def _open_redis(settings: Settings, url: str, broker: LocalBroker) -> Backends:
     from .redis_limits import RedisLimits
     from .redis_log import RedisLog
     from .redis_presence import RedisPresence
+    from .redis_rooms import RedisRooms
 
     prefix = settings.redis_prefix
     log = RedisLog(url, prefix=prefix, max_messages=settings.redis_max_messages)
     # The log holds its own pool (its tail blocks on a connection); presence,
-    # events and limits share this one.
+    # events, limits and rooms share this one.
     shared = redis_client(url)
     bus = RedisBus(shared, broker, prefix)
     presence = RedisPresence(shared, prefix, heartbeat_ttl=settings.redis_heartbeat_ttl)
+    rooms = RedisRooms(shared, prefix)
 
     async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with shared, trio.open_nursery() as nursery:
-            for service in (log.run, bus.run, presence.run):
+            for service in (log.run, bus.run, presence.run, rooms.run):
                 await nursery.start(service)
             task_status.started()
 
+    limits = RedisLimits(shared, prefix)
     return Backends(
         log=log,
         identities=log,
         bus=bus,
         presence=presence,
-        limits=RedisLimits(shared, prefix),
+        limits=limits,
         broker=broker,
+        rooms=rooms,
         run=run,
         release=lambda: None,
     )

@@ -16,6 +16,7 @@ never a driver's (``sqlite3``, ``coredis``) exceptions.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,9 +25,21 @@ import trio
 
 from ..broker import Deliver as Deliver  # a subscriber's callback: it only queues
 from ..broker import Event
-from ..errors import StoreError
-from ..models import Draft, Message, Posted, User
-from ..protocol import EncodedUsers
+from ..errors import BAD_ROOM_NAME, RoomRefused, StoreError
+from ..models import (
+    Draft,
+    ListedRoom,
+    Membership,
+    Message,
+    Posted,
+    Role,
+    Room,
+    RoomKind,
+    RoomMember,
+    User,
+)
+from ..protocol import EncodedUsers, is_scalar_text
+from ..text import has_letter, nick_keys
 
 #: A connection's id, unique across every worker of one chat
 #: (``"<worker id>.<counter>"``), so "no echo" and presence never confuse
@@ -247,3 +260,131 @@ class RateLimits(Protocol):
         until it will hold them (a request whose price varies, such as a
         history page priced by its messages). ``cost`` is 1 to ``burst``. The
         same key is the same bucket as for :meth:`take`."""
+
+
+#: Room names: 1-64 code points after NFKC and trimming (docs/protocol.md, Rooms).
+MAX_ROOM_NAME = 64
+#: A room's topic, in code points: every ``rooms`` answer carries each
+#: listed room's topic, so this bounds that answer's size per room.
+MAX_TOPIC = 256
+#: The largest read marker a directory keeps: the largest integer a double
+#: (a Lua number in Redis's scripts) holds exactly. Ids are far below it.
+MAX_READ_ID = 2**53
+
+
+def clean_room_name(raw: str) -> str:
+    """A wanted room name normalised as nicks are (NFKC, trimmed) and
+    checked; :class:`RoomRefused` ``bad_room_name`` when unusable. Two names
+    clash when they share a :func:`room_name_keys` key."""
+    if not is_scalar_text(raw):
+        raise RoomRefused(BAD_ROOM_NAME, "room name must be valid Unicode (no lone surrogates)")
+    name = unicodedata.normalize("NFKC", raw).strip()
+    if not 1 <= len(name) <= MAX_ROOM_NAME:
+        raise RoomRefused(BAD_ROOM_NAME, f"room name must be 1-{MAX_ROOM_NAME} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+        raise RoomRefused(BAD_ROOM_NAME, "room name must not contain control characters")
+    if not has_letter(name):
+        raise RoomRefused(BAD_ROOM_NAME, "room name must show at least one letter or digit")
+    return name
+
+
+def room_name_keys(name: str) -> list[str]:
+    """The keys a cleaned room name holds, sorted: the nick keys (a room
+    called "Design" holds what a nick "design" or "d\u0435sign" would)."""
+    return sorted(nick_keys(name))
+
+
+def clean_topic(raw: str) -> str:
+    """A room's topic, NFC and trimmed; ``bad_request`` when over
+    :data:`MAX_TOPIC` code points, not valid Unicode, or not one line (a
+    control character or a line or paragraph separator)."""
+    topic = unicodedata.normalize("NFC", raw).strip() if is_scalar_text(raw) else None
+    if topic is None or any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in topic):
+        raise RoomRefused("bad_request", "topic must be one line of valid Unicode")
+    if len(topic) > MAX_TOPIC:
+        raise RoomRefused("bad_request", f"topic over {MAX_TOPIC} characters")
+    return topic
+
+
+def check_read_id(message_id: int) -> int:
+    """A read marker's id, 0 to :data:`MAX_READ_ID` (the hub clamps a
+    client's to the log's last id first)."""
+    if not 0 <= message_id <= MAX_READ_ID:
+        raise RoomRefused("bad_request", f"read id must be 0-{MAX_READ_ID}")
+    return message_id
+
+
+class RoomDirectory(Protocol):
+    """Rooms, their members' roles, and how far each user has read.
+
+    No messages live here (they are the log's): only the state the delivery
+    rules consult. The public room ``general`` (:data:`~quartchat.models.GENERAL`)
+    always exists; every user is in it without a row of their own (a row
+    there records only a role above ``member``), and nobody leaves it.
+    Room names are unique by look: a name holds its :func:`room_name_keys`,
+    and creating a room claims them atomically across workers.
+
+    Refusals are :class:`~quartchat.errors.RoomRefused` with the codes of
+    :mod:`quartchat.errors` (``room_taken``, ``bad_room_name``,
+    ``unknown_room``, ``not_member``, ``forbidden``); failures are
+    :class:`StoreError` / :class:`~quartchat.errors.Unavailable`. Who may do
+    what (join only public rooms, invite into private ones, kick) is the
+    caller's rule: the directory records, it does not authorise. Lists come
+    in a fixed order on every backend: rooms by creation (``general``
+    first), members by role (owner, moderator, member), then user id.
+    """
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; started once ``general`` exists."""
+
+    async def aclose(self) -> None:
+        """Refuse new calls and wait for those in flight."""
+
+    async def create(self, creator: str, name: str, kind: RoomKind, topic: str = "") -> Room:
+        """A new room, with ``creator`` its owner and first member. ``name``
+        is cleaned by :func:`clean_room_name` (``bad_room_name``), ``topic``
+        by :func:`clean_topic`; ``room_taken`` when another room's name
+        shares a key with it."""
+
+    async def get(self, room_id: str) -> Room | None: ...
+
+    async def role_of(self, room_id: str, user_id: str) -> Role | None:
+        """The user's role there, or None when they are not a member (or
+        there is no such room); every user is a member of ``general``."""
+
+    async def add_member(self, room_id: str, user_id: str) -> bool:
+        """Make the user a ``member``; False when they already were (their
+        role unchanged). ``unknown_room``."""
+
+    async def remove_member(self, room_id: str, user_id: str) -> bool:
+        """Take the user out (a leave or a kick), with their read marker
+        there; False when they were not in. ``forbidden`` for ``general``,
+        ``unknown_room``."""
+
+    async def set_role(self, room_id: str, user_id: str, role: Role) -> Role:
+        """Give a member ``role``; the role they had. ``not_member``,
+        ``unknown_room``."""
+
+    async def members(self, room_id: str) -> list[RoomMember]:
+        """The room's members with their roles. For ``general``, only those
+        with a role above ``member`` (everyone else is in it implicitly: the
+        identities list them). ``unknown_room``."""
+
+    async def rooms_of(self, user_id: str) -> list[Membership]:
+        """Every room the user is in, ``general`` first, with their role
+        and read marker there (0: nothing read)."""
+
+    async def listing(self, viewer: str) -> list[ListedRoom]:
+        """Every public room and every room ``viewer`` is in, with its member
+        count (``general``'s: the number of users): the ``rooms`` answer."""
+
+    async def mark_read(self, user_id: str, room_id: str, message_id: int) -> int:
+        """Move the user's marker in the room up to ``message_id`` (never
+        down); the marker now in force. ``not_member``, ``unknown_room``,
+        ``bad_request`` outside 0..:data:`MAX_READ_ID`."""
+
+    async def mark_direct_read(self, user_id: str, other_id: str, message_id: int) -> int:
+        """The same for the private conversation with ``other_id``."""
+
+    async def direct_reads(self, user_id: str) -> dict[str, int]:
+        """The user's markers in private conversations, by the other's id."""
