@@ -43,6 +43,10 @@ class OncePer(logging.Filter):
         #: kind -> (when its last record went through, records held back since)
         self._seen: dict[Hashable, tuple[float, int]] = {}
 
+    def forget(self) -> None:
+        """Start afresh, as if no record had passed (for tests, which share loggers)."""
+        self._seen.clear()
+
     def filter(self, record: logging.LogRecord) -> bool:
         kind = self._kind(record)
         now = self._clock()

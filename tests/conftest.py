@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from chatclient import ChatClient
 from quartchat.app import HUB_KEY, create_app
 from quartchat.config import Settings
 from quartchat.hub import Hub
+from quartchat.log_limits import OncePer
 from quartchat.patches import apply as apply_patches
 from served import Servers
 
@@ -42,6 +44,16 @@ apply_patches()
 pytest_plugins = ["redis_server"]
 
 BACKENDS = ("sqlite", "redis")
+
+
+@pytest.fixture(autouse=True)
+def fresh_log_limits() -> None:
+    """Every test starts with the log's once-a-second limits unspent: a line
+    another test logged a moment ago must not hold back this test's line."""
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for found in getattr(logger, "filters", ()):
+            if isinstance(found, OncePer):
+                found.forget()
 
 
 def pytest_configure(config: pytest.Config) -> None:
