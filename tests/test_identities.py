@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-import quartchat.hub
+import quartchat.identities
 from conftest import Clients, StartServer
 from fakesession import running_hub
 from quartchat.backends import open_backends
@@ -72,7 +72,7 @@ async def test_silent_users_are_pruned_at_start_then_every_ttl_keeping_who_is_on
         return 0
 
     monkeypatch.setattr(AsyncStore, "prune_silent_users", prune)
-    monkeypatch.setattr(quartchat.hub, "now_ms", lambda: 1_000_000)
+    monkeypatch.setattr(quartchat.identities, "now_ms", lambda: 1_000_000)
     settings = Settings(db_path=tmp_path / "chat.db", silent_user_ttl=60)
     async with running_hub(settings) as hub:
         start = trio.current_time()

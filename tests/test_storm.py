@@ -314,13 +314,13 @@ async def test_every_client_of_a_storm_sees_who_is_online(tmp_path: Path) -> Non
         # batches go out while sessions are between subscribing and reading
         # their list (the first of them with their own join), and while they
         # read it.
-        replay = hub._replay
+        replay = hub.reading.replay
 
         async def slow_replay(*args: Any) -> Any:
             await trio.sleep(0.25)
             return await replay(*args)
 
-        hub._replay = slow_replay  # type: ignore[method-assign]
+        hub.reading.replay = slow_replay  # type: ignore[method-assign]
         for i in range(80, 120):
             nursery.start_soon(connect, i)
             await trio.sleep(0.01)

@@ -1,0 +1,93 @@
+"""Sends, from a connection's frames to acks: drafts, the group commit, the
+send limits, and the wait for the tail so that an ack follows the messages
+below it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .announcer import Announcer
+from .backends.base import Bucket, ConnId, Identities, RateLimited
+from .committer import Committer
+from .config import Settings
+from .errors import FrameError, StoreError
+from .models import Draft, Posted, User
+from .online_records import OnlineRecords
+from .protocol import Send
+from .tail_relay import TailRelay
+from .typing_relay import TypingRelay
+
+
+class Posting:
+    def __init__(
+        self,
+        settings: Settings,
+        committer: Committer,
+        online: OnlineRecords,
+        identities: Identities,
+        typing: TypingRelay,
+        announcer: Announcer,
+        relay: TailRelay,
+    ) -> None:
+        self._settings = settings
+        self._committer = committer
+        self._online = online
+        self._identities = identities
+        self._typing = typing
+        self._announcer = announcer
+        self._relay = relay
+
+    async def post_many(
+        self, conn_id: ConnId, user_id: str, sends: Sequence[Send]
+    ) -> list[Posted | FrameError | StoreError]:
+        """Store consecutive sends of one connection; return, in their order,
+        what to ack or why not, once every stored one may be acked.
+
+        They are queued together, so they share commits instead of waiting
+        for one each. Each fails alone: a :class:`FrameError` (``rate_limited``,
+        ``unknown_user``: nothing stored) or a
+        :class:`~quartchat.errors.StoreError` (nothing acked: the client
+        retries). The send limit is spent by the log in the same step as the
+        append (one round trip on Redis), in the sends' order.
+        """
+        sender = await self._online.get(user_id)
+        assert sender is not None, "a session posts only while attached"
+        settings = self._settings
+        bucket = Bucket(f"send:{user_id}", settings.send_rate, settings.send_burst)
+        drafts: list[Draft | FrameError] = []
+        for send in sends:
+            try:
+                drafts.append(await self._draft(conn_id, sender, send))
+            except FrameError as exc:
+                drafts.append(exc)
+        queued = [(draft, bucket) for draft in drafts if isinstance(draft, Draft)]
+        results = iter(await self._committer.post_many(queued))
+        outcomes = [
+            draft if isinstance(draft, FrameError) else _refused_if_limited(next(results), draft)
+            for draft in drafts
+        ]
+        stored = [o.message.id for o in outcomes if isinstance(o, Posted)]
+        if stored:
+            await self._relay.relayed_past(max(stored))
+        return outcomes
+
+    async def _draft(self, conn_id: ConnId, sender: User, send: Send) -> Draft:
+        """What to store for ``send``; raises ``unknown_user`` for a private
+        message to nobody."""
+        recipient = None
+        if send.to is not None:
+            recipient = await self._online.get(send.to) or await self._identities.get_user(send.to)
+            if recipient is None:
+                raise FrameError("unknown_user", "no user with that id", send.client_offset)
+        self._typing.stop((sender.id, send.to))
+        self._announcer.before_frames_of(sender.id)  # their join before their message
+        return Draft(sender, send.client_offset, send.text, recipient, origin=conn_id)
+
+
+def _refused_if_limited(
+    result: Posted | RateLimited | StoreError, draft: Draft
+) -> Posted | FrameError | StoreError:
+    """The answer to a stored draft's send: a spent send limit is the client's ``rate_limited``."""
+    if isinstance(result, RateLimited):
+        return FrameError("rate_limited", "sending too fast; retry shortly", draft.client_offset)
+    return result

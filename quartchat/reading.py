@@ -1,0 +1,57 @@
+"""Reading the log for a user: the replay a new connection is owed, and
+history pages, paid for from the user's history budget."""
+
+from __future__ import annotations
+
+import math
+
+from .backends.base import MessageLog, RateLimits
+from .config import Settings
+from .errors import FrameError
+from .models import Message
+from .protocol import Hello, History, HistoryPage
+
+
+class Reading:
+    def __init__(self, settings: Settings, log: MessageLog, limits: RateLimits) -> None:
+        self._settings = settings
+        self._log = log
+        self._limits = limits
+
+    async def replay(self, user_id: str, hello: Hello) -> tuple[list[Message], int, bool]:
+        """What a new connection is owed: newest backlog, or all after its cursor."""
+        cursor = hello.last_id
+        if hello.epoch is not None and hello.epoch != self._log.epoch:
+            cursor = None
+        if cursor is None:
+            replay = await self._log.read_after(user_id, None, self._settings.backlog)
+            return replay.messages, replay.last_id, False
+        replay = await self._log.read_after(user_id, cursor, self._settings.replay_limit)
+        return replay.messages, replay.last_id, replay.complete
+
+    async def history(self, user_id: str, request: History) -> HistoryPage:
+        """A page of history, paid for first from the user's history budget.
+
+        A page costs the messages it asks for (its ``limit``, already capped
+        at ``history_max``), whatever it returns, and is charged before it is
+        read: a refused request costs the store nothing, and an empty page
+        past the start of the log is no cheaper to ask for than a full one.
+        The budget is the user's, over all their sockets and workers (the
+        rate limits' bucket ``history:<user id>``). Raises ``rate_limited``
+        with ``retry_after`` when the budget cannot pay for the page yet."""
+        settings = self._settings
+        cost = max(1, min(request.limit, settings.history_burst))
+        wait = await self._limits.spend(
+            f"history:{user_id}", settings.history_rate, settings.history_burst, cost
+        )
+        if wait > 0:
+            retry_after = math.ceil(wait * 100) / 100  # never early
+            raise FrameError(
+                "rate_limited",
+                f"reading history too fast; retry in {retry_after:.2f} s",
+                retry_after=retry_after,
+            )
+        messages, has_more = await self._log.history(
+            user_id, request.before_id, request.limit, request.with_user
+        )
+        return HistoryPage(messages, has_more, request.before_id, request.with_user)
