@@ -32,7 +32,6 @@ from .patches import apply as apply_patches
 from .patches.direct_send import DirectSend
 from .patches.handshake_refusals import HandshakeEnded
 from .patches.quart_receive import queued_frames
-from .patches.stalled_writer import set_write_stall
 from .session import Session
 
 #: An ASGI application: ``(scope, receive, send)``.
@@ -266,8 +265,7 @@ async def close_sessions(app: QuartTrio) -> int:
 
 def create_app(settings: Settings | None = None) -> QuartTrio:
     settings = settings if settings is not None else Settings.from_env()
-    apply_patches(unguarded=settings.unguarded)
-    set_write_stall(settings.write_stall)  # a client that stops reading is dropped
+    apply_patches(settings)
     app = QuartTrio(__name__, static_folder=str(settings.static_dir), static_url_path="/static")
     # Connections are all closed when the lifespan ends; the hub can stop at once.
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     config = hypercorn_config(args.bind)
     try:
         settings = Settings.from_env()
-        apply_patches(unguarded=settings.unguarded)  # refuses unverified versions
+        apply_patches(settings)  # refuses unverified versions
         if settings.redis_url is None:
             Store(settings.db_path).close()  # creates or migrates it now, or says why not
             hold_single_writer(settings.db_path)()  # another server on it? say so now

@@ -14,6 +14,15 @@ quartchat:app`` run), never as a side effect of an import:
 - :mod:`.direct_send`: a session's frames go straight to hypercorn's socket.
 - :mod:`.quart_receive`: a session takes the frames Quart-Trio has already
   queued without waiting.
+- :mod:`.handshake_refusals`: a handshake hypercorn refuses ends at once,
+  its 400 alone on the wire (no racing 101, no traceback).
+- :mod:`.error_headers`: hypercorn's own error answers carry the security
+  headers.
+- :mod:`.frame_limit`: a message over the size limit closes TCP after its
+  1009, and nothing more of it is read.
+- :mod:`.stalled_writer`: a socket that takes nothing for
+  ``QUARTCHAT_WRITE_STALL`` seconds is reset, so a client that stops reading
+  cannot hold a connection (and its user online) for ever.
 
 Each was verified on exactly the versions in :data:`VERIFIED`, which are the
 only ones ``pyproject.toml`` allows. Someone who forces another version gets
@@ -29,6 +38,7 @@ import logging
 from collections.abc import Mapping
 from importlib.metadata import version
 
+from ..config import Settings
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -79,13 +89,14 @@ def check(found: Mapping[str, str], *, unguarded: bool) -> bool:
     return False
 
 
-def apply(*, unguarded: bool = False) -> bool:
+def apply(settings: Settings | None = None) -> bool:
     """Switch every patch on, once per process, if the installed versions are
-    verified (see :func:`check`). True when they are on."""
+    verified (see :func:`check`; ``settings.unguarded`` runs without them).
+    True when they are on. The patches' own settings (the write-stall bound)
+    are taken from ``settings`` on every call."""
     global _applied
-    if _applied:
-        return True
-    if not check(installed_versions(), unguarded=unguarded):
+    settings = settings if settings is not None else Settings()
+    if not _applied and not check(installed_versions(), unguarded=settings.unguarded):
         return False
     from . import (
         error_headers,
@@ -96,6 +107,9 @@ def apply(*, unguarded: bool = False) -> bool:
         stalled_writer,
     )
 
+    stalled_writer.set_write_stall(settings.write_stall)
+    if _applied:
+        return True
     hypercorn_faults.install()
     ping_wheel.install()
     handshake_refusals.install()
