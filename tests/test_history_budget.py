@@ -5,99 +5,26 @@ One identity on 30 sockets asking for pages of 200 as fast as the frame limit
 let it made the server read and send about 32,000 messages a second. The
 budget (``QUARTCHAT_HISTORY_RATE`` / ``_BURST``) answers a page past it with
 ``rate_limited`` and a ``retry_after``, reading nothing, while everyone
-else's history and sends go on. The limits' ``spend`` is run here against
-both backends: in-process (:class:`LocalLimits`) and Redis, where two
-workers draw from one bucket.
+else's history and sends go on. The limits' ``spend`` that pays for it is in
+the limits' contract (tests/test_limits_contract.py).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import trio
 
 from chatclient import ChatClient
 from conftest import Clients, RunningServer, StartServer
-from quartchat.backends.base import RateLimits
-from quartchat.backends.local_limits import LocalLimits
-from quartchat.backends.redis_client import redis_client
-from quartchat.backends.redis_limits import RedisLimits
 from quartchat.config import Settings
 from quartchat.errors import ConfigError
-from redis_server import RedisServer
 
-PREFIX = "test:"
 #: A refill so slow that no token comes back during a test.
 NO_REFILL = 0.001
 #: A page of the largest size, and a budget of exactly five of them.
 PAGE = 200
 FIVE_PAGES = 5 * PAGE
-
-
-# ----- the limits' contract, in-process and on Redis ----------------------------
-
-
-@dataclass
-class Workers:
-    a: RateLimits
-    b: RateLimits
-
-
-@pytest.fixture(params=["local", "redis"])
-async def workers(request: pytest.FixtureRequest) -> AsyncIterator[Workers]:
-    """Two workers' limits: one :class:`LocalLimits` (one process is one
-    worker), or two Redis clients with their own pools on one server."""
-    if request.param == "local":
-        limits = LocalLimits()
-        yield Workers(limits, limits)
-        return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    async with redis_client(server.url) as redis_a, redis_client(server.url) as redis_b:
-        yield Workers(RedisLimits(redis_a, PREFIX), RedisLimits(redis_b, PREFIX))
-
-
-async def test_pages_spent_through_two_workers_at_once_draw_from_one_budget(
-    workers: Workers,
-) -> None:
-    waits: list[float] = []
-
-    async def spend(limits: RateLimits) -> None:
-        waits.append(await limits.spend("history:mallory", NO_REFILL, FIVE_PAGES, PAGE))
-
-    async with trio.open_nursery() as nursery:
-        for number in range(12):
-            nursery.start_soon(spend, (workers.a, workers.b)[number % 2])
-    assert waits.count(0.0) == 5  # not 5 per worker
-    assert all(wait > 0 for wait in waits if wait != 0.0)
-    assert await workers.b.spend("history:mallory", NO_REFILL, FIVE_PAGES, 1) > 0
-    assert await workers.a.spend("history:bob", NO_REFILL, FIVE_PAGES, PAGE) == 0.0
-
-
-async def test_a_refused_spend_costs_nothing_and_says_how_long_to_wait(
-    workers: Workers,
-) -> None:
-    rate, burst = 1.0, 300  # one token a second: the test's own time hardly counts
-    assert await workers.a.spend("history:alice", rate, burst, 200) == 0.0
-    wait = await workers.b.spend("history:alice", rate, burst, 200)
-    # 100 tokens left, 200 wanted, one a second: about 100 s (less what elapsed).
-    assert 90 < wait <= 100.001
-    assert await workers.b.spend("history:alice", rate, burst, 100) == 0.0  # all still there
-    assert await workers.a.spend("history:alice", rate, burst, 2) > 0
-
-
-async def test_a_spend_and_a_take_on_one_key_share_the_bucket(workers: Workers) -> None:
-    assert await workers.a.spend("send:alice", NO_REFILL, 3, 2) == 0.0
-    assert await workers.b.take("send:alice", NO_REFILL, 3)
-    assert not await workers.a.take("send:alice", NO_REFILL, 3)
-
-
-async def test_a_cost_above_the_burst_is_never_granted(workers: Workers) -> None:
-    assert await workers.a.spend("history:alice", 1.0, 10, 11) == math.inf
-    assert await workers.b.spend("history:alice", 1.0, 10, 10) == 0.0  # nothing was spent
 
 
 # ----- the settings ----------------------------------------------------------------

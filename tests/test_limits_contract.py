@@ -8,6 +8,7 @@ their own connection pools on one ``redis-server``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -100,3 +101,50 @@ async def test_redis_away_is_unavailable_and_limits_recover(redis_server: RedisS
         redis_server.start()
         assert await limits.take("send:alice", NO_REFILL, 2)  # the bucket survived
         assert not await limits.take("send:alice", NO_REFILL, 2)
+
+
+# ----- spending several tokens at once (a history page costs its size) ----------
+
+#: A page of the largest size, and a budget of exactly five of them.
+PAGE = 200
+FIVE_PAGES = 5 * PAGE
+
+
+async def test_pages_spent_through_two_workers_at_once_draw_from_one_budget(
+    workers: Workers,
+) -> None:
+    waits: list[float] = []
+
+    async def spend(limits: RateLimits) -> None:
+        waits.append(await limits.spend("history:mallory", NO_REFILL, FIVE_PAGES, PAGE))
+
+    async with trio.open_nursery() as nursery:
+        for number in range(12):
+            nursery.start_soon(spend, (workers.a, workers.b)[number % 2])
+    assert waits.count(0.0) == 5  # not 5 per worker
+    assert all(wait > 0 for wait in waits if wait != 0.0)
+    assert await workers.b.spend("history:mallory", NO_REFILL, FIVE_PAGES, 1) > 0
+    assert await workers.a.spend("history:bob", NO_REFILL, FIVE_PAGES, PAGE) == 0.0
+
+
+async def test_a_refused_spend_costs_nothing_and_says_how_long_to_wait(
+    workers: Workers,
+) -> None:
+    rate, burst = 1.0, 300  # one token a second: the test's own time hardly counts
+    assert await workers.a.spend("history:alice", rate, burst, 200) == 0.0
+    wait = await workers.b.spend("history:alice", rate, burst, 200)
+    # 100 tokens left, 200 wanted, one a second: about 100 s (less what elapsed).
+    assert 90 < wait <= 100.001
+    assert await workers.b.spend("history:alice", rate, burst, 100) == 0.0  # all still there
+    assert await workers.a.spend("history:alice", rate, burst, 2) > 0
+
+
+async def test_a_spend_and_a_take_on_one_key_share_the_bucket(workers: Workers) -> None:
+    assert await workers.a.spend("send:alice", NO_REFILL, 3, 2) == 0.0
+    assert await workers.b.take("send:alice", NO_REFILL, 3)
+    assert not await workers.a.take("send:alice", NO_REFILL, 3)
+
+
+async def test_a_cost_above_the_burst_is_never_granted(workers: Workers) -> None:
+    assert await workers.a.spend("history:alice", 1.0, 10, 11) == math.inf
+    assert await workers.b.spend("history:alice", 1.0, 10, 10) == 0.0  # nothing was spent
