@@ -9,9 +9,9 @@ implementation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .backends.base import ConnId
 from .broker import Deliver, Subscription
@@ -24,6 +24,10 @@ from .protocol import Hello, History, HistoryPage, Send
 #: Subscribes the session once the hub knows whose it is (so its filter
 #: knows which user's own presence and typing frames to skip).
 Subscribe = Callable[[str], Subscription]
+#: Stores consecutive sends of one connection; in their order, what to ack or why not.
+PostMany = Callable[
+    [ConnId, str, Sequence[Send]], Coroutine[Any, Any, list[Posted | FrameError | StoreError]]
+]
 
 
 @dataclass(slots=True)

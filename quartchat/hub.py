@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import trio
 
@@ -38,14 +38,14 @@ from .backends import Backends
 from .backends.base import ConnId
 from .backends.local_bus import LocalBus
 from .broker import Deliver, Subscription
-from .chat import Opening, Subscribe
+from .chat import Opening, PostMany, Subscribe
 from .committer import Committer
 from .config import Settings
 from .errors import FrameError, StoreError
 from .identities import Identity, IdentityDesk, nick_taken
 from .leave_grace import LeaveGrace
 from .metrics import Metrics
-from .models import Posted, User
+from .models import User
 from .online_records import OnlineRecords
 from .pacing import FlushPacer
 from .posting import Posting
@@ -58,7 +58,6 @@ from .protocol import (
     Limits,
     MessageFrame,
     PresenceNotice,
-    Send,
     Welcome,
     encode,
 )
@@ -117,6 +116,9 @@ class Hub:
             self.announcer,
             self.tail_relay,
         )
+        #: Posts a run of sends (:meth:`Posting.post_many` itself: a send's
+        #: path gets no extra call and await through the hub).
+        self.post_many: PostMany = self.posting.post_many
         #: Names this worker's connections, so ids never clash across workers.
         self.worker_id = secrets.token_hex(4)
         self._conn_ids = itertools.count(1)
@@ -165,12 +167,6 @@ class Hub:
 
     def count_error(self, code: str) -> None:
         self.metrics.errors.labels(code).inc()
-
-    async def post_many(
-        self, conn_id: ConnId, user_id: str, sends: Sequence[Send]
-    ) -> list[Posted | FrameError | StoreError]:
-        """See :meth:`quartchat.posting.Posting.post_many`."""
-        return await self.posting.post_many(conn_id, user_id, sends)
 
     async def rename(self, user_id: str, raw_nick: str) -> None:
         """Change an online user's nick, tell everyone, then persist it."""
