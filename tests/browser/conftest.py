@@ -16,6 +16,7 @@ fixture fails a test after which the server's log holds a traceback.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -355,3 +356,40 @@ def users(browser: Browser, server: ChatServer) -> Iterator[Users]:
     for user in pool.all:
         user.context.close()
     assert not problems, "the page reported errors:\n" + "\n".join(problems)
+
+
+#: What :func:`count_pixels` can look for: JavaScript tests of one pixel.
+PIXEL_TESTS = {
+    # clearly red, yellow or green: colour emoji, not the white, grey or indigo
+    # of an own bubble and its text
+    "coloured": "Math.max(r, g) > b + 60",
+    # clearly sky blue (the saltire's field), not the indigo of an own bubble
+    "sky blue": "b > 150 && g > 80 && r < 60",
+}
+
+
+def count_pixels(page: Page, png: bytes, kind: str) -> int:
+    """Pixels of the PNG ``png`` of a :data:`PIXEL_TESTS` kind, counted by the
+    page's own canvas."""
+    test = PIXEL_TESTS[kind]
+    count: int = page.evaluate(
+        """async (b64) => {
+            const img = new Image();
+            img.src = 'data:image/png;base64,' + b64;
+            await img.decode();
+            const canvas = document.createElement('canvas');
+            canvas.width = img.width;
+            canvas.height = img.height;
+            const ctx = canvas.getContext('2d');
+            ctx.drawImage(img, 0, 0);
+            const d = ctx.getImageData(0, 0, img.width, img.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) {
+                const [r, g, b] = [d[i], d[i + 1], d[i + 2]];
+                if (TEST) n += 1;
+            }
+            return n;
+        }""".replace("TEST", test),
+        base64.b64encode(png).decode(),
+    )
+    return count

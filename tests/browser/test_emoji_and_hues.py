@@ -3,12 +3,10 @@ that tell apart users whose ids are alike."""
 
 from __future__ import annotations
 
-import base64
-
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, expect
 
-from .conftest import Users
+from .conftest import Users, count_pixels
 
 pytestmark = pytest.mark.browser
 
@@ -81,32 +79,8 @@ def test_emoji_sequences_are_one_picture_in_bubbles(users: Users) -> None:
     flag = alice.msg(f"look {SEQUENCES['flag of Scotland']} here").locator(".msg-text")
     for scheme in ("light", "dark"):
         alice.page.emulate_media(color_scheme=scheme)
-        blue = blue_pixels(alice.page, flag.screenshot(animations="disabled"))
+        blue = count_pixels(alice.page, flag.screenshot(animations="disabled"), "sky blue")
         assert blue > 20, f"the flag of Scotland lost its tags in a {scheme} own bubble"
-
-
-def blue_pixels(page: Page, png: bytes) -> int:
-    """Pixels clearly sky blue (the saltire's field), not the indigo of an own bubble."""
-    count: int = page.evaluate(
-        """async (b64) => {
-            const img = new Image();
-            img.src = 'data:image/png;base64,' + b64;
-            await img.decode();
-            const canvas = document.createElement('canvas');
-            canvas.width = img.width;
-            canvas.height = img.height;
-            const ctx = canvas.getContext('2d');
-            ctx.drawImage(img, 0, 0);
-            const d = ctx.getImageData(0, 0, img.width, img.height).data;
-            let n = 0;
-            for (let i = 0; i < d.length; i += 4) {
-                if (d[i + 2] > 150 && d[i + 1] > 80 && d[i] < 60) n += 1;
-            }
-            return n;
-        }""",
-        base64.b64encode(png).decode(),
-    )
-    return count
 
 
 #: Makes users on the page's server one after another, as the page's first

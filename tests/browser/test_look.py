@@ -3,14 +3,13 @@ one's own bubbles, and the screenshots of light, dark and phone views."""
 
 from __future__ import annotations
 
-import base64
 import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import User
+from .conftest import User, count_pixels
 
 pytestmark = pytest.mark.browser
 
@@ -113,31 +112,6 @@ def test_contrast_meets_wcag_aa_in_light_and_dark(users, server) -> None:
     assert not failures, "\n".join(failures)
 
 
-def coloured_pixels(page: Page, png: bytes) -> int:
-    """Pixels of an image that are clearly red, yellow or green: colour emoji,
-    not the white, grey or indigo of an own bubble and its text."""
-    count: int = page.evaluate(
-        """async (b64) => {
-            const img = new Image();
-            img.src = 'data:image/png;base64,' + b64;
-            await img.decode();
-            const canvas = document.createElement('canvas');
-            canvas.width = img.width;
-            canvas.height = img.height;
-            const ctx = canvas.getContext('2d');
-            ctx.drawImage(img, 0, 0);
-            const d = ctx.getImageData(0, 0, img.width, img.height).data;
-            let n = 0;
-            for (let i = 0; i < d.length; i += 4) {
-                if (Math.max(d[i], d[i + 1]) > d[i + 2] + 60) n += 1;
-            }
-            return n;
-        }""",
-        base64.b64encode(png).decode(),
-    )
-    return count
-
-
 def test_emoji_are_in_colour_in_ones_own_bubbles(users) -> None:
     alice = users.new("alice")
     a = alice.page
@@ -148,7 +122,9 @@ def test_emoji_are_in_colour_in_ones_own_bubbles(users) -> None:
             mine = alice.send(text)
             expect(mine).to_have_attribute("data-state", "sent", timeout=TIMEOUT)
             shot = mine.locator(".msg-text").screenshot(animations="disabled")
-            assert coloured_pixels(a, shot) > 20, f"{emoji} is one colour in a {scheme} own bubble"
+            assert count_pixels(a, shot, "coloured") > 20, (
+                f"{emoji} is one colour in a {scheme} own bubble"
+            )
 
 
 def test_screenshots_of_light_dark_and_phone_views(users, server) -> None:
