@@ -27,7 +27,9 @@ class OncePer(logging.Filter):
     """A logging filter: one record per kind per ``interval`` seconds.
 
     The record let through after a quiet spell says how many of its kind were
-    held back since the last one (``(37 more since)``).
+    held back since the last one (``(37 more since)``). The count rides on
+    that next record: a burst that ends within its second is summed up only
+    when its kind comes back (a timer per kind would cost more than the line).
     """
 
     def __init__(
