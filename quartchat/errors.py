@@ -39,6 +39,7 @@ class FrameError(QuartchatError):
         client_offset: str | None = None,
         *,
         retry_after: float | None = None,
+        ref: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -46,6 +47,8 @@ class FrameError(QuartchatError):
         self.client_offset = client_offset
         #: Seconds after which the same request would be served (a rate limit's hint).
         self.retry_after = retry_after
+        #: The refused frame's ``ref`` (protocol 1.1), echoed on the error frame.
+        self.ref = ref
 
 
 class RoomRefused(FrameError):

@@ -23,6 +23,14 @@ class Draft:
     #: The connection that sent it (a :data:`~quartchat.backends.base.ConnId`),
     #: so it alone gets no echo; it rides the log's tail, not its history.
     origin: str = ""
+    #: The room it goes to: ``general`` when not given; None for a private
+    #: message (``recipient`` set), which is outside rooms.
+    room: str | None = None
+    #: Ids of the room's members its text names as ``@nick``.
+    mentions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "room", room_of(self.room, self.recipient))
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +42,25 @@ class Message:
     recipient: User | None
     text: str
     ts: int
+    #: As :attr:`Draft.room`: ``general`` when not given, None when private.
+    room: str | None = None
+    #: Ids of the room's members its text names as ``@nick``.
+    mentions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "room", room_of(self.room, self.recipient))
+
+
+def room_of(room: str | None, recipient: User | str | None) -> str | None:
+    """The room of a message (or a frame) to ``room`` and ``recipient`` (a
+    user, or their id): ``general`` when neither is given (all version-1
+    public traffic), None for a private one. Both at once is a caller's
+    mistake (the parser refuses such a frame)."""
+    if recipient is not None:
+        if room is not None:
+            raise ValueError("a private conversation is in no room")
+        return None
+    return GENERAL if room is None else room
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,42 +1,67 @@
-"""Protocol v1 without I/O: parse and validate client frames, encode server frames.
+"""Protocol v1 (and 1.1's rooms) without I/O: parse and validate client
+frames, encode server frames.
 
 Everything here is synchronous and pure, so the rules of docs/protocol.md are
 tested without a socket. A client frame becomes one of the frozen dataclasses
-below or raises :class:`~quartchat.errors.FrameError` with the protocol's code;
-a server frame is one of the frozen records at the end, and :func:`encode`
-makes it one line of JSON.
+below (or of :mod:`quartchat.protocol_rooms` for the rooms' own frames) or
+raises :class:`~quartchat.errors.FrameError` with the protocol's code; a
+server frame is one of the frozen records at the end, and :func:`encode`
+makes it one line of JSON. :func:`parse_frame` is the one entry point.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from .errors import FrameError
-from .models import Message, User
-from .text import has_letter, is_blank
+from .frame_fields import MAX_ID as MAX_ID
+from .frame_fields import MAX_ID_LEN as MAX_ID_LEN
+from .frame_fields import Fields, clean_name, user_wire
+from .frame_fields import is_scalar_text as is_scalar_text
+from .models import GENERAL, Message, User, room_of
+from .protocol_rooms import (
+    CLIENT_FRAMES_OF_ROOMS,
+    DirectStanding,
+    MemberNotice,
+    MembersAnswer,
+    ReadNotice,
+    RoomFrame,
+    RoomsAnswer,
+    RoomStanding,
+    parse_ref,
+)
+from .text import is_blank
 
 MAX_TEXT = 2000
 MAX_NICK = 32
 OFFSET_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-#: Long enough for any token or id we issue, short enough to bound a lookup.
-MAX_ID_LEN = 128
-#: Message ids, cursors and page sizes are 0..MAX_ID: the largest integer
-#: SQLite stores, so no number a client sends can overflow a query.
-MAX_ID = 2**63 - 1
-#: JSON's ``\ud800`` escapes decode to lone surrogates: not Unicode scalar
-#: values, so they cannot be encoded as UTF-8, stored or sent to anyone.
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 #: Error codes that are the client's own fault, the only ones that count as
 #: strikes toward the 1008 close. Server failures (``internal``), the send
 #: rate every tab of a user shares (``rate_limited``) and another user
-#: holding a nick (``nick_taken``) are not.
+#: holding a nick (``nick_taken``) or a room name (``room_taken``) are not.
+#: Nor are ``unknown_room``, ``not_member`` and ``forbidden``: a page that
+#: was right a moment ago meets them after a kick or a change of role (its
+#: outbox still holding sends to the room), and a private room answers a
+#: non-member as if it did not exist.
 CLIENT_FAULTS = frozenset(
-    {"bad_json", "bad_request", "empty", "too_long", "bad_offset", "bad_nick", "unknown_user"}
+    {
+        "bad_json",
+        "bad_request",
+        "empty",
+        "too_long",
+        "bad_offset",
+        "bad_nick",
+        "unknown_user",
+        "bad_room_name",
+    }
+)
+#: Error codes of the rooms (protocol 1.1), beside version 1's.
+ROOM_ERROR_CODES = frozenset(
+    {"unknown_room", "not_member", "forbidden", "room_taken", "bad_room_name"}
 )
 
 
@@ -55,6 +80,12 @@ class Send:
     client_offset: str
     text: str
     to: str | None
+    #: Addition in 1.1: the room, ``general`` when absent or null; None for a
+    #: private message (``to`` set), which is in no room.
+    room: str | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, "room", room_of(self.room, self.to))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +97,11 @@ class Nick:
 class Typing:
     active: bool
     to: str | None
+    #: Addition in 1.1, as :attr:`Send.room`.
+    room: str | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, "room", room_of(self.room, self.to))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +110,11 @@ class History:
     limit: int
     #: Addition to v1: only the private conversation with this user.
     with_user: str | None
+    #: Addition in 1.1, as :attr:`Send.room` (None with ``with_user``).
+    room: str | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, "room", room_of(self.room, self.with_user))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +122,19 @@ class Ping:
     pass
 
 
-ClientFrame = Hello | Send | Nick | Typing | History | Ping
+ClientFrame = Hello | Send | Nick | Typing | History | Ping | RoomFrame
+
+_set = object.__setattr__
 
 
-def parse_frame(raw: str, *, history_max: int = 200) -> ClientFrame:
-    """Turn one client text frame into a dataclass, or raise ``FrameError``."""
+def parse_frame(raw: str, *, history_max: int = 200, rooms: bool = False) -> ClientFrame:
+    """Turn one client text frame into a dataclass, or raise ``FrameError``.
+
+    ``rooms`` is whether the server serves rooms (protocol 1.1). Until it
+    does, the rooms' own frame types are unknown types, as in version 1, and
+    a ``room`` other than ``general`` on a ``send``, ``typing`` or
+    ``history`` is ``unknown_room``: it is refused rather than read as
+    ``general``, so nothing meant for a room goes to everyone."""
     try:
         obj = json.loads(raw)
     except (ValueError, RecursionError):
@@ -95,19 +144,19 @@ def parse_frame(raw: str, *, history_max: int = 200) -> ClientFrame:
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise FrameError("bad_request", "field 'type' must be a string")
-    fields = _Fields(obj)
+    fields = Fields(obj)
     if kind == "send":
-        return _parse_send(fields)
+        return _parse_send(fields, rooms)
     if kind == "hello":
         return Hello(
             token=fields.optional_str("token", MAX_ID_LEN),
-            nick=fields.wanted_nick(),
+            nick=fields.wanted_name("nick"),
             last_id=fields.optional_int("last_id", 0),
             epoch=fields.optional_str("epoch", MAX_ID_LEN),
             nick_exact=obj.get("nick_exact") is True,
         )
     if kind == "nick":
-        nick = fields.wanted_nick()
+        nick = fields.wanted_name("nick")
         if nick is None:
             raise FrameError("bad_request", "field 'nick' is required")
         return Nick(nick=nick)
@@ -115,20 +164,59 @@ def parse_frame(raw: str, *, history_max: int = 200) -> ClientFrame:
         active = obj.get("active")
         if not isinstance(active, bool):
             raise FrameError("bad_request", "field 'active' must be true or false")
-        return Typing(active=active, to=fields.optional_str("to", MAX_ID_LEN))
+        to = fields.optional_str("to", MAX_ID_LEN)
+        return Typing(active=active, to=to, room=_room_field(fields, to, "to", rooms))
     if kind == "history":
         limit = fields.optional_int("limit", 1)
+        with_user = fields.optional_str("with", MAX_ID_LEN)
         return History(
             before_id=fields.optional_int("before_id", 0),
             limit=min(limit if limit is not None else 50, history_max),
-            with_user=fields.optional_str("with", MAX_ID_LEN),
+            with_user=with_user,
+            room=_room_field(fields, with_user, "with", rooms),
         )
     if kind == "ping":
         return Ping()
-    raise FrameError("bad_request", f"unknown frame type {kind[:40]!r}")
+    parse_room_frame = CLIENT_FRAMES_OF_ROOMS.get(kind) if rooms else None
+    if parse_room_frame is None:
+        raise FrameError("bad_request", f"unknown frame type {kind[:40]!r}")
+    return _parse_with_ref(parse_room_frame, fields)
 
 
-def _parse_send(fields: _Fields) -> Send:
+def _parse_with_ref(parse: Callable[[Fields, str | None], RoomFrame], fields: Fields) -> RoomFrame:
+    """A rooms frame parsed by ``parse``; a refusal carries the frame's
+    ``ref`` (read first, so even a frame refused for another field echoes it)."""
+    ref = parse_ref(fields)
+    try:
+        return parse(fields, ref)
+    except FrameError as exc:
+        exc.ref = ref
+        raise
+
+
+def _room_field(
+    fields: Fields, other: str | None, other_name: str, rooms: bool, offset: str | None = None
+) -> str | None:
+    """The ``room`` of a ``send``, ``typing`` or ``history``: None when
+    absent or null (``general``, or the private conversation ``other``
+    names); ``bad_request`` beside ``other``; ``unknown_room`` when the
+    server serves no rooms yet and it is not ``general``."""
+    try:
+        room = fields.optional_id("room")
+    except FrameError as exc:
+        raise FrameError(exc.code, exc.message, offset) from None
+    if room is None:
+        return None
+    if other is not None:
+        raise FrameError(
+            "bad_request", f"a frame with '{other_name}' is private: it takes no 'room'", offset
+        )
+    if not rooms and room != GENERAL:
+        raise FrameError("unknown_room", "no such room", offset)
+    return room
+
+
+def _parse_send(fields: Fields, rooms: bool) -> Send:
     offset = fields.obj.get("client_offset")
     if not isinstance(offset, str) or not OFFSET_RE.fullmatch(offset):
         raise FrameError(
@@ -157,64 +245,14 @@ def _parse_send(fields: _Fields) -> Send:
         not isinstance(to, str) or not 0 < len(to) <= MAX_ID_LEN or not is_scalar_text(to)
     ):
         raise FrameError("bad_request", "field 'to' must be a user id or null", offset)
-    return Send(client_offset=offset, text=text, to=to)
-
-
-class _Fields:
-    """Typed access to a frame's fields, raising ``bad_request`` on a wrong type."""
-
-    def __init__(self, obj: dict[str, Any]) -> None:
-        self.obj = obj
-
-    def optional_str(self, name: str, max_len: int) -> str | None:
-        value = self._str_or_null(name, max_len)
-        if value is not None and not is_scalar_text(value):
-            raise FrameError("bad_request", f"field '{name}' must be valid Unicode text")
-        return value
-
-    def wanted_nick(self) -> str | None:
-        """The ``nick`` field as sent: :func:`clean_nick` judges it (``bad_nick``)."""
-        return self._str_or_null("nick", 1000)
-
-    def _str_or_null(self, name: str, max_len: int) -> str | None:
-        value = self.obj.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, str) or len(value) > max_len:
-            raise FrameError("bad_request", f"field '{name}' must be a string or null")
-        return value
-
-    def optional_int(self, name: str, low: int) -> int | None:
-        """An integer in ``low..MAX_ID``, or None."""
-        value = self.obj.get(name)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_ID:
-            raise FrameError(
-                "bad_request", f"field '{name}' must be an integer from {low} to 2**63-1, or null"
-            )
-        return value
-
-
-def is_scalar_text(text: str) -> bool:
-    """True when ``text`` holds only Unicode scalar values (no lone surrogates)."""
-    return _SURROGATE.search(text) is None
+    room = _room_field(fields, to, "to", rooms, offset)
+    return Send(client_offset=offset, text=text, to=to, room=room)
 
 
 def clean_nick(raw: str) -> str:
-    """Normalise (NFKC) and trim a wanted nickname and check it; raise
-    ``bad_nick`` when unusable. NFKC makes fullwidth and mathematical letters
-    plain and composes accents, so one name has one spelling."""
-    if not is_scalar_text(raw):
-        raise FrameError("bad_nick", "nickname must be valid Unicode (no lone surrogates)")
-    nick = unicodedata.normalize("NFKC", raw).strip()
-    if not 1 <= len(nick) <= MAX_NICK:
-        raise FrameError("bad_nick", f"nickname must be 1-{MAX_NICK} characters")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in nick):
-        raise FrameError("bad_nick", "nickname must not contain control characters")
-    if not has_letter(nick):
-        raise FrameError("bad_nick", "nickname must show at least one letter or digit")
-    return nick
+    """Normalise (NFKC) and trim a wanted nickname and check it (see
+    :func:`~quartchat.frame_fields.clean_name`); raise ``bad_nick`` when unusable."""
+    return clean_name(raw, longest=MAX_NICK, code="bad_nick", what="nickname")
 
 
 # ----- server frames -------------------------------------------------------
@@ -235,8 +273,7 @@ def encode(frame: ServerFrame) -> str:
     return _JSON.encode(frame.wire())
 
 
-def _user(user: User) -> dict[str, str]:
-    return {"id": user.id, "nick": user.nick}
+_user = user_wire
 
 
 def user_json(user: User) -> str:
@@ -264,16 +301,25 @@ class EncodedUsers:
         return cls(f"[{','.join(fragments)}]")
 
 
-def _message(message: Message) -> dict[str, Any]:
-    """A message as ``message`` and ``history`` frames carry it (no ``type``)."""
+def _message(message: Message, name_general: bool) -> dict[str, Any]:
+    """A message as ``message`` and ``history`` frames carry it (no ``type``):
+    version 1's fields, then 1.1's ``room`` and ``mentions`` (absent when it
+    names no one). A private message has no ``room``; a message of
+    ``general`` names it only with ``name_general`` (see :class:`MessageFrame`)."""
     recipient = message.recipient
-    return {
+    wire = {
         "id": message.id,
         "from": _user(message.sender),
         "to": None if recipient is None else _user(recipient),
         "text": message.text,
         "ts": message.ts,
     }
+    room = message.room
+    if room is not None and (name_general or room != GENERAL):
+        wire["room"] = room
+    if message.mentions:
+        wire["mentions"] = message.mentions
+    return wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +346,10 @@ class Welcome:
     epoch: str
     recovered: bool
     limits: Limits
+    #: Addition in 1.1: every room the user is in; absent when None.
+    rooms: Sequence[RoomStanding] | None = None
+    #: Addition in 1.1: private conversations with unread messages; absent when None.
+    direct: Sequence[DirectStanding] | None = None
 
     def wire(self) -> dict[str, Any]:
         online = self.online
@@ -312,11 +362,22 @@ class Welcome:
                 if isinstance(online, EncodedUsers)
                 else [_user(user) for user in online]
             ),
+            **self._after_online(),
+        }
+
+    def _after_online(self) -> dict[str, Any]:
+        """The fields after ``online``, in the order of docs/protocol.md."""
+        wire: dict[str, Any] = {
             "last_id": self.last_id,
             "epoch": self.epoch,
             "recovered": self.recovered,
             "limits": asdict(self.limits),
         }
+        if self.rooms is not None:
+            wire["rooms"] = [standing.wire() for standing in self.rooms]
+        if self.direct is not None:
+            wire["direct"] = [standing.wire() for standing in self.direct]
+        return wire
 
     def line(self) -> str:
         """What :func:`encode` makes of it, byte for byte, with the online
@@ -325,25 +386,25 @@ class Welcome:
         if not isinstance(online, EncodedUsers):
             online = EncodedUsers.of(online)
         head = _JSON.encode({"type": "welcome", "user": _user(self.user), "token": self.token})
-        tail = _JSON.encode(
-            {
-                "last_id": self.last_id,
-                "epoch": self.epoch,
-                "recovered": self.recovered,
-                "limits": asdict(self.limits),
-            }
-        )
+        tail = _JSON.encode(self._after_online())
         return f'{head[:-1]},"online":{online.json},{tail[1:]}'
 
 
 @dataclass(frozen=True, slots=True)
 class MessageFrame:
-    """A committed message, live or replayed; encoded once per broadcast."""
+    """A committed message, live or replayed; encoded once per broadcast.
+
+    A message of ``general`` carries ``"room": "general"`` only with
+    ``name_general``: without it, version-1 traffic is encoded byte for byte
+    as version 1 wrote it (tests of version 1 compare message frames key for
+    key). Messages of other rooms always name their room."""
 
     message: Message
+    #: Name ``general`` on its messages, as protocol 1.1 shows them.
+    name_general: bool = False
 
     def wire(self) -> dict[str, Any]:
-        return {"type": "message", **_message(self.message)}
+        return {"type": "message", **_message(self.message, self.name_general)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,15 +415,24 @@ class HistoryPage:
     has_more: bool
     before_id: int | None
     with_user: str | None
+    #: Addition in 1.1: the room the page is of (a request's, or the backlog
+    #: a joining member gets); absent when None.
+    room: str | None = None
+    #: As :attr:`MessageFrame.name_general`, for the page's messages.
+    name_general: bool = False
 
     def wire(self) -> dict[str, Any]:
-        return {
+        name_general = self.name_general
+        wire = {
             "type": "history",
-            "messages": [_message(message) for message in self.messages],
+            "messages": [_message(message, name_general) for message in self.messages],
             "has_more": self.has_more,
             "before_id": self.before_id,
             "with": self.with_user,
         }
+        if self.room is not None:
+            wire["room"] = self.room
+        return wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,10 +456,12 @@ class ErrorFrame:
     #: Addition to v1: seconds until the refused request would be served (a
     #: spent history budget); absent from the frame otherwise.
     retry_after: float | None = None
+    #: Addition in 1.1: the refused frame's ``ref``; absent when it had none.
+    ref: str | None = None
 
     @classmethod
     def of(cls, exc: FrameError) -> ErrorFrame:
-        return cls(exc.code, exc.message, exc.client_offset, exc.retry_after)
+        return cls(exc.code, exc.message, exc.client_offset, exc.retry_after, exc.ref)
 
     def wire(self) -> dict[str, Any]:
         frame: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
@@ -397,6 +469,8 @@ class ErrorFrame:
             frame["client_offset"] = self.client_offset
         if self.retry_after is not None:
             frame["retry_after"] = self.retry_after
+        if self.ref is not None:
+            frame["ref"] = self.ref
         return frame
 
 
@@ -423,9 +497,15 @@ class TypingNotice:
     user: User
     active: bool
     to: str | None
+    #: Addition in 1.1: the room typed in; absent when None (version 1's
+    #: notices, and private conversations).
+    room: str | None = None
 
     def wire(self) -> dict[str, Any]:
-        return {"type": "typing", "user": _user(self.user), "active": self.active, "to": self.to}
+        wire = {"type": "typing", "user": _user(self.user), "active": self.active, "to": self.to}
+        if self.room is not None:
+            wire["room"] = self.room
+        return wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,5 +515,16 @@ class Pong:
 
 
 ServerFrame = (
-    Welcome | MessageFrame | HistoryPage | Ack | ErrorFrame | PresenceNotice | TypingNotice | Pong
+    Welcome
+    | MessageFrame
+    | HistoryPage
+    | Ack
+    | ErrorFrame
+    | PresenceNotice
+    | TypingNotice
+    | Pong
+    | RoomsAnswer
+    | MembersAnswer
+    | MemberNotice
+    | ReadNotice
 )
