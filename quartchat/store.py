@@ -29,7 +29,7 @@ import queue
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 #: full disk fails every send, and a line each would fill the log.
 FAILURE_LINES = limit(log)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 READERS = 4
 #: Seconds a connection waits for another process's write lock.
 BUSY_TIMEOUT_MS = 10_000
@@ -75,15 +75,41 @@ PROBE_FREE_BYTES = WAL_CHECKPOINT_BYTES
 #: broken constraint): they fail that message, never the batch it came in.
 _REFUSED_ROW = (sqlite3.IntegrityError, sqlite3.DataError, ValueError, OverflowError)
 
-_COLUMNS = "m.id, m.sender, m.nick, m.recipient, m.recipient_nick, m.text, m.ts"
-# The unary ``+`` keeps SQLite from answering the OR with its indexes (a union
-# of every public row, then a sort): walking ids downwards from the cursor and
-# stopping at the limit is what makes a page cheap on a million rows.
-_VISIBLE = "(+m.recipient IS NULL OR +m.recipient = :viewer OR +m.sender = :viewer)"
-_BETWEEN = (
-    "(m.recipient IS NOT NULL AND ((m.sender = :viewer AND m.recipient = :other)"
-    " OR (m.sender = :other AND m.recipient = :viewer)))"
+_COLUMNS = "m.id, m.sender, m.nick, m.recipient, m.recipient_nick, m.text, m.ts, m.room, m.mentions"
+#: A page (replay or history) reads the messages in one id range of a few
+#: "arms", each one indexed range: a room (``messages_by_room``), the
+#: private messages to the viewer (``recipient``), those the viewer sent
+#: (``messages_private_by_sender``), or one direction of one private
+#: conversation (``messages_private_pairs``). The arms are joined by UNION
+#: ALL under one ``ORDER BY id DESC LIMIT``: SQLite merges them (MERGE
+#: (UNION ALL), no sort) and stops at the limit, so a page reads at most
+#: ``limit + 1`` rows of each arm and never another room's traffic.
+_RANGE = "m.id > :after AND m.id < :before"
+_IN_ROOM = "SELECT {columns} FROM messages m WHERE m.room = :room{i} AND " + _RANGE
+_TO_VIEWER = f"SELECT {_COLUMNS} FROM messages m WHERE m.recipient = :viewer AND {_RANGE}"
+# A message to oneself is the arm above's; this arm has the ones to others.
+_FROM_VIEWER = (
+    f"SELECT {_COLUMNS} FROM messages m WHERE m.sender = :viewer AND m.recipient IS NOT NULL"
+    f" AND m.recipient <> :viewer AND {_RANGE}"
 )
+_FROM_OTHER = (
+    f"SELECT {_COLUMNS} FROM messages m WHERE m.recipient = :viewer AND m.sender = :other"
+    f" AND {_RANGE}"
+)
+_TO_OTHER = (
+    f"SELECT {_COLUMNS} FROM messages m WHERE m.recipient = :other AND m.sender = :viewer"
+    f" AND {_RANGE}"
+)
+#: Arms per statement: SQLite allows 500 SELECTs in one compound. A user in
+#: more rooms than this has their page read in several statements, merged here.
+MAX_ARMS = 200
+#: Where every unread and mention count stops: a count of this means "this
+#: many or more". Each count reads at most this many index entries (plus the
+#: viewer's own messages in the range, for unread), so a user back after a
+#: busy month costs no more than one back after a busy hour.
+UNREAD_CAP = 999
+#: The id above every message: the upper end of a page with no ``before_id``.
+_NO_BOUND = 2**63 - 1
 
 
 def hash_token(token: str) -> str:
@@ -129,6 +155,8 @@ def migrate(db: sqlite_utils.Database) -> str:
                 _create_v1(db)
             if version < 2:
                 _create_v2(db)
+            if version < 3:
+                _create_v3(db)
             if _epoch(db) is None:
                 db.table("meta").insert({"key": "epoch", "value": secrets.token_hex(8)})
             _pragma(db, f"user_version = {SCHEMA_VERSION}")
@@ -242,6 +270,50 @@ def _create_v2(db: sqlite_utils.Database) -> None:
     )
 
 
+#: The indexes and table of schema 3 (see :func:`_create_v3`).
+_V3_STATEMENTS = (
+    # Partial: a private message (room NULL) takes no entry. ``sender`` is in
+    # it so an unread count ("from others") reads the index alone.
+    "CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room, id, sender)"
+    " WHERE room IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS messages_private_by_sender ON messages (sender, id)"
+    " WHERE recipient IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS messages_private_pairs ON messages (recipient, sender, id)"
+    " WHERE recipient IS NOT NULL",
+    # A public row written without a room (by a tool writing SQL of schema
+    # 1 or 2: a seed script, a test's fixture) is general's, as it was then.
+    # quartchat's own inserts always name the room, so this costs them only
+    # the WHEN test.
+    f"""CREATE TRIGGER IF NOT EXISTS messages_public_default_general AFTER INSERT ON messages
+    WHEN NEW.room IS NULL AND NEW.recipient IS NULL BEGIN
+        UPDATE messages SET room = '{GENERAL}' WHERE id = NEW.id;
+    END""",
+    """CREATE TABLE IF NOT EXISTS mentions (
+        user_id TEXT NOT NULL,
+        room TEXT NOT NULL,
+        message_id INTEGER NOT NULL,
+        PRIMARY KEY (user_id, room, message_id)
+    ) WITHOUT ROWID""",
+)
+
+
+def _create_v3(db: sqlite_utils.Database) -> None:
+    """Messages in rooms (issue 21): each message's ``room`` (every public
+    message so far is ``general``'s; a private one has none) and its
+    ``mentions`` (a JSON list of user ids, NULL for none); the indexes a
+    page reads one room, or one side of the private messages, by; and the
+    ``mentions`` table, by the user mentioned, for mention counts. The table
+    holds mentions in rooms of someone other than the sender (the ones a
+    count can find); the message keeps every mention as given. Idempotent."""
+    columns = db.table("messages").columns_dict
+    for column in ("room", "mentions"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE messages ADD COLUMN {column} TEXT")
+    db.execute("UPDATE messages SET room = ? WHERE recipient IS NULL AND room IS NULL", [GENERAL])
+    for statement in _V3_STATEMENTS:
+        db.execute(statement)
+
+
 def _import_tutorial(db: sqlite_utils.Database) -> None:
     """Keep the tutorial's messages (ids included) under one 'tutorial' user."""
     legacy = "u-tutorial"
@@ -272,13 +344,15 @@ def _one(cursor: sqlite3.Cursor) -> Any:
 
 
 def _row_to_message(row: Sequence[Any]) -> Message:
-    msg_id, sender, nick, recipient, recipient_nick, text, ts = row
+    msg_id, sender, nick, recipient, recipient_nick, text, ts, room, mentions = row
     return Message(
         id=msg_id,
         sender=User(sender, nick),
         recipient=None if recipient is None else User(recipient, recipient_nick),
         text=text,
         ts=ts,
+        room=room if recipient is None else None,
+        mentions=() if mentions is None else tuple(json.loads(mentions)),
     )
 
 
@@ -468,49 +542,95 @@ class Store:
             return Posted(_row_to_message(old), duplicate=True)
         to_id = None if d.recipient is None else d.recipient.id
         to_nick = None if d.recipient is None else d.recipient.nick
+        mentions = json.dumps(list(d.mentions)) if d.mentions else None
         row = _one(
             conn.execute(
-                "INSERT INTO messages"
-                " (sender, nick, recipient, recipient_nick, text, ts, client_offset)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                [d.sender.id, d.sender.nick, to_id, to_nick, d.text, ts, d.client_offset],
+                "INSERT INTO messages (sender, nick, recipient, recipient_nick, text, ts,"
+                " client_offset, room, mentions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                [
+                    *(d.sender.id, d.sender.nick, to_id, to_nick, d.text, ts, d.client_offset),
+                    *(d.room, mentions),
+                ],
             )
         )
-        return Posted(Message(row[0], d.sender, d.recipient, d.text, ts), duplicate=False)
+        if d.room is not None and d.mentions:
+            conn.executemany(
+                "INSERT OR IGNORE INTO mentions (user_id, room, message_id) VALUES (?, ?, ?)",
+                [(user, d.room, row[0]) for user in d.mentions if user != d.sender.id],
+            )
+        message = Message(row[0], d.sender, d.recipient, d.text, ts, d.room, d.mentions)
+        return Posted(message, duplicate=False)
 
     def last_id(self) -> int:
         with self._reader() as db:
             return _last_id(db)
 
     def replay(
-        self, viewer: str, after_id: int | None, limit: int
+        self,
+        viewer: str,
+        after_id: int | None,
+        limit: int,
+        rooms: Collection[str] = (GENERAL,),
     ) -> tuple[list[Message], int, bool]:
         """What ``viewer`` may see after ``after_id`` (or the newest ``limit``
-        when ``after_id`` is None), oldest first; the store's newest id; and
+        when ``after_id`` is None): the messages of ``rooms`` and the
+        viewer's private ones, oldest first; the store's newest id; and
         whether the list is complete (no visible message was left out)."""
+        arms, params = _visible(viewer, rooms)
+        params.update(after=after_id or 0, before=_NO_BOUND)
         with self._reader() as db, db.atomic():  # one snapshot for both reads
             last = _last_id(db)
-            messages, more = _newest(
-                db,
-                f"m.id > :after AND {_VISIBLE}",
-                {"after": after_id or 0, "viewer": viewer},
-                limit,
-            )
+            messages, more = _newest(db, arms, params, limit)
         return messages, last, after_id is not None and not more
 
     def history(
-        self, viewer: str, before_id: int | None, limit: int, with_user: str | None = None
+        self,
+        viewer: str,
+        before_id: int | None,
+        limit: int,
+        with_user: str | None = None,
+        room: str | None = None,
     ) -> tuple[list[Message], bool]:
-        """Up to ``limit`` visible messages below ``before_id``, oldest first,
-        and whether older ones exist. ``with_user`` narrows to one DM thread."""
-        where = _BETWEEN if with_user is not None else _VISIBLE
-        params = {
-            "before": before_id if before_id is not None else 2**63 - 1,
-            "viewer": viewer,
-            "other": with_user,
-        }
+        """Up to ``limit`` messages below ``before_id``, oldest first, and
+        whether older ones exist: of ``room``, or of the private conversation
+        ``with_user``, or (neither given) of ``general`` and the viewer's
+        private messages. Whether the viewer may read ``room`` is the
+        caller's rule."""
+        if with_user is not None and room is not None:
+            raise ValueError("a page is of one room or one private conversation")
+        if with_user is not None:
+            arms = [_FROM_OTHER] if with_user == viewer else [_FROM_OTHER, _TO_OTHER]
+            params: dict[str, Any] = {"viewer": viewer, "other": with_user}
+        elif room is not None:
+            arms, params = [_IN_ROOM.format(columns=_COLUMNS, i=0)], {"room0": room}
+        else:
+            arms, params = _visible(viewer, (GENERAL,))
+        params.update(after=0, before=before_id if before_id is not None else _NO_BOUND)
         with self._reader() as db:
-            return _newest(db, f"m.id < :before AND {where}", params, limit)
+            return _newest(db, arms, params, limit)
+
+    def unread(
+        self, viewer: str, rooms: Mapping[str, int], direct: Mapping[str, int]
+    ) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+        """For each room of ``rooms`` (room id to the viewer's read marker
+        there): how many messages after the marker came from others, and how
+        many of them mention the viewer; for each private conversation of
+        ``direct`` (the other's id to the marker): how many messages the
+        other sent the viewer after it. Every count stops at
+        :data:`UNREAD_CAP`, and reads indexes only."""
+        with self._reader() as db, db.atomic():  # one snapshot for every count
+            in_rooms = {
+                room: (
+                    _count(db, _UNREAD_IN_ROOM, [room, after, viewer]),
+                    _count(db, _MENTIONS_IN_ROOM, [viewer, room, after]),
+                )
+                for room, after in rooms.items()
+            }
+            private = {
+                other: 0 if other == viewer else _count(db, _UNREAD_FROM, [viewer, other, after])
+                for other, after in direct.items()
+            }
+        return in_rooms, private
 
     def committed_after(self, after_id: int, limit: int) -> list[Message]:
         """Up to ``limit`` messages with ids above ``after_id``, whoever may
@@ -537,16 +657,42 @@ def _last_id(db: sqlite_utils.Database) -> int:
     return int(_one(db.execute("SELECT COALESCE(MAX(id), 0) FROM messages"))[0])
 
 
+def _visible(viewer: str, rooms: Collection[str]) -> tuple[list[str], dict[str, Any]]:
+    """The arms (and their parameters) of what ``viewer`` sees: each room of
+    ``rooms`` (once each, in a fixed order), then their private messages."""
+    ordered = sorted(set(rooms))
+    arms = [_IN_ROOM.format(columns=_COLUMNS, i=i) for i in range(len(ordered))]
+    params: dict[str, Any] = {f"room{i}": room for i, room in enumerate(ordered)}
+    params["viewer"] = viewer
+    return [*arms, _TO_VIEWER, _FROM_VIEWER], params
+
+
 def _newest(
-    db: sqlite_utils.Database, where: str, params: dict[str, Any], limit: int
+    db: sqlite_utils.Database, arms: Sequence[str], params: dict[str, Any], limit: int
 ) -> tuple[list[Message], bool]:
-    """The newest ``limit`` messages matching ``where``, oldest first, and
-    whether more matched (one extra row is read to tell)."""
-    rows = db.execute(
-        f"SELECT {_COLUMNS} FROM messages m WHERE {where} ORDER BY m.id DESC LIMIT :limit",
-        {**params, "limit": limit + 1},
-    ).fetchall()
+    """The newest ``limit`` messages of the ``arms`` (see :data:`_RANGE`),
+    oldest first, and whether more matched (one extra row is read to tell).
+    Up to :data:`MAX_ARMS` arms are one statement; more are several, merged."""
+    rows: list[Any] = []
+    for start in range(0, len(arms), MAX_ARMS):
+        statement = " UNION ALL ".join(arms[start : start + MAX_ARMS])
+        rows += db.execute(
+            f"{statement} ORDER BY 1 DESC LIMIT :limit", {**params, "limit": limit + 1}
+        ).fetchall()
+    if len(arms) > MAX_ARMS:
+        rows = sorted(rows, key=lambda row: int(row[0]), reverse=True)[: limit + 1]
     return [_row_to_message(r) for r in reversed(rows[:limit])], len(rows) > limit
+
+
+_UNREAD_IN_ROOM = "SELECT 1 FROM messages WHERE room = ? AND id > ? AND sender <> ?"
+_MENTIONS_IN_ROOM = "SELECT 1 FROM mentions WHERE user_id = ? AND room = ? AND message_id > ?"
+_UNREAD_FROM = "SELECT 1 FROM messages WHERE recipient = ? AND sender = ? AND id > ?"
+
+
+def _count(db: sqlite_utils.Database, rows: str, params: list[Any]) -> int:
+    """How many ``rows`` there are, up to :data:`UNREAD_CAP`."""
+    found = _one(db.execute(f"SELECT COUNT(*) FROM ({rows} LIMIT {UNREAD_CAP})", params))
+    return int(found[0])
 
 
 class WriteHealth:
@@ -753,14 +899,28 @@ class AsyncStore:
         return await self._on_reader(self.sync.last_id)
 
     async def replay(
-        self, viewer: str, after_id: int | None, limit: int
+        self,
+        viewer: str,
+        after_id: int | None,
+        limit: int,
+        rooms: Collection[str] = (GENERAL,),
     ) -> tuple[list[Message], int, bool]:
-        return await self._on_reader(self.sync.replay, viewer, after_id, limit)
+        return await self._on_reader(self.sync.replay, viewer, after_id, limit, rooms)
 
     async def history(
-        self, viewer: str, before_id: int | None, limit: int, with_user: str | None
+        self,
+        viewer: str,
+        before_id: int | None,
+        limit: int,
+        with_user: str | None,
+        room: str | None = None,
     ) -> tuple[list[Message], bool]:
-        return await self._on_reader(self.sync.history, viewer, before_id, limit, with_user)
+        return await self._on_reader(self.sync.history, viewer, before_id, limit, with_user, room)
+
+    async def unread(
+        self, viewer: str, rooms: Mapping[str, int], direct: Mapping[str, int]
+    ) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+        return await self._on_reader(self.sync.unread, viewer, rooms, direct)
 
     async def committed_after(self, after_id: int, limit: int) -> list[Message]:
         return await self._on_reader(self.sync.committed_after, after_id, limit)

@@ -43,10 +43,11 @@ from typing import NamedTuple, TextIO
 import sqlite_utils
 from sqlite_utils.db import SQLITE_MAX_VARS
 
+from quartchat.models import GENERAL
 from quartchat.protocol import MAX_TEXT
 from quartchat.store import connect, hash_token, migrate, now_ms
 
-COLUMNS = ("sender", "nick", "recipient", "recipient_nick", "text", "ts", "client_offset")
+COLUMNS = ("sender", "nick", "recipient", "recipient_nick", "text", "ts", "client_offset", "room")
 #: Rows per transaction: big enough that commits are rare, small enough that
 #: progress moves and an interrupted run keeps most of its work.
 CHUNK_ROWS = 20_000
@@ -304,6 +305,7 @@ class Chatter:
                 line.text,
                 timeline.ts(i, line.jitter),
                 self.offset(i),
+                GENERAL if to is None else None,  # public chatter is general's
             )
 
 

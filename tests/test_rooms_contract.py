@@ -344,7 +344,7 @@ async def test_a_version_1_store_gains_rooms_and_keeps_its_chat(tmp_path: Path) 
     log = await SqliteLog.open(path)
     rooms = SqliteRooms(log.store)
     try:
-        assert SCHEMA_VERSION == 2 and user_version(path) == 2
+        assert user_version(path) == SCHEMA_VERSION
         assert log.epoch == "e-old"
         assert [m.text for m in (await log.history("u-a", None, 10, None))[0]] == ["hello", "psst"]
         assert await rooms.listing("u-a") == [ListedRoom(GENERAL_ROOM, 2)]
@@ -360,7 +360,7 @@ async def test_a_version_1_store_gains_rooms_and_keeps_its_chat(tmp_path: Path) 
     conn.close()
     store = await trio.to_thread.run_sync(Store, path)
     try:
-        assert user_version(path) == 2
+        assert user_version(path) == SCHEMA_VERSION
         rooms_again = SqliteRooms(AsyncStore(store))
         assert [r.room for r in await rooms_again.listing("u-a")] == [GENERAL_ROOM, design]
         assert await rooms_again.members(design.id) == [RoomMember("u-a", Role.OWNER)]
