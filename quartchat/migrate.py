@@ -7,19 +7,21 @@ Run it with the server stopped (or at least no longer writing to SQLite)::
     quartchat migrate --to redis://127.0.0.1:6379/0 [--db chat.db] [--prefix quartchat:]
 
 What is copied: the epoch (so cursors stay valid), every user with their
-token hash, every message with its id, time and ``client_offset`` (so a
-retried send is still recognised), and the rooms with their members, roles
-and read markers. It is idempotent: users Redis knows, messages at or below
-Redis's last id and rooms Redis holds are skipped, members and roles are set
-to what SQLite says, markers only move up; so running it again adds nothing,
-and an interrupted run resumes. It refuses a Redis that already
-holds a different chat. Progress goes to stderr, a summary line to stdout;
-anything that stops it is one line on stderr and exit status 2.
+token hash, every message with its id, time, room, mentions and
+``client_offset`` (so a retried send is still recognised), and the rooms
+with their members, roles and read markers. It is idempotent: users Redis
+knows, messages at or below Redis's last id and rooms Redis holds are
+skipped, members and roles are set to what SQLite says, markers only move
+up; so running it again adds nothing, and an interrupted run resumes. It
+refuses a Redis that already holds a different chat. Progress goes to
+stderr, a summary line to stdout; anything that stops it is one line on
+stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sqlite3
 import sys
@@ -256,21 +258,22 @@ def user_batch(db: sqlite3.Connection, after_id: str) -> list[tuple[User, str, i
 
 
 def message_batch(db: sqlite3.Connection, after_id: int) -> list[tuple[Message, str]]:
-    """The next messages by id after ``after_id``, each with its client offset."""
+    """The next messages by id after ``after_id``, each with its client
+    offset, its room and its mentions."""
     rows = db.execute(
-        "SELECT id, sender, nick, recipient, recipient_nick, text, ts, client_offset"
-        " FROM messages WHERE id > ? ORDER BY id LIMIT ?",
+        "SELECT id, sender, nick, recipient, recipient_nick, text, ts, client_offset, room,"
+        " mentions FROM messages WHERE id > ? ORDER BY id LIMIT ?",
         [after_id, BATCH],
     ).fetchall()
-    return [
-        (
-            Message(
-                msg_id, User(sender, nick), None if to is None else User(to, to_nick), text, ts
-            ),
-            offset,
+    batch = []
+    for msg_id, sender, nick, to, to_nick, text, ts, offset, room, mentions in rows:
+        recipient = None if to is None else User(to, to_nick)
+        mentioned = () if mentions is None else tuple(json.loads(mentions))
+        message = Message(
+            msg_id, User(sender, nick), recipient, text, ts, room if to is None else None, mentioned
         )
-        for msg_id, sender, nick, to, to_nick, text, ts, offset in rows
-    ]
+        batch.append((message, offset))
+    return batch
 
 
 def redis_failure(failed: BaseException) -> str | None:

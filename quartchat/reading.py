@@ -4,8 +4,9 @@ history pages, paid for from the user's history budget."""
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
-from .backends.base import MessageLog, RateLimits
+from .backends.base import GENERAL_ONLY, MessageLog, RateLimits
 from .config import Settings
 from .errors import FrameError
 from .models import Message
@@ -18,15 +19,18 @@ class Reading:
         self._log = log
         self._limits = limits
 
-    async def replay(self, user_id: str, hello: Hello) -> tuple[list[Message], int, bool]:
-        """What a new connection is owed: newest backlog, or all after its cursor."""
+    async def replay(
+        self, user_id: str, hello: Hello, rooms: Collection[str] = GENERAL_ONLY
+    ) -> tuple[list[Message], int, bool]:
+        """What a new connection is owed: newest backlog, or all after its
+        cursor, of the ``rooms`` the user is in and their private messages."""
         cursor = hello.last_id
         if hello.epoch is not None and hello.epoch != self._log.epoch:
             cursor = None
         if cursor is None:
-            replay = await self._log.read_after(user_id, None, self._settings.backlog)
+            replay = await self._log.read_after(user_id, None, self._settings.backlog, rooms)
             return replay.messages, replay.last_id, False
-        replay = await self._log.read_after(user_id, cursor, self._settings.replay_limit)
+        replay = await self._log.read_after(user_id, cursor, self._settings.replay_limit, rooms)
         return replay.messages, replay.last_id, replay.complete
 
     async def history(self, user_id: str, request: History) -> HistoryPage:

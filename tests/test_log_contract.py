@@ -10,21 +10,34 @@ separately running backend can do: several writers, outages, retention.
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from pathlib import Path
 
 import pytest
 import trio
+import trio.lowlevel
 
+from quartchat import store as sqlite_store
+from quartchat.backends import redis_log as redis_log_module
 from quartchat.backends import sqlite_log
-from quartchat.backends.base import Bucket, Committed, MessageLog, RateLimited
+from quartchat.backends.base import (
+    Bucket,
+    Committed,
+    MessageLog,
+    RateLimited,
+    Replay,
+    RoomUnread,
+    Unread,
+)
 from quartchat.backends.redis_client import redis_client
 from quartchat.backends.redis_log import RedisLog
 from quartchat.backends.sqlite_log import SqliteLog
 from quartchat.errors import StoreError, Unavailable
-from quartchat.models import Draft, Message, Posted, User
-from quartchat.store import now_ms
+from quartchat.migrate import copy_to_redis
+from quartchat.models import GENERAL, Draft, Message, Posted, User
+from quartchat.store import Store, now_ms
 from redis_server import RedisServer
 
 #: Seconds any one wait in these tests may take before the test fails
@@ -93,8 +106,18 @@ def stored(results: list[Posted | StoreError | RateLimited]) -> list[Posted]:
     return [r for r in results if isinstance(r, Posted)]
 
 
-async def say(log: MessageLog, sender: User, text: str, to: User | None = None) -> Message:
-    draft = Draft(sender, f"o{next(_offsets)}", text, to, origin="w.1")
+async def say(
+    log: MessageLog,
+    sender: User,
+    text: str,
+    to: User | None = None,
+    *,
+    room: str | None = None,
+    mentions: tuple[str, ...] = (),
+) -> Message:
+    draft = Draft(
+        sender, f"o{next(_offsets)}", text, to, origin="w.1", room=room, mentions=mentions
+    )
     [posted] = stored(await log.append([draft]))
     return posted.message
 
@@ -500,3 +523,314 @@ async def test_a_trimmed_log_says_older_cursors_are_incomplete_and_history_ends(
         assert await redis.hlen(f"test:dedup:{alice.id}") == len(everything)
         assert await redis.xlen("test:pub") == len(everything) - len(thread)
         assert await redis.zcard(f"test:dm:{bob.id}") == len(thread)
+
+
+# ----- rooms --------------------------------------------------------------
+
+DESIGN, OPS, MUSIC = "r-design", "r-ops", "r-music"
+
+
+async def test_a_message_keeps_its_room_and_its_mentions_as_given(log: MessageLog) -> None:
+    """Mentions are stored as given (the sender, an unknown id: the hub's
+    business); the room comes back from replay, history, the tail and a retry."""
+    alice, bob = await users(log, "alice", "bob")
+    async with aclosing(log.tail(0)) as tail:
+        sent = await say(log, alice, "@bob look", room=DESIGN, mentions=(bob.id, alice.id, "u-x"))
+        public = await say(log, bob, "hi all")
+        private = await say(log, bob, "psst", to=alice)
+        followed = [c.message for c in await take(tail, 3)]
+    assert (sent.room, sent.mentions) == (DESIGN, (bob.id, alice.id, "u-x"))
+    assert (public.room, public.mentions) == (GENERAL, ())
+    assert (private.room, private.mentions) == (None, ())
+    assert followed == [sent, public, private]
+    replay = await log.read_after(alice.id, 0, 10, {GENERAL, DESIGN})
+    assert replay.messages == [sent, public, private]
+    assert (await log.history(bob.id, None, 10, None, DESIGN))[0] == [sent]
+    retry = Draft(alice, "retry-me", "once", None, room=DESIGN, mentions=(bob.id,))
+    [first] = stored(await log.append([retry]))
+    [again] = stored(await log.append([retry]))
+    assert again.duplicate and again.message == first.message
+    assert (again.message.room, again.message.mentions) == (DESIGN, (bob.id,))
+
+
+async def test_replay_across_rooms_is_exactly_what_the_viewer_sees_in_id_order_while_others_write(
+    log: MessageLog,
+) -> None:
+    """A viewer in three rooms gets every message of those rooms and their
+    private messages after the cursor, in id order, with nothing of the
+    rooms they are not in, while other rooms' messages keep coming."""
+    viewer, friend, stranger = await users(log, "viewer", "friend", "stranger")
+    mine = {GENERAL, DESIGN, OPS}
+    before = await say(log, friend, "before the cursor", room=DESIGN)
+    cursor = before.id
+    visible: list[Message] = []
+    writing = True
+
+    async def other_rooms() -> None:
+        for i in itertools.count():
+            if not writing:
+                return
+            drafts = [
+                Draft(stranger, f"noise-{i}-{r}", f"noise {i}", None, room=f"r-other-{r}")
+                for r in range(5)
+            ]
+            drafts.append(Draft(stranger, f"noise-dm-{i}", "not for viewer", friend))
+            stored(await log.append(drafts))
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_rooms)
+        for i in range(30):
+            room = sorted(mine)[i % 3]
+            visible.append(await say(log, friend, f"{room} {i}", room=room))
+            if i % 4 == 0:
+                visible.append(await say(log, friend, f"to viewer {i}", to=viewer))
+            if i % 7 == 0:
+                visible.append(await say(log, viewer, f"from viewer {i}", to=stranger))
+            if i % 10 == 0:
+                visible.append(await say(log, viewer, f"to self {i}", to=viewer))
+            replay = await log.read_after(viewer.id, cursor, 1000, mine)
+            assert replay.messages == visible
+            assert replay.complete and replay.last_id >= visible[-1].id
+            newest = await log.read_after(viewer.id, None, 5, mine)
+            assert newest.messages == [before, *visible][-5:]
+        writing = False
+    assert await log.last_id() > 2 * len(visible)  # the noise did interleave
+    paged = await log.read_after(viewer.id, cursor, 7, mine)
+    assert paged.messages == visible[-7:] and not paged.complete
+
+
+async def test_history_pages_one_room_or_one_conversation_and_never_another_room(
+    log: MessageLog,
+) -> None:
+    alice, bob, carol = await users(log, "alice", "bob", "carol")
+    design = [await say(log, alice, f"design {i}", room=DESIGN) for i in range(5)]
+    await say(log, carol, "ops only", room=OPS)
+    general = await say(log, bob, "general")
+    to_bob = await say(log, alice, "a->b", to=bob)
+    await say(log, carol, "c->b", to=bob)
+    design.append(await say(log, bob, "design 5", room=DESIGN))
+    page, more = await log.history(bob.id, None, 4, None, DESIGN)
+    assert (page, more) == (design[2:], True)
+    page, more = await log.history(bob.id, page[0].id, 4, None, DESIGN)
+    assert (page, more) == (design[:2], False)
+    assert await log.history(alice.id, None, 10, bob.id) == ([to_bob], False)
+    # No room and no partner: general and the viewer's private messages, as in version 1.
+    assert await log.history(alice.id, None, 10, None) == ([general, to_bob], False)
+    replay = await log.read_after(alice.id, 0, 100)
+    assert replay.messages == [general, to_bob]
+    assert await log.history(alice.id, None, 10, None, MUSIC) == ([], False)
+    with pytest.raises(ValueError):
+        await log.history(alice.id, None, 10, bob.id, DESIGN)
+
+
+async def test_unread_counts_messages_from_others_after_each_marker_and_mentions(
+    log: MessageLog,
+) -> None:
+    me, ann, ben = await users(log, "me", "ann", "ben")
+    read_general = (await say(log, ann, "read already")).id
+    await say(log, ann, "new 1")
+    await say(log, me, "mine: not unread", mentions=(me.id,))
+    await say(log, ben, "@me hi", mentions=(me.id, ann.id))
+    read_design = (await say(log, ann, "design read", room=DESIGN, mentions=(me.id,))).id
+    await say(log, ann, "@me @me design", room=DESIGN, mentions=(me.id, me.id))
+    await say(log, ben, "design plain", room=DESIGN)
+    await say(log, ann, "elsewhere @me", room=OPS, mentions=(me.id,))
+    read_ann = (await say(log, ann, "dm read", to=me)).id
+    await say(log, ann, "dm 1", to=me)
+    await say(log, ann, "dm 2", to=me)
+    await say(log, me, "my answer", to=ann)
+    await say(log, ben, "ben's", to=me)
+    unread = await log.unread(
+        me.id, {GENERAL: read_general, DESIGN: read_design, MUSIC: 0}, {ann.id: read_ann, me.id: 0}
+    )
+    assert unread == Unread(
+        {GENERAL: RoomUnread(2, 1), DESIGN: RoomUnread(2, 1), MUSIC: RoomUnread(0, 0)},
+        {ann.id: 2, me.id: 0},
+    )
+    everything = await log.unread(me.id, {GENERAL: 0, OPS: 0}, {ben.id: 0})
+    assert everything == Unread({GENERAL: RoomUnread(3, 1), OPS: RoomUnread(1, 1)}, {ben.id: 1})
+    assert await log.unread(ann.id, {DESIGN: 0}, {me.id: 0}) == Unread(
+        {DESIGN: RoomUnread(1, 0)}, {me.id: 1}
+    )
+
+
+async def test_unread_counts_stop_at_the_cap(
+    log: MessageLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "UNREAD_CAP", 3)
+    monkeypatch.setattr(redis_log_module, "UNREAD_CAP", 3)
+    me, ann = await users(log, "me", "ann")
+    for i in range(5):
+        await say(log, ann, f"@me {i}", room=DESIGN, mentions=(me.id,))
+        await say(log, ann, f"dm {i}", to=me)
+    assert await log.unread(me.id, {DESIGN: 0}, {ann.id: 0}) == Unread(
+        {DESIGN: RoomUnread(3, 3)}, {ann.id: 3}
+    )
+
+
+#: Schema 2 as quartchat wrote it before messages had rooms: schema 1's
+#: tables (as they were), then the rooms tables of the code's own step 2.
+V1_STATEMENTS = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+    "CREATE TABLE users (id TEXT PRIMARY KEY, nick TEXT NOT NULL,"
+    " token_hash TEXT NOT NULL, created INTEGER NOT NULL)",
+    "CREATE UNIQUE INDEX idx_users_token_hash ON users (token_hash)",
+    "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " sender TEXT NOT NULL REFERENCES users(id), nick TEXT NOT NULL,"
+    " recipient TEXT REFERENCES users(id), recipient_nick TEXT, text TEXT NOT NULL,"
+    " ts INTEGER NOT NULL, client_offset TEXT NOT NULL, UNIQUE (sender, client_offset))",
+    "CREATE INDEX idx_messages_recipient_id ON messages (recipient, id)",
+    "INSERT INTO meta VALUES ('epoch', 'e-old')",
+    "INSERT INTO users VALUES ('u-a', 'alice', 'h-a', 1), ('u-b', 'bob', 'h-b', 2)",
+    "INSERT INTO messages (sender, nick, recipient, recipient_nick, text, ts, client_offset)"
+    " VALUES ('u-a', 'alice', NULL, NULL, 'hello', 10, 'o1'),"
+    " ('u-b', 'bob', 'u-a', 'alice', 'psst', 11, 'o2'),"
+    " ('u-b', 'bob', NULL, NULL, 'hello again', 12, 'o3')",
+]
+
+
+def version_2_file(path: Path) -> Path:
+    conn = sqlite3.connect(path)
+    for statement in V1_STATEMENTS:
+        conn.execute(statement)
+    for statement in sqlite_store._V2_TABLES:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    return path
+
+
+async def test_a_version_2_store_files_its_public_messages_in_general(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    path = version_2_file(tmp_path / "old.db")
+    log = await SqliteLog.open(path)
+    await nursery.start(log.run)
+    alice, bob = User("u-a", "alice"), User("u-b", "bob")
+    hello = Message(1, alice, None, "hello", 10, GENERAL)
+    psst = Message(2, bob, alice, "psst", 11, None)
+    again = Message(3, bob, None, "hello again", 12, GENERAL)
+    try:
+        assert (await log.read_after("u-a", 0, 10)).messages == [hello, psst, again]
+        assert await log.history("u-b", None, 10, None, GENERAL) == ([hello, again], False)
+        assert await log.read_after("u-a", 0, 10, {DESIGN}) == Replay([psst], 3, True)
+        assert await log.unread("u-a", {GENERAL: 0}, {"u-b": 0}) == Unread(
+            {GENERAL: RoomUnread(1, 0)}, {"u-b": 1}
+        )
+        new = await say(log, alice, "@bob in design", room=DESIGN, mentions=("u-b",))
+        assert new.id == 4
+        assert await log.unread("u-b", {DESIGN: 0}, {}) == Unread({DESIGN: RoomUnread(1, 1)}, {})
+    finally:
+        await log.aclose()
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT id, room FROM messages ORDER BY id").fetchall()
+        assert rows == [(1, GENERAL), (2, None), (3, GENERAL), (4, DESIGN)]
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == sqlite_store.SCHEMA_VERSION
+    Store(path).close()  # opening it again changes nothing
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM messages WHERE room IS NULL").fetchone() == (1,)
+
+
+async def test_redis_data_written_before_rooms_reads_as_general(
+    redis_server: RedisServer, redis_log: Callable[..., Awaitable[RedisLog]]
+) -> None:
+    """Entries as the log wrote them before rooms (no room, no mentions, a
+    public index entry without its sender) are general's, and new messages
+    of general and other rooms join them."""
+    async with redis_client(redis_server.url) as redis:
+        await redis.xadd(
+            "test:log",
+            {
+                "s": "u-a",
+                "n": "alice",
+                "r": "",
+                "rn": "",
+                "t": "old",
+                "ts": "10",
+                "o": "",
+                "c": "o1",
+            },
+            identifier="1-0",
+        )
+        await redis.xadd("test:pub", {"m": ""}, identifier="1-0")
+        await redis.xadd(
+            "test:log",
+            {"s": "u-b", "n": "bob", "r": "u-a", "rn": "alice", "t": "dm", "ts": "11", "o": "",
+             "c": "o2"},
+            identifier="2-0",
+        )  # fmt: skip
+        for key in ("test:dm:u-a", "test:dm:u-b", "test:dm:u-a:u-b"):
+            await redis.zadd(key, {"2": 2})
+        await redis.hset("test:dedup:u-a", {"o1": "1"})
+        await redis.set("test:last_id", "2")
+    log = await redis_log()
+    alice, bob = User("u-a", "alice"), User("u-b", "bob")
+    old, dm = Message(1, alice, None, "old", 10, GENERAL), Message(2, bob, alice, "dm", 11)
+    assert (await log.read_after(alice.id, 0, 10)).messages == [old, dm]
+    [retry] = stored(await log.append([Draft(alice, "o1", "old, retried", None)]))
+    assert retry.duplicate and retry.message == old
+    new = await say(log, bob, "new in general")
+    elsewhere = await say(log, bob, "design", room=DESIGN)
+    assert (await log.read_after(alice.id, 0, 10)).messages == [old, dm, new]
+    assert await log.history(alice.id, None, 10, None, GENERAL) == ([old, new], False)
+    assert await log.history(alice.id, None, 10, None, DESIGN) == ([elsewhere], False)
+    assert await log.unread(bob.id, {GENERAL: 0}, {}) == Unread({GENERAL: RoomUnread(1, 0)}, {})
+
+
+async def test_quartchat_migrate_carries_rooms_and_mentions_to_redis(
+    tmp_path: Path, redis_server: RedisServer, redis_log: Callable[..., Awaitable[RedisLog]]
+) -> None:
+    path = tmp_path / "chat.db"
+    store = Store(path)
+    alice, _ = store.create_user("alice")
+    bob, _ = store.create_user("bob")
+    posted = store.insert(
+        [
+            Draft(alice, "o1", "general", None),
+            Draft(alice, "o2", "@bob design", None, room=DESIGN, mentions=(bob.id,)),
+            Draft(bob, "o3", "dm", alice, mentions=(alice.id,)),
+        ]
+    )
+    sent = [p.message for p in posted if isinstance(p, Posted)]
+    store.close()
+    await copy_to_redis(path, redis_server.url, "test:")
+    log = await redis_log()
+    replay = await log.read_after(bob.id, 0, 10, {GENERAL, DESIGN})
+    assert replay.messages == sent
+    assert [(m.room, m.mentions) for m in replay.messages] == [
+        (GENERAL, ()),
+        (DESIGN, (bob.id,)),
+        (None, (alice.id,)),
+    ]
+    assert await log.history(bob.id, None, 10, None, DESIGN) == ([sent[1]], False)
+    assert await log.unread(bob.id, {DESIGN: 0}, {}) == Unread({DESIGN: RoomUnread(1, 1)}, {})
+    await copy_to_redis(path, redis_server.url, "test:")  # again: adds nothing
+    assert (await log.read_after(bob.id, 0, 10, {GENERAL, DESIGN})).messages == sent
+
+
+async def test_retention_drops_room_indexes_and_mentions_with_their_messages(
+    redis_server: RedisServer, redis_log: Callable[..., Awaitable[RedisLog]]
+) -> None:
+    log = await redis_log(max_messages=50)
+    alice, bob = await users(log, "alice", "bob")
+    for start in range(0, 300, 50):
+        await log.append(
+            [
+                Draft(alice, f"o{i}", f"m{i}", None, room=(DESIGN, OPS, GENERAL)[i % 3],
+                      mentions=(bob.id,))
+                for i in range(start, start + 50)
+            ]
+        )  # fmt: skip
+    kept, _ = await log.history(bob.id, None, 500, None, DESIGN)
+    oldest = kept[0].id
+    async with redis_client(redis_server.url) as redis:
+        for room in (DESIGN, OPS):
+            entries = await redis.xrange(f"test:pub:{room}")
+            assert int(str(entries[0].identifier).split("-")[0]) >= oldest - 3
+            mentions = await redis.zrange(f"test:mention:{bob.id}:{room}", 0, 0)
+            assert int(str(mentions[0])) >= oldest - 3
+        assert await redis.xlen("test:pub") + await redis.xlen("test:pub:r-design") + (
+            await redis.xlen("test:pub:r-ops")
+        ) == await redis.xlen("test:log")

@@ -17,7 +17,7 @@ never a driver's (``sqlite3``, ``coredis``) exceptions.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +27,7 @@ from ..broker import Deliver as Deliver  # a subscriber's callback: it only queu
 from ..broker import Event
 from ..errors import BAD_ROOM_NAME, RoomRefused, StoreError
 from ..models import (
+    GENERAL,
     Draft,
     ListedRoom,
     Membership,
@@ -39,6 +40,7 @@ from ..models import (
     User,
 )
 from ..protocol import EncodedUsers, is_scalar_text
+from ..store import UNREAD_CAP as UNREAD_CAP  # where each unread count stops
 from ..text import has_letter, nick_keys
 
 #: A connection's id, unique across every worker of one chat
@@ -85,6 +87,31 @@ class Replay:
     complete: bool
 
 
+#: The rooms a read covers when the caller names none: ``general`` alone,
+#: what every version-1 reader sees (with their private messages).
+GENERAL_ONLY: frozenset[str] = frozenset({GENERAL})
+
+
+@dataclass(frozen=True, slots=True)
+class RoomUnread:
+    """One room's counts for one reader, after their read marker there."""
+
+    #: Messages from others (at most :data:`UNREAD_CAP`).
+    unread: int
+    #: Those of them that mention the reader (at most :data:`UNREAD_CAP`).
+    mentions: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """What a reader has not read yet, as :meth:`MessageLog.unread` counts it."""
+
+    #: By room id.
+    rooms: dict[str, RoomUnread]
+    #: By the other's user id: the private messages they sent the reader.
+    direct: dict[str, int]
+
+
 class MessageLog(Protocol):
     """The ordered log of record.
 
@@ -125,16 +152,46 @@ class MessageLog(Protocol):
         too. The backend keeps the buckets where :class:`RateLimits` keeps
         them (in-process, or in Redis), on the same keys."""
 
-    async def read_after(self, viewer: str, after_id: int | None, limit: int) -> Replay:
-        """Messages ``viewer`` may see with ids above ``after_id`` (or the
-        newest ``limit`` when None), at most ``limit``, with the snapshot id."""
+    async def read_after(
+        self,
+        viewer: str,
+        after_id: int | None,
+        limit: int,
+        rooms: Collection[str] = GENERAL_ONLY,
+    ) -> Replay:
+        """The messages of ``rooms`` and ``viewer``'s private messages with
+        ids above ``after_id`` (or the newest ``limit`` when None), at most
+        ``limit`` (the newest), in id order, with the snapshot id; nothing
+        of any other room. Which rooms the viewer is in is the caller's
+        knowledge (the room directory's). Its cost grows with the number of
+        ``rooms`` and ``limit``, never with other rooms' traffic."""
 
     async def history(
-        self, viewer: str, before_id: int | None, limit: int, with_user: str | None
+        self,
+        viewer: str,
+        before_id: int | None,
+        limit: int,
+        with_user: str | None,
+        room: str | None = None,
     ) -> tuple[list[Message], bool]:
-        """Up to ``limit`` visible messages below ``before_id`` (newest when
-        None), oldest first, and whether older ones exist; ``with_user``
-        narrows to the private conversation between the two."""
+        """Up to ``limit`` messages below ``before_id`` (newest when None),
+        oldest first, and whether older ones exist: of ``room``, or of the
+        private conversation between ``viewer`` and ``with_user``, or, when
+        neither is given, of ``general`` and the viewer's private messages
+        (what version 1 shows). Both at once is a ValueError. Whether the
+        viewer may read ``room`` is the caller's rule."""
+
+    async def unread(
+        self, viewer: str, rooms: Mapping[str, int], direct: Mapping[str, int]
+    ) -> Unread:
+        """For each room of ``rooms`` (room id to ``viewer``'s read marker
+        there), the messages after the marker from others and how many of
+        them mention ``viewer``; for each private conversation of ``direct``
+        (the other's id to the marker), the messages the other sent ``viewer``
+        after it. Each count stops at :data:`UNREAD_CAP` and reads an index,
+        so its cost is bounded whatever the traffic. A self-mention is not
+        counted; mentions in private messages are kept with the message but
+        not counted."""
 
     def tail(self, after_id: int) -> AsyncIterator[list[Committed]]:
         """Every message committed with an id above ``after_id``, by anyone,

@@ -8,16 +8,26 @@ Keys (each under the configured prefix):
 ``last_id``
     The newest id given out (``INCR``): ids increase in commit order across
     all workers because one Lua script both takes the id and appends.
-``pub``
-    A Stream of the public messages' ids only (about 16 bytes an entry).
+``pub``, ``pub:<room>``
+    Per room, a Stream of its messages' ids and senders (field ``s``): ``pub``
+    is ``general``'s (the key every public message went to before rooms, so
+    a Redis written then needs no migration: its entries, with a field ``m``
+    in place of ``s``, are general's), ``pub:<room id>`` any other room's.
+``mention:<user>:<room>``
+    A sorted set of the ids (score = id) of the messages in that room that
+    mention the user, written by others: mention counts are one ``ZCOUNT``.
 ``dm:<user>``, ``dm:<a>:<b>``
     Sorted sets of message ids (score = id): the private messages a user
     sent or received, and one private conversation. Sorted sets, not
     streams: a small one costs ~100 bytes, where a stream reserves 4 KiB.
 
-A page for a viewer merges the newest ids of ``pub`` and ``dm:<viewer>``
-(or reads one ``dm:<a>:<b>``) and fetches just those messages, so its cost
-does not grow with the log.
+A page for a viewer merges the newest ids of the room Streams of the rooms
+asked for and ``dm:<viewer>`` (or reads one room's Stream, or one
+``dm:<a>:<b>``) and fetches just those messages, so its cost does not grow
+with the log, nor with other rooms' traffic. A message in the log Stream
+carries its room (``rm``: empty for a private one; absent, in entries
+written before rooms: ``general``) and its mentions (``mt``: a JSON list,
+empty for none).
 ``dedup:<user>``
     A hash from a sender's ``client_offset`` to the message id it got
     (retention removes a trimmed message's entry with it).
@@ -38,6 +48,7 @@ of :mod:`.redis_limits`), so a send costs one round trip, not two.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -47,9 +58,18 @@ import coredis
 import trio
 
 from ..errors import StoreError, Unavailable
-from ..models import Draft, Message, Posted, User
+from ..models import GENERAL, Draft, Message, Posted, User
 from ..store import hash_token, now_ms
-from .base import Bucket, Committed, RateLimited, Replay
+from .base import (
+    GENERAL_ONLY,
+    UNREAD_CAP,
+    Bucket,
+    Committed,
+    RateLimited,
+    Replay,
+    RoomUnread,
+    Unread,
+)
 from .redis_client import LuaScript, redis_client, redis_errors
 from .redis_lean import LeanConnection
 from .redis_limits import KEY_PREFIX, TAKE_LIB
@@ -65,14 +85,24 @@ RETRY_MAX = 2.0
 # Shared by the scripts that write messages: XADD one message (its client
 # offset too, field 'c', so trimming can drop its dedup entry) to the log, its
 # id to its indexes, and its dedup entry. KEYS[k..k+3] are the message's
-# dedup:<sender>, dm:<sender>, dm:<recipient>, dm:<a>:<b>.
+# dedup:<sender>, then dm:<sender>, dm:<recipient>, dm:<a>:<b> for a private
+# one, or its room's Stream (three times) for one in a room. ``m`` is the
+# draft's 9 values (see _APPEND); the mention sets' keys are made from
+# ``prefix`` (undeclared keys: fine on one Redis, not on a Redis Cluster).
 _PUT = """
-local function put(k, sid, m, ts)
+local function put(k, sid, m, ts, prefix)
   local id = string.match(sid, '^(%d+)')
   redis.call('XADD', KEYS[2], sid, 's', m[1], 'n', m[2], 'r', m[3], 'rn', m[4],
-             't', m[5], 'ts', ts, 'o', m[7], 'c', m[6])
+             't', m[5], 'ts', ts, 'o', m[7], 'c', m[6], 'rm', m[8], 'mt', m[9])
   if m[3] == '' then
-    redis.call('XADD', KEYS[3], sid, 'm', '')
+    redis.call('XADD', KEYS[k + 1], sid, 's', m[1])
+    if m[9] ~= '' then
+      for _, user in ipairs(cjson.decode(m[9])) do
+        if user ~= m[1] then
+          redis.call('ZADD', prefix .. 'mention:' .. user .. ':' .. m[8], id, id)
+        end
+      end
+    end
   else
     for j = 1, 3 do redis.call('ZADD', KEYS[k + j], id, id) end
   end
@@ -80,11 +110,21 @@ local function put(k, sid, m, ts)
 end
 """
 
+# A room's id Stream: ``pub`` for general (and for a message stored before
+# rooms, which has no room field), ``pub:<room>`` for any other.
+_ROOM_KEY = """
+local function room_key(prefix, room)
+  if not room or room == '' or room == 'general' then return prefix .. 'pub' end
+  return prefix .. 'pub:' .. room
+end
+"""
+
 # Retention: once the log holds 100 or more messages past ``keep``, drop the
 # oldest (at most 1000 a call, so a newly set bound converges without one
-# long stall) with their index and dedup entries, and raise the floor. The
-# dropped messages' own keys are built from ``prefix``: undeclared keys, fine
-# on one Redis (not on a Redis Cluster).
+# long stall) with their index, mention and dedup entries, and raise the
+# floor. The dropped messages' own keys are built from ``prefix``: undeclared
+# keys, fine on one Redis (not on a Redis Cluster). Every room Stream that
+# held one of them is cut at the same id (the others hold no older entry).
 _TRIM = """
 local function ordered(a, b)  -- byte order, as Python's sorted() on the ids
   for i = 1, math.min(#a, #b) do
@@ -101,6 +141,7 @@ local function trim(keep, prefix)
   local excess = redis.call('XLEN', KEYS[2]) - keep
   if keep == 0 or excess < 100 then return end
   local gone
+  local rooms = {[KEYS[3]] = true}
   for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', math.min(excess, 1000))) do
     local f = {}
     for j = 1, #e[2], 2 do f[e[2][j]] = e[2][j + 1] end
@@ -111,11 +152,18 @@ local function trim(keep, prefix)
       redis.call('ZREM', prefix .. 'dm:' .. f.s, gone)
       redis.call('ZREM', prefix .. 'dm:' .. f.r, gone)
       redis.call('ZREM', prefix .. 'dm:' .. a .. ':' .. b, gone)
+    else
+      rooms[room_key(prefix, f.rm)] = true
+      if f.mt and f.mt ~= '' then
+        for _, user in ipairs(cjson.decode(f.mt)) do
+          redis.call('ZREM', prefix .. 'mention:' .. user .. ':' .. (f.rm or 'general'), gone)
+        end
+      end
     end
   end
   local first = (tonumber(gone) + 1) .. '-0'
   redis.call('XTRIM', KEYS[2], 'MINID', first)
-  redis.call('XTRIM', KEYS[3], 'MINID', first)
+  for key in pairs(rooms) do redis.call('XTRIM', key, 'MINID', first) end
   redis.call('SET', KEYS[4], gone)
 end
 """
@@ -125,11 +173,13 @@ end
 # pub, floor, then 4 per draft (see put), then one bucket per draft (any key
 # for a draft without one). ARGV: max messages (0: all), key prefix, number
 # of drafts n, then per draft: sender, nick, recipient ("" if public),
-# recipient nick, text, client offset, origin; then per draft the bucket's
-# rate and burst ("" and "" for none). Each answer is {id, duplicate,
-# fields}; {0, 2, {}} when the bucket had no token (nothing stored).
+# recipient nick, text, client offset, origin, room ("" if private),
+# mentions (a JSON list, "" for none); then per draft the bucket's rate and
+# burst ("" and "" for none). Each answer is {id, duplicate, fields}; {0, 2,
+# {}} when the bucket had no token (nothing stored).
 _APPEND = (
     _PUT
+    + _ROOM_KEY
     + _TRIM
     + TAKE_LIB
     + """
@@ -139,11 +189,11 @@ local n = tonumber(ARGV[3])
 local out = {}
 for i = 0, n - 1 do
   local k = 5 + i * 4
-  local m = {unpack(ARGV, 4 + i * 7, 10 + i * 7)}
-  local rate = ARGV[4 + n * 7 + i * 2]
+  local m = {unpack(ARGV, 4 + i * 9, 12 + i * 9)}
+  local rate = ARGV[4 + n * 9 + i * 2]
   local limited = false
   if rate ~= '' then
-    local burst = tonumber(ARGV[5 + n * 7 + i * 2])
+    local burst = tonumber(ARGV[5 + n * 9 + i * 2])
     limited = take(KEYS[5 + n * 4 + i], tonumber(rate), burst) == 0
   end
   local old = false
@@ -157,7 +207,7 @@ for i = 0, n - 1 do
     out[#out + 1] = {old, 1, fields}
   else
     local id = redis.call('INCR', KEYS[1])
-    put(k, id .. '-0', m, ts)
+    put(k, id .. '-0', m, ts, ARGV[2])
     redis.call('ZREM', ARGV[2] .. 'silent', m[1], m[3])
     out[#out + 1] = {id, 0, {'ts', ts}}
   end
@@ -169,18 +219,18 @@ return out
 
 # Copies committed messages with their own ids and times (a migration), in
 # id order, skipping those at or below last_id: re-running adds nothing.
-# KEYS as for _APPEND; ARGV per message: the draft's 7 values, id, ts.
-# Returns how many were added.
+# KEYS as for _APPEND; ARGV: the key prefix, then per message the draft's 9
+# values, id, ts. Returns how many were added.
 _IMPORT = (
     _PUT
     + """
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local added = 0
-for i = 0, #ARGV / 9 - 1 do
-  local m = {unpack(ARGV, 1 + i * 9, 9 + i * 9)}
-  local id = tonumber(m[8])
+for i = 0, (#ARGV - 1) / 11 - 1 do
+  local m = {unpack(ARGV, 2 + i * 11, 12 + i * 11)}
+  local id = tonumber(m[10])
   if id > last then
-    put(5 + i * 4, m[8] .. '-0', m, m[9])
+    put(5 + i * 4, m[10] .. '-0', m, m[11], ARGV[1])
     last = id
     added = added + 1
   end
@@ -192,8 +242,9 @@ return added
 
 # The newest ``limit`` (+1, to tell whether more exist) message ids above
 # ARGV[1] and at or below ARGV[2] ('+' for no bound) in the indexes, merged,
-# and those messages. KEYS: log, floor, last_id, then pub and dm:<viewer>
-# (ARGV[4] = 'pub') or one dm:<a>:<b> (ARGV[4] = '').
+# and those messages. KEYS: log, floor, last_id, then ARGV[4] room Streams,
+# then at most one sorted set (dm:<viewer> or one dm:<a>:<b>). Each index
+# gives at most limit + 1 ids, so a page never reads other rooms' traffic.
 # Returns {last_id, floor, more, id1, fields1, id2, fields2, ...}, newest first.
 _PAGE = """
 local log = KEYS[1]
@@ -207,15 +258,18 @@ local ids = {}
 if hi == '+' or tonumber(hi) >= lo then
   local top = hi
   if hi ~= '+' then top = hi .. '-0' end
-  if ARGV[4] == 'pub' then
-    for _, entry in ipairs(redis.call('XREVRANGE', KEYS[4], top, lo .. '-0', 'COUNT', limit + 1)) do
+  local streams = tonumber(ARGV[4])
+  for s = 4, 3 + streams do
+    for _, entry in ipairs(redis.call('XREVRANGE', KEYS[s], top, lo .. '-0', 'COUNT', limit + 1)) do
       ids[#ids + 1] = tonumber(string.match(entry[1], '^(%d+)'))
     end
   end
-  local zhi = hi == '+' and '+inf' or hi
-  local dms = redis.call('ZREVRANGEBYSCORE', KEYS[#KEYS], zhi, lo, 'LIMIT', 0, limit + 1)
-  for _, id in ipairs(dms) do
-    ids[#ids + 1] = tonumber(id)
+  if #KEYS > 3 + streams then
+    local zhi = hi == '+' and '+inf' or hi
+    local dms = redis.call('ZREVRANGEBYSCORE', KEYS[#KEYS], zhi, lo, 'LIMIT', 0, limit + 1)
+    for _, id in ipairs(dms) do
+      ids[#ids + 1] = tonumber(id)
+    end
   end
 end
 table.sort(ids, function(x, y) return x > y end)
@@ -243,6 +297,54 @@ else
       out[#out + 1] = found[1][2]
     end
   end
+end
+return out
+"""
+
+# Unread counts for one viewer. KEYS: log, then per room its Stream and the
+# viewer's mention set there, then per private conversation its dm:<a>:<b>.
+# ARGV: viewer, cap, number of rooms, then per room its marker, then per
+# conversation the other's id and the marker. Each unread count looks at
+# most 4 * cap entries after the marker (the viewer's own are skipped),
+# and every count stops at cap. Returns per room {unread, mentions}, then
+# per conversation its unread count.
+_UNREAD = """
+local viewer, cap, rooms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local scan = 4 * cap
+local out = {}
+local function sender(sid)  -- of a message stored before its index named senders
+  local found = redis.call('XRANGE', KEYS[1], sid, sid)
+  if #found == 0 then return nil end
+  local f = found[1][2]
+  for j = 1, #f, 2 do if f[j] == 's' then return f[j + 1] end end
+  return nil
+end
+for r = 0, rooms - 1 do
+  local after = tonumber(ARGV[4 + r])
+  local unread = 0
+  local index = KEYS[2 + 2 * r]
+  for _, e in ipairs(redis.call('XRANGE', index, (after + 1) .. '-0', '+', 'COUNT', scan)) do
+    local from = nil
+    if e[2][1] == 's' then from = e[2][2] else from = sender(e[1]) end
+    if from ~= viewer then unread = unread + 1 end
+    if unread >= cap then break end
+  end
+  local mentions = redis.call('ZCOUNT', KEYS[3 + 2 * r], '(' .. after, '+inf')
+  out[#out + 1] = {unread, math.min(mentions, cap)}
+end
+local first = 4 + rooms
+for d = 0, (#ARGV - first + 1) / 2 - 1 do
+  local other, after = ARGV[first + 2 * d], ARGV[first + 1 + 2 * d]
+  local unread = 0
+  if other ~= viewer then
+    local ids = redis.call('ZRANGEBYSCORE', KEYS[2 + 2 * rooms + d], '(' .. after, '+inf',
+                           'LIMIT', 0, scan)
+    for _, id in ipairs(ids) do
+      if sender(id .. '-0') == other then unread = unread + 1 end
+      if unread >= cap then break end
+    end
+  end
+  out[#out + 1] = unread
 end
 return out
 """
@@ -288,6 +390,7 @@ class RedisLog:
         self._import_script = LuaScript(self._redis, _IMPORT)
         self._import_user_script = LuaScript(self._redis, _IMPORT_USER)
         self._page_script = LuaScript(self._redis, _PAGE)
+        self._unread_script = LuaScript(self._redis, _UNREAD)
         self._set_nick_script = LuaScript(self._redis, _SET_NICK)
         self._prune_script = LuaScript(self._redis, _PRUNE)
         self._closing = False
@@ -381,10 +484,13 @@ class RedisLog:
         """Copy committed messages (each with its ``client_offset``), ids and
         times kept, in id order; those at or below the last id are skipped,
         so copying again adds nothing. Returns how many were added."""
-        drafts = [Draft(m.sender, offset, m.text, m.recipient) for m, offset in messages]
+        drafts = [
+            Draft(m.sender, offset, m.text, m.recipient, room=m.room, mentions=m.mentions)
+            for m, offset in messages
+        ]
         keys, args = self._writing(drafts)
         per_message = len(args) // max(len(drafts), 1)
-        with_ids: list[str] = []
+        with_ids: list[str] = [self._prefix]
         for i, (message, _) in enumerate(messages):
             with_ids += [*args[i * per_message : (i + 1) * per_message], str(message.id)]
             with_ids.append(str(message.ts))
@@ -400,7 +506,7 @@ class RedisLog:
             to = d.recipient
             keys.append(self._key("dedup", d.sender.id))
             if to is None:
-                keys += [self._key("pub")] * 3  # unused by a public message
+                keys += [self._room_key(d.room)] * 3  # the first is the room's index
             else:
                 a, b = sorted((d.sender.id, to.id))
                 keys += [self._key("dm", d.sender.id), self._key("dm", to.id)]
@@ -413,19 +519,27 @@ class RedisLog:
                 d.text,
                 d.client_offset,
                 d.origin,
+                d.room or "",
+                json.dumps(list(d.mentions)) if d.mentions else "",
             ]
         return keys, args
 
+    def _room_key(self, room: str | None) -> str:
+        """A room's id Stream (see the module doc: ``pub`` is general's)."""
+        return self._key("pub") if room in (None, GENERAL) else self._key("pub", str(room))
+
     async def _page(
-        self, indexes: list[str], above: int, at_most: int | None, limit: int
+        self, indexes: tuple[list[str], list[str]], above: int, at_most: int | None, limit: int
     ) -> tuple[list[Message], int, int, bool]:
-        """Newest ``limit`` messages in ``indexes`` with ids in (above, at_most],
-        oldest first; the last id, the trim floor, and whether more matched."""
-        keys = [self._key("log"), self._key("floor"), self._key("last_id"), *indexes]
+        """Newest ``limit`` messages in ``indexes`` (room Streams, and at most
+        one sorted set) with ids in (above, at_most], oldest first; the last
+        id, the trim floor, and whether more matched."""
+        streams, sets = indexes
+        keys = [self._key("log"), self._key("floor"), self._key("last_id"), *streams, *sets]
         top = "+" if at_most is None else str(at_most)
         with self._call("read messages"):
             reply: list[Any] = await self._page_script(
-                keys=keys, args=[above, top, limit, "pub" if len(indexes) == 2 else ""]
+                keys=keys, args=[above, top, limit, len(streams)]
             )
         last, floor, more = int(reply[0]), int(reply[1]), bool(int(reply[2]))
         pairs = zip(reply[3::2], reply[4::2], strict=True)
@@ -433,27 +547,69 @@ class RedisLog:
         messages.reverse()
         return messages, last, floor, more
 
-    def _visible(self, viewer: str, with_user: str | None = None) -> list[str]:
-        if with_user is not None:
-            a, b = sorted((viewer, with_user))
-            return [self._key("dm", a, b)]
-        return [self._key("pub"), self._key("dm", viewer)]
+    def _visible(self, viewer: str, rooms: Collection[str]) -> tuple[list[str], list[str]]:
+        """The indexes of what ``viewer`` sees: ``rooms``' Streams, and the
+        viewer's private messages."""
+        streams = sorted({self._room_key(room) for room in rooms})
+        return streams, [self._key("dm", viewer)]
 
-    async def read_after(self, viewer: str, after_id: int | None, limit: int) -> Replay:
+    def _conversation(self, viewer: str, other: str) -> tuple[list[str], list[str]]:
+        a, b = sorted((viewer, other))
+        return [], [self._key("dm", a, b)]
+
+    async def read_after(
+        self,
+        viewer: str,
+        after_id: int | None,
+        limit: int,
+        rooms: Collection[str] = GENERAL_ONLY,
+    ) -> Replay:
         messages, last, floor, more = await self._page(
-            self._visible(viewer), after_id or 0, None, limit
+            self._visible(viewer, rooms), after_id or 0, None, limit
         )
         complete = after_id is not None and not more and after_id >= floor
         return Replay(messages, last, complete)
 
     async def history(
-        self, viewer: str, before_id: int | None, limit: int, with_user: str | None
+        self,
+        viewer: str,
+        before_id: int | None,
+        limit: int,
+        with_user: str | None,
+        room: str | None = None,
     ) -> tuple[list[Message], bool]:
+        if with_user is not None and room is not None:
+            raise ValueError("a page is of one room or one private conversation")
+        if with_user is not None:
+            indexes = self._conversation(viewer, with_user)
+        elif room is not None:
+            indexes = [self._room_key(room)], []
+        else:
+            indexes = self._visible(viewer, GENERAL_ONLY)
         below = None if before_id is None else before_id - 1
         if below is not None and below < 1:
             return [], False
-        messages, _, _, more = await self._page(self._visible(viewer, with_user), 0, below, limit)
+        messages, _, _, more = await self._page(indexes, 0, below, limit)
         return messages, more
+
+    async def unread(
+        self, viewer: str, rooms: Mapping[str, int], direct: Mapping[str, int]
+    ) -> Unread:
+        """One script call for every count (see ``_UNREAD``)."""
+        room_ids, others = list(rooms), list(direct)
+        keys = [self._key("log")]
+        for room in room_ids:
+            keys += [self._room_key(room), self._key("mention", viewer, room)]
+        keys += [self._conversation(viewer, other)[1][0] for other in others]
+        args: list[str | int] = [viewer, UNREAD_CAP, len(room_ids)]
+        args += [rooms[room] for room in room_ids]
+        for other in others:
+            args += [other, direct[other]]
+        with self._call("count unread messages"):
+            reply: list[Any] = await self._unread_script(keys=keys, args=args)
+        counts = iter(reply)
+        in_rooms = {room: RoomUnread(*map(int, next(counts))) for room in room_ids}
+        return Unread(in_rooms, {other: int(next(counts)) for other in others})
 
     async def last_id(self) -> int:
         with self._call("read the last id"):
@@ -559,6 +715,7 @@ _REFUSED = StoreError("the message could not be stored")
 
 def _encodable(draft: Draft) -> bool:
     strings = [draft.sender.id, draft.sender.nick, draft.text, draft.client_offset, draft.origin]
+    strings += [draft.room or "", *draft.mentions]
     if draft.recipient is not None:
         strings += [draft.recipient.id, draft.recipient.nick]
     try:
@@ -576,7 +733,10 @@ def _fields(flat: Sequence[str]) -> dict[str, str]:
 def _message(stream_id: str, f: Mapping[str, str]) -> Message:
     msg_id = int(stream_id.split("-")[0])
     recipient = User(f["r"], f["rn"]) if f["r"] else None
-    return Message(msg_id, User(f["s"], f["n"]), recipient, f["t"], int(f["ts"]))
+    room = f.get("rm") or None  # absent before rooms: general's (see room_of)
+    mentions = tuple(json.loads(f["mt"])) if f.get("mt") else ()
+    sender = User(f["s"], f["n"])
+    return Message(msg_id, sender, recipient, f["t"], int(f["ts"]), room, mentions)
 
 
 def _committed(stream_id: str, flat: Sequence[str]) -> Committed:
@@ -593,4 +753,7 @@ def _posted(draft: Draft, result: Sequence[Any]) -> Posted | RateLimited:
     # New, or a retry of a message retention has since trimmed: the draft
     # is what was stored.
     ts = int(fields.get("ts", now_ms()))
-    return Posted(Message(msg_id, draft.sender, draft.recipient, draft.text, ts), duplicate)
+    message = Message(
+        msg_id, draft.sender, draft.recipient, draft.text, ts, draft.room, draft.mentions
+    )
+    return Posted(message, duplicate)

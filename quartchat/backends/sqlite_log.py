@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -21,7 +21,16 @@ import trio
 from ..errors import StoreError
 from ..models import Draft, Message, Posted, User
 from ..store import AsyncStore
-from .base import Bucket, Committed, RateLimited, RateLimits, Replay
+from .base import (
+    GENERAL_ONLY,
+    Bucket,
+    Committed,
+    RateLimited,
+    RateLimits,
+    Replay,
+    RoomUnread,
+    Unread,
+)
 from .local_limits import LocalLimits
 
 #: Committed messages kept in memory for the tails: the newest 4096. At the
@@ -137,14 +146,31 @@ class SqliteLog:
                 continue
             await self._grew.wait()
 
-    async def read_after(self, viewer: str, after_id: int | None, limit: int) -> Replay:
-        messages, last_id, complete = await self.store.replay(viewer, after_id, limit)
+    async def read_after(
+        self,
+        viewer: str,
+        after_id: int | None,
+        limit: int,
+        rooms: Collection[str] = GENERAL_ONLY,
+    ) -> Replay:
+        messages, last_id, complete = await self.store.replay(viewer, after_id, limit, rooms)
         return Replay(messages, last_id, complete)
 
     async def history(
-        self, viewer: str, before_id: int | None, limit: int, with_user: str | None
+        self,
+        viewer: str,
+        before_id: int | None,
+        limit: int,
+        with_user: str | None,
+        room: str | None = None,
     ) -> tuple[list[Message], bool]:
-        return await self.store.history(viewer, before_id, limit, with_user)
+        return await self.store.history(viewer, before_id, limit, with_user, room)
+
+    async def unread(
+        self, viewer: str, rooms: Mapping[str, int], direct: Mapping[str, int]
+    ) -> Unread:
+        in_rooms, private = await self.store.unread(viewer, rooms, direct)
+        return Unread({room: RoomUnread(*counts) for room, counts in in_rooms.items()}, private)
 
     async def last_id(self) -> int:
         return await self.store.last_id()
