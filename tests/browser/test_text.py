@@ -45,7 +45,9 @@ def test_javascript_urls_and_html_stay_text(users) -> None:
         "data:text/html,<script>alert(5)</script>",
     ]
     for payload in payloads:
-        alice.send(payload)
+        last = alice.send(payload)
+    # Acked in order: once the last is, all are stored before bob's "done".
+    expect(last).to_have_attribute("data-state", "sent", timeout=TIMEOUT)
     bob.send("done")
     expect(alice.msg("done")).to_have_count(1, timeout=TIMEOUT)
     for user in (alice, bob):
