@@ -16,16 +16,16 @@ never a driver's (``sqlite3``, ``coredis``) exceptions.
 
 from __future__ import annotations
 
-import unicodedata
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import trio
 
+from .. import protocol_rooms
 from ..broker import Deliver as Deliver  # a subscriber's callback: it only queues
 from ..broker import Event
-from ..errors import BAD_ROOM_NAME, RoomRefused, StoreError
+from ..errors import FrameError, RoomRefused, StoreError
 from ..models import (
     GENERAL,
     Draft,
@@ -39,9 +39,9 @@ from ..models import (
     RoomMember,
     User,
 )
-from ..protocol import EncodedUsers, is_scalar_text
+from ..protocol import EncodedUsers
 from ..store import UNREAD_CAP as UNREAD_CAP  # where each unread count stops
-from ..text import has_letter, nick_keys
+from ..text import nick_keys
 
 #: A connection's id, unique across every worker of one chat
 #: (``"<worker id>.<counter>"``), so "no echo" and presence never confuse
@@ -319,30 +319,17 @@ class RateLimits(Protocol):
         same key is the same bucket as for :meth:`take`."""
 
 
-#: Room names: 1-64 code points after NFKC and trimming (docs/protocol.md, Rooms).
-MAX_ROOM_NAME = 64
-#: A room's topic, in code points: every ``rooms`` answer carries each
-#: listed room's topic, so this bounds that answer's size per room.
-MAX_TOPIC = 256
 #: The largest read marker a directory keeps: the largest integer a double
 #: (a Lua number in Redis's scripts) holds exactly. Ids are far below it.
 MAX_READ_ID = 2**53
 
 
 def clean_room_name(raw: str) -> str:
-    """A wanted room name normalised as nicks are (NFKC, trimmed) and
-    checked; :class:`RoomRefused` ``bad_room_name`` when unusable. Two names
-    clash when they share a :func:`room_name_keys` key."""
-    if not is_scalar_text(raw):
-        raise RoomRefused(BAD_ROOM_NAME, "room name must be valid Unicode (no lone surrogates)")
-    name = unicodedata.normalize("NFKC", raw).strip()
-    if not 1 <= len(name) <= MAX_ROOM_NAME:
-        raise RoomRefused(BAD_ROOM_NAME, f"room name must be 1-{MAX_ROOM_NAME} characters")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
-        raise RoomRefused(BAD_ROOM_NAME, "room name must not contain control characters")
-    if not has_letter(name):
-        raise RoomRefused(BAD_ROOM_NAME, "room name must show at least one letter or digit")
-    return name
+    """A wanted room name, cleaned by the protocol's rule
+    (:func:`quartchat.protocol_rooms.clean_room_name`); refused as
+    :class:`RoomRefused` ``bad_room_name``. Two names clash when they share
+    a :func:`room_name_keys` key."""
+    return _as_room_refusal(protocol_rooms.clean_room_name, raw)
 
 
 def room_name_keys(name: str) -> list[str]:
@@ -352,15 +339,17 @@ def room_name_keys(name: str) -> list[str]:
 
 
 def clean_topic(raw: str) -> str:
-    """A room's topic, NFC and trimmed; ``bad_request`` when over
-    :data:`MAX_TOPIC` code points, not valid Unicode, or not one line (a
-    control character or a line or paragraph separator)."""
-    topic = unicodedata.normalize("NFC", raw).strip() if is_scalar_text(raw) else None
-    if topic is None or any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in topic):
-        raise RoomRefused("bad_request", "topic must be one line of valid Unicode")
-    if len(topic) > MAX_TOPIC:
-        raise RoomRefused("bad_request", f"topic over {MAX_TOPIC} characters")
-    return topic
+    """A room's topic, cleaned by the protocol's rule
+    (:func:`quartchat.protocol_rooms.clean_topic`); refused as
+    :class:`RoomRefused` ``bad_request``."""
+    return _as_room_refusal(protocol_rooms.clean_topic, raw)
+
+
+def _as_room_refusal(clean: Callable[[str], str], raw: str) -> str:
+    try:
+        return clean(raw)
+    except FrameError as exc:
+        raise RoomRefused(exc.code, exc.message) from None
 
 
 def check_read_id(message_id: int) -> int:
