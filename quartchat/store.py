@@ -617,11 +617,12 @@ class Store:
         many of them mention the viewer; for each private conversation of
         ``direct`` (the other's id to the marker): how many messages the
         other sent the viewer after it. Every count stops at
-        :data:`UNREAD_CAP`, and reads indexes only."""
+        :data:`UNREAD_CAP`, and reads indexes only; a room's unread count
+        looks at no more than ``4 * UNREAD_CAP`` messages after the marker."""
         with self._reader() as db, db.atomic():  # one snapshot for every count
             in_rooms = {
                 room: (
-                    _count(db, _UNREAD_IN_ROOM, [room, after, viewer]),
+                    _unread_in_room(db, room, after, viewer),
                     _count(db, _MENTIONS_IN_ROOM, [viewer, room, after]),
                 )
                 for room, after in rooms.items()
@@ -684,9 +685,23 @@ def _newest(
     return [_row_to_message(r) for r in reversed(rows[:limit])], len(rows) > limit
 
 
-_UNREAD_IN_ROOM = "SELECT 1 FROM messages WHERE room = ? AND id > ? AND sender <> ?"
 _MENTIONS_IN_ROOM = "SELECT 1 FROM mentions WHERE user_id = ? AND room = ? AND message_id > ?"
 _UNREAD_FROM = "SELECT 1 FROM messages WHERE recipient = ? AND sender = ? AND id > ?"
+
+
+def _unread_in_room(db: sqlite_utils.Database, room: str, after: int, viewer: str) -> int:
+    """Messages from others among the first ``4 * UNREAD_CAP`` of ``room``
+    after ``after``, up to :data:`UNREAD_CAP`: the viewer's own are skipped,
+    yet a viewer who wrote thousands cannot make the count read more (the
+    Redis log's script reads the same entries)."""
+    found = _one(
+        db.execute(
+            "SELECT COUNT(*) FROM (SELECT sender FROM messages WHERE room = ? AND id > ?"
+            f" ORDER BY id LIMIT {4 * UNREAD_CAP}) WHERE sender <> ?",
+            [room, after, viewer],
+        )
+    )
+    return min(int(found[0]), UNREAD_CAP)
 
 
 def _count(db: sqlite_utils.Database, rows: str, params: list[Any]) -> int:

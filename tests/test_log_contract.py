@@ -667,6 +667,14 @@ async def test_unread_counts_stop_at_the_cap(
     assert await log.unread(me.id, {DESIGN: 0}, {ann.id: 0}) == Unread(
         {DESIGN: RoomUnread(3, 3)}, {ann.id: 3}
     )
+    # A room's count reads at most 4 x the cap messages past the marker, the
+    # reader's own included: 12 of mine, then others', count none.
+    mark = await log.last_id()
+    for i in range(12):
+        await say(log, me, f"mine {i}", room=OPS)
+    await say(log, ann, "after mine", room=OPS)
+    assert await log.unread(me.id, {OPS: mark}, {}) == Unread({OPS: RoomUnread(0, 0)}, {})
+    assert await log.unread(me.id, {OPS: mark + 1}, {}) == Unread({OPS: RoomUnread(1, 0)}, {})
 
 
 #: Schema 2 as quartchat wrote it before messages had rooms: schema 1's

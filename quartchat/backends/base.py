@@ -189,9 +189,11 @@ class MessageLog(Protocol):
         them mention ``viewer``; for each private conversation of ``direct``
         (the other's id to the marker), the messages the other sent ``viewer``
         after it. Each count stops at :data:`UNREAD_CAP` and reads an index,
-        so its cost is bounded whatever the traffic. A self-mention is not
-        counted; mentions in private messages are kept with the message but
-        not counted."""
+        so its cost is bounded whatever the traffic: a room's unread count
+        looks at the first ``4 * UNREAD_CAP`` messages after the marker at
+        most (a reader who wrote most of those sees fewer counted than there
+        are). A self-mention is not counted; mentions in private messages
+        are kept with the message but not counted."""
 
     def tail(self, after_id: int) -> AsyncIterator[list[Committed]]:
         """Every message committed with an id above ``after_id``, by anyone,
