@@ -12,6 +12,7 @@
 //   counter, drafts            the composer's height and length counter; drafts
 //   typing, conversations      typing indicators; panes, tabs and history markers
 //   days, richtext             day dividers and grouping; links and code in text
+//   linkhost                   the host a link opens, as the page shows it (punycode when it mixes scripts)
 //   messages, outbox, history  rendering messages; sending; paging older ones
 //   nick, presence             nickname dialog; who is online
 //   navigation                 switching conversations, sidebar
