@@ -24,7 +24,7 @@
 
 import { NEAR_TOP_PX, OFFSET_RE } from "./js/constants.js";
 import { storage } from "./js/storage.js";
-import { state } from "./js/state.js";
+import { isMe, state } from "./js/state.js";
 import { dom, isNearBottom, scrollToBottom, stickToBottom } from "./js/dom.js";
 import { setStatus, updateTitle } from "./js/status.js";
 import { listConv, makeConv, setLoadOlder } from "./js/conversations.js";
@@ -39,6 +39,14 @@ import { relabelDividers } from "./js/days.js";
 
 // ---------------------------------------------------------------- wiring
 
+/** Open (and list) the private conversation with a message's author, who
+ *  may be offline: the server takes a private `send` to any known user. */
+function openPrivateWith(userId, nick) {
+  if (!userId || isMe(userId)) return;
+  listConv(userId, state.online.get(userId) || nick);
+  switchConv(userId, { focus: true });
+}
+
 /** Listeners that belong to no single module: the message list and the page. */
 function wire() {
   stickToBottom(); // before the list's other scroll listener, which asks it
@@ -51,6 +59,10 @@ function wire() {
   dom.messages.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-action]");
     if (!button) return;
+    if (button.dataset.action === "private") {
+      openPrivateWith(button.dataset.user, button.textContent);
+      return;
+    }
     const node = button.closest(".msg");
     if (!node || !node.dataset.offset) return;
     if (button.dataset.action === "retry") retryEntry(node.dataset.offset);

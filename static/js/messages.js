@@ -30,8 +30,19 @@ export function buildMessageEl({ id, fromId, fromNick, to, text, ts, own, msgSta
   node.append(avatar(fromId || "me", fromNick));
   const body = el("div", "msg-body");
   const meta = el("div", "msg-meta");
-  const from = el("span", "msg-from", fromNick);
+  // Someone else's name in a public message starts a private conversation
+  // with them, online or not. Its name holds the visible nick (label in name).
+  const canMessage = !own && !to && fromId;
+  const from = el(canMessage ? "button" : "span", "msg-from", fromNick);
   from.dir = "auto";
+  if (canMessage) {
+    from.type = "button";
+    from.classList.add("msg-from-button");
+    from.dataset.action = "private";
+    from.dataset.user = fromId;
+    from.setAttribute("aria-label", `Message ${fromNick} privately`);
+    from.title = `Message ${fromNick} privately`;
+  }
   meta.append(from);
   if (to) {
     const tag = el("span", "msg-tag", "private");
