@@ -30,7 +30,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,7 +70,7 @@ WAL_CHECKPOINT_BYTES = 1024 * 1024
 #: writes fail: health checks cannot make it commit more often than this.
 WRITE_PROBE_INTERVAL = 1.0
 #: Free bytes the database's disk must have for a probe write to be tried
-#: (see :meth:`Store.probe_write`): room for the WAL to reach its bound. A
+#: (see :meth:`WalBound.probe_write`): room for the WAL to reach its bound. A
 #: probe commits one page and a message several, so on a nearly full disk the
 #: probe alone could succeed, and health would say yes while sends still fail.
 PROBE_FREE_BYTES = WAL_CHECKPOINT_BYTES
@@ -359,8 +359,17 @@ def _row_to_message(row: Sequence[Any]) -> Message:
     )
 
 
+#: How a part of the store borrows a reader connection (:meth:`Store._reader`).
+Readers = Callable[[], AbstractContextManager[sqlite_utils.Database]]
+
+
 class Store:
-    """Synchronous access to one SQLite file. Worker threads only."""
+    """Synchronous access to one SQLite file. Worker threads only.
+
+    The store owns the connections (one writer, a pool of readers) and hands
+    them to its parts, one job each: :class:`WalBound` keeps the WAL small,
+    :class:`UserRows` keeps the identities, :class:`MessageRows` the
+    messages. Its own methods are theirs, so callers need know only it."""
 
     def __init__(self, path: Path | str) -> None:
         """Open (creating or migrating) the file; :class:`StoreError` names the
@@ -378,10 +387,9 @@ class Store:
             raise StoreError(f"cannot use database {self.path}: {exc}") from exc
         self._readers: queue.SimpleQueue[sqlite_utils.Database] = queue.SimpleQueue()
         self._all = [self._writer]
-        self._wal = self.path.with_name(self.path.name + "-wal")
-        #: Why the last write's checkpoint failed (the write itself committed),
-        #: or None: see :meth:`_bound_wal`.
-        self.checkpoint_failure: sqlite3.Error | None = None
+        self.wal = WalBound(self._writer, self.path)
+        self.users = UserRows(self._writer, self._reader, self.wal)
+        self.messages = MessageRows(self._writer, self._reader, self.wal)
 
     def close(self) -> None:
         """Fold the WAL into the database file, then close every connection:
@@ -403,39 +411,8 @@ class Store:
         if failed is not None:
             raise StoreError(
                 f"cannot use database {self.path}: {failed} (its WAL could not be folded"
-                f" into it; {self._wal.name} keeps every committed message)"
+                f" into it; {self.wal.file.name} keeps every committed message)"
             ) from failed
-
-    def _bound_wal(self) -> None:
-        """After a commit: checkpoint the WAL once it passes
-        :data:`WAL_CHECKPOINT_BYTES`. A checkpoint that fails leaves the
-        committed write as it is and its cause in :attr:`checkpoint_failure`."""
-        self.checkpoint_failure = None
-        try:
-            size = self._wal.stat().st_size
-        except OSError:
-            return
-        if size <= WAL_CHECKPOINT_BYTES:
-            return
-        try:
-            _pragma(self._writer, "wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:
-            self.checkpoint_failure = exc
-
-    def probe_write(self) -> None:
-        """Commit a small change (the time of this probe, in ``meta``), then
-        bound the WAL, as a message's commit does; first make sure the disk
-        has :data:`PROBE_FREE_BYTES` free (:class:`StoreError` if not)."""
-        free = _free_bytes(self.path.parent)
-        if free < PROBE_FREE_BYTES:
-            raise StoreError(f"{free} bytes free beside {self.path}")
-        with self._writer.atomic():
-            self._writer.execute(
-                "INSERT INTO meta (key, value) VALUES ('write_probe', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [str(now_ms())],
-            )
-        self._bound_wal()
 
     @contextmanager
     def _reader(self) -> Iterator[sqlite_utils.Database]:
@@ -449,11 +426,118 @@ class Store:
         finally:
             self._readers.put(db)
 
-    # ----- users -------------------------------------------------------
+    # ----- users (see UserRows) ------------------------------------------
 
     def create_user(self, nick: str) -> tuple[User, str]:
         """A new identity; returns it and its secret token (stored only hashed)."""
-        return self.create_users([nick])[0]
+        return self.users.create_users([nick])[0]
+
+    def create_users(self, nicks: Sequence[str]) -> list[tuple[User, str]]:
+        return self.users.create_users(nicks)
+
+    def user_by_token(self, token: str) -> User | None:
+        return self.users.user_by_token(token)
+
+    def get_user(self, user_id: str) -> User | None:
+        return self.users.get_user(user_id)
+
+    def set_nick(self, user_id: str, nick: str) -> None:
+        self.users.set_nick(user_id, nick)
+
+    def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
+        return self.users.prune_silent_users(created_before, keep)
+
+    # ----- messages (see MessageRows) ------------------------------------
+
+    def insert(self, drafts: Iterable[Draft]) -> list[Posted | StoreError]:
+        return self.messages.insert(drafts)
+
+    def last_id(self) -> int:
+        return self.messages.last_id()
+
+    def replay(
+        self,
+        viewer: str,
+        after_id: int | None,
+        limit: int,
+        rooms: Collection[str] = (GENERAL,),
+    ) -> tuple[list[Message], int, bool]:
+        return self.messages.replay(viewer, after_id, limit, rooms)
+
+    def history(
+        self,
+        viewer: str,
+        before_id: int | None,
+        limit: int,
+        with_user: str | None = None,
+        room: str | None = None,
+    ) -> tuple[list[Message], bool]:
+        return self.messages.history(viewer, before_id, limit, with_user, room)
+
+    def unread(
+        self, viewer: str, rooms: Mapping[str, int], direct: Mapping[str, int]
+    ) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+        return self.messages.unread(viewer, rooms, direct)
+
+    def committed_after(self, after_id: int, limit: int) -> list[Message]:
+        return self.messages.committed_after(after_id, limit)
+
+
+class WalBound:
+    """Keeps the WAL near :data:`WAL_CHECKPOINT_BYTES`, so a disk that filled
+    up and had space freed gets writes back; and the probe write that finds
+    out whether writes succeed again. Every write on ``writer`` calls
+    :meth:`after_commit` once it has committed."""
+
+    def __init__(self, writer: sqlite_utils.Database, path: Path) -> None:
+        self._writer = writer
+        self._path = path
+        #: The ``-wal`` file beside the database.
+        self.file = path.with_name(path.name + "-wal")
+        #: Why the last write's checkpoint failed (the write itself committed),
+        #: or None: see :meth:`after_commit`.
+        self.checkpoint_failure: sqlite3.Error | None = None
+
+    def after_commit(self) -> None:
+        """After a commit: checkpoint the WAL once it passes
+        :data:`WAL_CHECKPOINT_BYTES`. A checkpoint that fails leaves the
+        committed write as it is and its cause in :attr:`checkpoint_failure`."""
+        self.checkpoint_failure = None
+        try:
+            size = self.file.stat().st_size
+        except OSError:
+            return
+        if size <= WAL_CHECKPOINT_BYTES:
+            return
+        try:
+            _pragma(self._writer, "wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            self.checkpoint_failure = exc
+
+    def probe_write(self) -> None:
+        """Commit a small change (the time of this probe, in ``meta``), then
+        bound the WAL, as a message's commit does; first make sure the disk
+        has :data:`PROBE_FREE_BYTES` free (:class:`StoreError` if not)."""
+        free = _free_bytes(self._path.parent)
+        if free < PROBE_FREE_BYTES:
+            raise StoreError(f"{free} bytes free beside {self._path}")
+        with self._writer.atomic():
+            self._writer.execute(
+                "INSERT INTO meta (key, value) VALUES ('write_probe', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [str(now_ms())],
+            )
+        self.after_commit()
+
+
+class UserRows:
+    """The identities (the :class:`~quartchat.backends.base.Identities`
+    seam's rows): users, their nicks and their tokens' hashes."""
+
+    def __init__(self, writer: sqlite_utils.Database, readers: Readers, wal: WalBound) -> None:
+        self._writer = writer
+        self._reader = readers
+        self._wal = wal
 
     def create_users(self, nicks: Sequence[str]) -> list[tuple[User, str]]:
         """New identities in one transaction, so one commit (one fsync) serves
@@ -470,7 +554,7 @@ class Store:
             self._writer.conn.executemany(
                 "INSERT INTO users (id, nick, token_hash, created) VALUES (?, ?, ?, ?)", rows
             )
-        self._bound_wal()
+        self._wal.after_commit()
         return made
 
     def user_by_token(self, token: str) -> User | None:
@@ -488,7 +572,7 @@ class Store:
     def set_nick(self, user_id: str, nick: str) -> None:
         with self._writer.atomic():
             self._writer.execute("UPDATE users SET nick = ? WHERE id = ?", [nick, user_id])
-        self._bound_wal()
+        self._wal.after_commit()
 
     def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
         """Delete users created before ``created_before`` (ms) who never sent
@@ -502,10 +586,18 @@ class Store:
                 " AND id NOT IN (SELECT value FROM json_each(?))",
                 [created_before, json.dumps(list(keep))],
             )
-        self._bound_wal()
+        self._wal.after_commit()
         return int(cursor.rowcount)
 
-    # ----- messages ----------------------------------------------------
+
+class MessageRows:
+    """The messages: storing a batch, and the reads by room and private
+    conversation (pages, unread counts, what a tail re-reads)."""
+
+    def __init__(self, writer: sqlite_utils.Database, readers: Readers, wal: WalBound) -> None:
+        self._writer = writer
+        self._reader = readers
+        self._wal = wal
 
     def insert(self, drafts: Iterable[Draft]) -> list[Posted | StoreError]:
         """Store drafts in one transaction; a known ``(sender, client_offset)``
@@ -527,7 +619,7 @@ class Store:
                     refused = StoreError("the message could not be stored")
                     refused.__cause__ = exc
                     out.append(refused)
-        self._bound_wal()
+        self._wal.after_commit()
         return out
 
     def _insert_one(self, d: Draft, ts: int) -> Posted:
@@ -828,12 +920,12 @@ class AsyncStore:
                 self.health.failed("a write" if writing else "a read", exc)
                 raise StoreError(f"the store failed: {exc}") from exc
             if writing:
-                self.health.wrote(self.sync.checkpoint_failure)
+                self.health.wrote(self.sync.wal.checkpoint_failure)
             return result
 
     async def check_writes(self) -> None:
         """Raise :class:`StoreError` while writes fail (the last one did, or
-        its checkpoint). Then a probe write (:meth:`Store.probe_write`) is
+        its checkpoint). Then a probe write (:meth:`WalBound.probe_write`) is
         tried first, at most once per :data:`WRITE_PROBE_INTERVAL`, so a store
         nobody writes to (a load balancer sends it nothing while this says it
         fails) is still seen to recover once the disk has room again."""
@@ -841,7 +933,7 @@ class AsyncStore:
             return
         if self.health.probe_due(trio.current_time()):
             with contextlib.suppress(StoreError):
-                await self._on_writer(self.sync.probe_write)
+                await self._on_writer(self.sync.wal.probe_write)
         if self.health.failure is not None:
             raise StoreError(f"writes fail: {self.health.failure}")
 
@@ -894,7 +986,7 @@ class AsyncStore:
         except BaseException:
             self._new_users[:0] = batch  # not stored: the next holder of the writer tries
             raise
-        self.health.wrote(self.sync.checkpoint_failure)
+        self.health.wrote(self.sync.wal.checkpoint_failure)
         for pending, user in zip(batch, made, strict=True):
             pending.made, pending.done = user, True
 
@@ -967,7 +1059,7 @@ def _transact(store: Store, fn: Callable[[sqlite3.Connection], T]) -> T:
     except BaseException:
         conn.rollback()  # also after a failed COMMIT (a full disk), so the writer is free
         raise
-    store._bound_wal()
+    store.wal.after_commit()
     return result
 
 
