@@ -18,6 +18,8 @@ function convKeyOf(msg) {
 
 export function buildMessageEl({ id, fromId, fromNick, to, text, ts, own, msgState, offset }) {
   const node = el("article", "msg");
+  // Focusable, so a keyboard reader can reach every message and see its time.
+  node.tabIndex = 0;
   if (own) node.classList.add("own");
   if (to) node.classList.add("private");
   if (id !== null && id !== undefined) node.dataset.id = String(id);
@@ -58,6 +60,12 @@ export function buildMessageEl({ id, fromId, fromNick, to, text, ts, own, msgSta
   textNode.append(renderText(text));
   body.append(meta, textNode);
   node.append(body);
+  // A grouped message shows no header; its time appears beside it on hover
+  // and focus instead (style.css), the full date in its tooltip.
+  const sideTime = el("time", "msg-side-time", hhmm(ts));
+  sideTime.dateTime = time.dateTime;
+  sideTime.title = time.title;
+  node.append(sideTime);
   if (own) {
     const foot = el("div", "msg-status");
     foot.setAttribute("aria-live", "polite");

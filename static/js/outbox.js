@@ -185,8 +185,7 @@ export function onAck(frame) {
   state.messages.set(id, { id, key });
   node.dataset.id = String(id);
   node.dataset.ts = String(ts);
-  const time = node.querySelector(".msg-time");
-  if (time) {
+  for (const time of node.querySelectorAll(".msg-time, .msg-side-time")) {
     time.textContent = hhmm(ts);
     time.dateTime = new Date(ts).toISOString();
     time.title = fullDate(ts);

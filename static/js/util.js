@@ -31,13 +31,9 @@ export function isBlank(text) {
   return BLANK.test(text);
 }
 
-function pad2(n) {
-  return String(n).padStart(2, "0");
-}
-
+/** Hours and minutes as the reader's locale writes them ("14:05", "02:05 PM"). */
 export function hhmm(ts) {
-  const d = new Date(ts);
-  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+  return new Date(ts).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
 }
 
 export function fullDate(ts) {

@@ -41,6 +41,7 @@ def test_private_conversation_with_an_offline_author_from_their_message(users) -
     expect(tab).to_have_attribute("aria-current", "true", timeout=TIMEOUT)
     expect(a.locator("#input")).to_have_attribute("placeholder", "Private message to bob")
     expect(a.locator("#input")).to_be_focused()
+    alice.screenshot("desktop-private-offline")
     secret = "you missed this, bob"
     mine = alice.send(secret)
     expect(mine).to_have_attribute("data-state", "sent", timeout=TIMEOUT)
