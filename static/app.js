@@ -16,6 +16,7 @@
 //   messages, outbox, history  rendering messages; sending; paging older ones
 //   nick, presence             nickname dialog; who is online
 //   navigation                 switching conversations, sidebar
+//   notify                     browser notifications for private messages in a hidden tab
 //   frames, connection         server frames; the socket's lifecycle
 //   composer                   the message input
 // Two calls go upward and are plugged in here instead of imported:
@@ -33,6 +34,7 @@ import { requestOlder } from "./js/history.js";
 import { openNickDialog, wireNickDialog } from "./js/nick.js";
 import { renderOnline } from "./js/presence.js";
 import { setSidebar, switchConv, wireNavigation } from "./js/navigation.js";
+import { wireNotify } from "./js/notify.js";
 import { killSocket, reconnectNow, startConnecting } from "./js/connection.js";
 import { wireComposer } from "./js/composer.js";
 import { relabelDividers } from "./js/days.js";
@@ -74,6 +76,7 @@ function wire() {
   });
 
   wireNavigation();
+  wireNotify();
   wireNickDialog(startConnecting);
 
   window.addEventListener("online", () => {

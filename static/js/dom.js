@@ -24,6 +24,8 @@ export const dom = {
   send: $("#send"),
   composerCount: $("#composer-count"),
   onlineStale: $("#online-stale"),
+  notifyButton: $("#notify-button"),
+  notifyNote: $("#notify-note"),
   toast: $("#toast"),
   announcer: $("#announcer"),
   nickDialog: $("#nick-dialog"),

@@ -14,6 +14,7 @@ import { ensureFilled, historyFailed, historyNext, onHistory } from "./history.j
 import { nickAccepted, nickRequestDone, onNickError, onNickRefused, setWantedNick } from "./nick.js";
 import { onPresence, renderOnline } from "./presence.js";
 import { refreshComposer } from "./counter.js";
+import { noteWelcome, notifyIfPrivate } from "./notify.js";
 
 export function handleFrame(frame) {
   switch (frame.type) {
@@ -57,6 +58,7 @@ function onWelcome(frame) {
   }
   nickAccepted();
   takeLimits(frame.limits);
+  noteWelcome(frame.last_id);
 
   state.online = new Map();
   for (const u of Array.isArray(frame.online) ? frame.online : []) {
@@ -128,6 +130,7 @@ function onMessage(frame) {
     }
   }
   const fresh = addMessage(frame, { source: "live" });
+  if (fresh) notifyIfPrivate(frame);
   updateCursor(id);
   if (fresh && state.floorAll === null) state.floorAll = id;
 }
