@@ -375,7 +375,13 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'nick', A
 
 class RedisLog:
     """:class:`~quartchat.backends.base.MessageLog` and
-    :class:`~quartchat.backends.base.Identities` on Redis (see the module doc)."""
+    :class:`~quartchat.backends.base.Identities` on Redis (see the module doc).
+
+    This is the write side (appends, the tail, the lifecycle). Its parts,
+    one job each, share its client, its key names (:class:`LogKeys`) and its
+    :class:`CallGuard`: the read side (:class:`RedisPages`) and the
+    identities (:class:`RedisUsers`). Its own methods are theirs, so
+    callers need know only it."""
 
     def __init__(self, url: str, *, prefix: str = "quartchat:", max_messages: int = 0) -> None:
         self.epoch = ""  # read from Redis when ``run`` starts
@@ -385,24 +391,19 @@ class RedisLog:
         self._appending = LeanConnection(url, "store messages")
         self._following = LeanConnection(url, "follow the log")
         self._prefix = prefix
+        self._keys = keys = LogKeys(prefix)
+        self._key = keys.key
         self._limit_prefix = prefix + KEY_PREFIX
         self._max_messages = max_messages
         self._import_script = LuaScript(self._redis, _IMPORT)
-        self._import_user_script = LuaScript(self._redis, _IMPORT_USER)
-        self._page_script = LuaScript(self._redis, _PAGE)
-        self._unread_script = LuaScript(self._redis, _UNREAD)
-        self._set_nick_script = LuaScript(self._redis, _SET_NICK)
-        self._prune_script = LuaScript(self._redis, _PRUNE)
-        self._closing = False
-        self._in_flight = 0
-        self._drained = trio.Event()
+        self._guard = CallGuard(self._redis)
+        self._call = self._guard.call
+        self.pages = RedisPages(self._redis, keys, self._guard)
+        self.users = RedisUsers(self._redis, keys, self._guard)
         self._stop = trio.Event()
         self._stopped = trio.Event()
         #: The reads tails are waiting in; closing cancels them.
         self._tails: set[trio.CancelScope] = set()
-
-    def _key(self, *parts: str) -> str:
-        return self._prefix + ":".join(parts)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Hold the connection pool open (it lives in this task) until closed;
@@ -422,28 +423,14 @@ class RedisLog:
     async def aclose(self) -> None:
         """Refuse new calls, end the tails, wait for calls in flight, then
         close the pool."""
-        self._closing = True
+        self._guard.closing = True
         for waiting in self._tails:
             waiting.cancel()
-        if self._in_flight:
-            await self._drained.wait()
+        await self._guard.drained()
         await self._appending.aclose()
         await self._following.aclose()
         self._stop.set()
         await self._stopped.wait()
-
-    @contextmanager
-    def _call(self, action: str) -> Iterator[coredis.Redis[str]]:
-        if self._closing:
-            raise StoreError(f"cannot {action}: the log is closed")
-        self._in_flight += 1
-        try:
-            with redis_errors(action):
-                yield self._redis
-        finally:
-            self._in_flight -= 1
-            if self._closing and not self._in_flight:
-                self._drained.set()
 
     # ----- messages ----------------------------------------------------
 
@@ -456,7 +443,7 @@ class RedisLog:
         storable = [i for i, d in enumerate(drafts) if _encodable(d)]
         if not storable:
             return out
-        keys, args = self._writing([drafts[i] for i in storable])
+        keys, args = _writing(self._keys, [drafts[i] for i in storable])
         bucket_keys: list[str] = []
         bucket_args: list[str | float | int] = []
         for i in storable:
@@ -488,7 +475,7 @@ class RedisLog:
             Draft(m.sender, offset, m.text, m.recipient, room=m.room, mentions=m.mentions)
             for m, offset in messages
         ]
-        keys, args = self._writing(drafts)
+        keys, args = _writing(self._keys, drafts)
         per_message = len(args) // max(len(drafts), 1)
         with_ids: list[str] = [self._prefix]
         for i, (message, _) in enumerate(messages):
@@ -498,35 +485,152 @@ class RedisLog:
             added: Any = await self._import_script(keys=keys, args=with_ids)
         return int(added)
 
-    def _writing(self, drafts: Sequence[Draft]) -> tuple[list[str], list[str]]:
-        """KEYS and ARGV for the scripts that write these drafts (see ``put``)."""
-        keys = [self._key("last_id"), self._key("log"), self._key("pub"), self._key("floor")]
-        args: list[str] = []
-        for d in drafts:
-            to = d.recipient
-            keys.append(self._key("dedup", d.sender.id))
-            if to is None:
-                keys += [self._room_key(d.room)] * 3  # the first is the room's index
-            else:
-                a, b = sorted((d.sender.id, to.id))
-                keys += [self._key("dm", d.sender.id), self._key("dm", to.id)]
-                keys.append(self._key("dm", a, b))
-            args += [
-                d.sender.id,
-                d.sender.nick,
-                "" if to is None else to.id,
-                "" if to is None else to.nick,
-                d.text,
-                d.client_offset,
-                d.origin,
-                d.room or "",
-                json.dumps(list(d.mentions)) if d.mentions else "",
-            ]
-        return keys, args
+    # ----- reads (see RedisPages) ----------------------------------------
 
-    def _room_key(self, room: str | None) -> str:
+    async def read_after(
+        self,
+        viewer: str,
+        after_id: int | None,
+        limit: int,
+        rooms: Collection[str] = GENERAL_ONLY,
+    ) -> Replay:
+        return await self.pages.read_after(viewer, after_id, limit, rooms)
+
+    async def history(
+        self,
+        viewer: str,
+        before_id: int | None,
+        limit: int,
+        with_user: str | None,
+        room: str | None = None,
+    ) -> tuple[list[Message], bool]:
+        return await self.pages.history(viewer, before_id, limit, with_user, room)
+
+    async def unread(
+        self, viewer: str, rooms: Mapping[str, int], direct: Mapping[str, int]
+    ) -> Unread:
+        return await self.pages.unread(viewer, rooms, direct)
+
+    async def last_id(self) -> int:
+        with self._call("read the last id"):
+            value = await self._redis.get(self._key("last_id"))
+        return int(value or 0)
+
+    async def tail(self, after_id: int) -> AsyncIterator[list[Committed]]:
+        """Ends when the log closes: its waiting read is cancelled then."""
+        position = after_id
+        delay = RETRY_FIRST
+        log = self._key("log")
+        while not self._guard.closing:
+            entries = []
+            with trio.CancelScope() as waiting:
+                self._tails.add(waiting)
+                try:
+                    entries = await self._following.xread(
+                        log, f"{position}-0", TAIL_BATCH, TAIL_BLOCK_MS
+                    )
+                except Unavailable:
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX)
+                    continue
+                finally:
+                    self._tails.discard(waiting)
+            delay = RETRY_FIRST
+            if not entries:
+                continue
+            batch = [_committed(*entry) for entry in entries]
+            position = batch[-1].message.id
+            yield batch
+
+    async def adopt_epoch(self, epoch: str) -> None:
+        """Take another log's epoch, so its clients' cursors stay valid here;
+        refused once this log holds messages under a different epoch."""
+        if epoch == self.epoch:
+            return
+        if await self.last_id():
+            raise StoreError(f"Redis already holds a different chat (epoch {self.epoch})")
+        with self._call("set the epoch"):
+            await self._redis.set(self._key("epoch"), epoch)
+        self.epoch = epoch
+
+    # ----- users (see RedisUsers) ----------------------------------------
+
+    async def create_user(self, nick: str) -> tuple[User, str]:
+        return await self.users.create_user(nick)
+
+    async def user_by_token(self, token: str) -> User | None:
+        return await self.users.user_by_token(token)
+
+    async def get_user(self, user_id: str) -> User | None:
+        return await self.users.get_user(user_id)
+
+    async def import_user(self, user: User, token_hash: str, created: int) -> bool:
+        return await self.users.import_user(user, token_hash, created)
+
+    async def set_nick(self, user_id: str, nick: str) -> None:
+        await self.users.set_nick(user_id, nick)
+
+    async def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
+        return await self.users.prune_silent_users(created_before, keep)
+
+
+class CallGuard:
+    """The calls in flight on the log's client, for every part of
+    :class:`RedisLog`: refused once the log closes (the closer waits for the
+    rest), and Redis's errors raised as the project's."""
+
+    def __init__(self, redis: coredis.Redis[str]) -> None:
+        self._redis = redis
+        #: Set when the log closes: no call starts after.
+        self.closing = False
+        self._in_flight = 0
+        self._drained = trio.Event()
+
+    @contextmanager
+    def call(self, action: str) -> Iterator[coredis.Redis[str]]:
+        if self.closing:
+            raise StoreError(f"cannot {action}: the log is closed")
+        self._in_flight += 1
+        try:
+            with redis_errors(action):
+                yield self._redis
+        finally:
+            self._in_flight -= 1
+            if self.closing and not self._in_flight:
+                self._drained.set()
+
+    async def drained(self) -> None:
+        """Return once no call is in flight (after :attr:`closing` is set)."""
+        if self._in_flight:
+            await self._drained.wait()
+
+
+class LogKeys:
+    """The names of one chat's keys (see the module doc), for every part of
+    :class:`RedisLog`."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def room(self, room: str | None) -> str:
         """A room's id Stream (see the module doc: ``pub`` is general's)."""
-        return self._key("pub") if room in (None, GENERAL) else self._key("pub", str(room))
+        return self.key("pub") if room in (None, GENERAL) else self.key("pub", str(room))
+
+
+class RedisPages:
+    """The read side of :class:`RedisLog`: pages (a replay, a history page),
+    each merged in one script from the room id Streams and the private set
+    it asks for, and the unread counts (see ``_PAGE`` and ``_UNREAD``)."""
+
+    def __init__(self, redis: coredis.Redis[str], keys: LogKeys, guard: CallGuard) -> None:
+        self._key = keys.key
+        self._room_key = keys.room
+        self._call = guard.call
+        self._page_script = LuaScript(redis, _PAGE)
+        self._unread_script = LuaScript(redis, _UNREAD)
 
     async def _page(
         self, indexes: tuple[list[str], list[str]], above: int, at_most: int | None, limit: int
@@ -611,38 +715,19 @@ class RedisLog:
         in_rooms = {room: RoomUnread(*map(int, next(counts))) for room in room_ids}
         return Unread(in_rooms, {other: int(next(counts)) for other in others})
 
-    async def last_id(self) -> int:
-        with self._call("read the last id"):
-            value = await self._redis.get(self._key("last_id"))
-        return int(value or 0)
 
-    async def tail(self, after_id: int) -> AsyncIterator[list[Committed]]:
-        """Ends when the log closes: its waiting read is cancelled then."""
-        position = after_id
-        delay = RETRY_FIRST
-        log = self._key("log")
-        while not self._closing:
-            entries = []
-            with trio.CancelScope() as waiting:
-                self._tails.add(waiting)
-                try:
-                    entries = await self._following.xread(
-                        log, f"{position}-0", TAIL_BATCH, TAIL_BLOCK_MS
-                    )
-                except Unavailable:
-                    await trio.sleep(delay)
-                    delay = min(delay * 2, RETRY_MAX)
-                    continue
-                finally:
-                    self._tails.discard(waiting)
-            delay = RETRY_FIRST
-            if not entries:
-                continue
-            batch = [_committed(*entry) for entry in entries]
-            position = batch[-1].message.id
-            yield batch
+class RedisUsers:
+    """The identities of :class:`RedisLog` (the
+    :class:`~quartchat.backends.base.Identities` seam's): users, their
+    nicks, their tokens' hashes, and the silent set pruning reads."""
 
-    # ----- users -------------------------------------------------------
+    def __init__(self, redis: coredis.Redis[str], keys: LogKeys, guard: CallGuard) -> None:
+        self._redis = redis
+        self._key = keys.key
+        self._call = guard.call
+        self._import_user_script = LuaScript(redis, _IMPORT_USER)
+        self._set_nick_script = LuaScript(redis, _SET_NICK)
+        self._prune_script = LuaScript(redis, _PRUNE)
 
     async def create_user(self, nick: str) -> tuple[User, str]:
         token = secrets.token_urlsafe(32)
@@ -677,17 +762,6 @@ class RedisLog:
             )
         return bool(fresh)
 
-    async def adopt_epoch(self, epoch: str) -> None:
-        """Take another log's epoch, so its clients' cursors stay valid here;
-        refused once this log holds messages under a different epoch."""
-        if epoch == self.epoch:
-            return
-        if await self.last_id():
-            raise StoreError(f"Redis already holds a different chat (epoch {self.epoch})")
-        with self._call("set the epoch"):
-            await self._redis.set(self._key("epoch"), epoch)
-        self.epoch = epoch
-
     async def set_nick(self, user_id: str, nick: str) -> None:
         with self._call("change a nick"):
             await self._set_nick_script(keys=[self._key("user", user_id)], args=[nick])
@@ -706,6 +780,34 @@ class RedisLog:
                 )
                 pruned += gone == 1
         return pruned
+
+
+def _writing(names: LogKeys, drafts: Sequence[Draft]) -> tuple[list[str], list[str]]:
+    """KEYS and ARGV for the scripts that write these drafts (see ``put``)."""
+    key, room_key = names.key, names.room
+    keys = [key("last_id"), key("log"), key("pub"), key("floor")]
+    args: list[str] = []
+    for d in drafts:
+        to = d.recipient
+        keys.append(key("dedup", d.sender.id))
+        if to is None:
+            keys += [room_key(d.room)] * 3  # the first is the room's index
+        else:
+            a, b = sorted((d.sender.id, to.id))
+            keys += [key("dm", d.sender.id), key("dm", to.id)]
+            keys.append(key("dm", a, b))
+        args += [
+            d.sender.id,
+            d.sender.nick,
+            "" if to is None else to.id,
+            "" if to is None else to.nick,
+            d.text,
+            d.client_offset,
+            d.origin,
+            d.room or "",
+            json.dumps(list(d.mentions)) if d.mentions else "",
+        ]
+    return keys, args
 
 
 #: What a draft Redis cannot hold gets in its place (its strings are not
