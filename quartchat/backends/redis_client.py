@@ -132,3 +132,36 @@ def _quiet(name: str) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+class CallGuard:
+    """The calls in flight on one Redis client for one backend: refused
+    once the backend closes (the closer waits for the rest with
+    :meth:`drained`), and Redis's errors raised as the project's."""
+
+    def __init__(self, redis: coredis.Redis[str], name: str) -> None:
+        self._redis = redis
+        #: What a refused call names: "the log", "the room directory".
+        self._name = name
+        #: Set when the backend closes: no call starts after.
+        self.closing = False
+        self._in_flight = 0
+        self._drained = trio.Event()
+
+    @contextmanager
+    def call(self, action: str) -> Iterator[coredis.Redis[str]]:
+        if self.closing:
+            raise StoreError(f"cannot {action}: {self._name} is closed")
+        self._in_flight += 1
+        try:
+            with redis_errors(action):
+                yield self._redis
+        finally:
+            self._in_flight -= 1
+            if self.closing and not self._in_flight:
+                self._drained.set()
+
+    async def drained(self) -> None:
+        """Return once no call is in flight (after :attr:`closing` is set)."""
+        if self._in_flight:
+            await self._drained.wait()

@@ -50,8 +50,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any, cast
 
 import coredis
@@ -70,7 +69,7 @@ from .base import (
     RoomUnread,
     Unread,
 )
-from .redis_client import LuaScript, redis_client, redis_errors
+from .redis_client import CallGuard, LuaScript, redis_client, redis_errors
 from .redis_lean import LeanConnection
 from .redis_limits import KEY_PREFIX, TAKE_LIB
 
@@ -396,7 +395,7 @@ class RedisLog:
         self._limit_prefix = prefix + KEY_PREFIX
         self._max_messages = max_messages
         self._import_script = LuaScript(self._redis, _IMPORT)
-        self._guard = CallGuard(self._redis)
+        self._guard = CallGuard(self._redis, "the log")
         self._call = self._guard.call
         self.pages = RedisPages(self._redis, keys, self._guard)
         self.users = RedisUsers(self._redis, keys, self._guard)
@@ -572,37 +571,6 @@ class RedisLog:
 
     async def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
         return await self.users.prune_silent_users(created_before, keep)
-
-
-class CallGuard:
-    """The calls in flight on the log's client, for every part of
-    :class:`RedisLog`: refused once the log closes (the closer waits for the
-    rest), and Redis's errors raised as the project's."""
-
-    def __init__(self, redis: coredis.Redis[str]) -> None:
-        self._redis = redis
-        #: Set when the log closes: no call starts after.
-        self.closing = False
-        self._in_flight = 0
-        self._drained = trio.Event()
-
-    @contextmanager
-    def call(self, action: str) -> Iterator[coredis.Redis[str]]:
-        if self.closing:
-            raise StoreError(f"cannot {action}: the log is closed")
-        self._in_flight += 1
-        try:
-            with redis_errors(action):
-                yield self._redis
-        finally:
-            self._in_flight -= 1
-            if self.closing and not self._in_flight:
-                self._drained.set()
-
-    async def drained(self) -> None:
-        """Return once no call is in flight (after :attr:`closing` is set)."""
-        if self._in_flight:
-            await self._drained.wait()
 
 
 class LogKeys:

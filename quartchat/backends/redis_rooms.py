@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import coredis
 import trio
 
-from ..errors import FORBIDDEN, NOT_MEMBER, ROOM_TAKEN, UNKNOWN_ROOM, RoomRefused, StoreError
+from ..errors import FORBIDDEN, NOT_MEMBER, ROOM_TAKEN, UNKNOWN_ROOM, RoomRefused
 from ..models import GENERAL, ListedRoom, Membership, Role, Room, RoomKind, RoomMember
 from .base import check_read_id, clean_room_name, clean_topic, room_name_keys
-from .redis_client import LuaScript, redis_errors
+from .redis_client import CallGuard, LuaScript
 
 #: Seconds a count of the users (``general``'s members) is reused before it
 #: is counted again: counting SCANs every ``user:`` key, so at most one
@@ -154,9 +152,7 @@ class RedisRooms:
         self._set_role = LuaScript(redis, _SET_ROLE)
         self._mark = LuaScript(redis, _MARK)
         self._rooms = LuaScript(redis, _ROOMS)
-        self._closing = False
-        self._calls = 0
-        self._idle = trio.Event()
+        self._guard = CallGuard(redis, "the room directory")
 
     def _key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)
@@ -168,22 +164,8 @@ class RedisRooms:
         await trio.sleep_forever()
 
     async def aclose(self) -> None:
-        self._closing = True
-        if self._calls:
-            await self._idle.wait()
-
-    @contextmanager
-    def _call(self, action: str) -> Iterator[None]:
-        if self._closing:
-            raise StoreError(f"cannot {action}: the room directory is closed")
-        self._calls += 1
-        try:
-            with redis_errors(action):
-                yield
-        finally:
-            self._calls -= 1
-            if self._closing and not self._calls:
-                self._idle.set()
+        self._guard.closing = True
+        await self._guard.drained()
 
     async def create(self, creator: str, name: str, kind: RoomKind, topic: str = "") -> Room:
         room = Room("r" + secrets.token_hex(8), clean_room_name(name), kind, clean_topic(topic))
@@ -198,14 +180,14 @@ class RedisRooms:
         keys += [self._key("rooms", "of", owner or ""), self._key("rooms", "seq")]
         args = [room.id, room.name, room.kind.value, room.topic, owner or ""]
         args += ["" if seq is None else str(seq), *room_name_keys(room.name)]
-        with self._call("create a room"):
+        with self._guard.call("create a room"):
             made: Any = await self._create(keys=keys, args=args)
         if made == 0:
             raise RoomRefused(ROOM_TAKEN, f"a room named like {room.name!r} exists")
         return bool(made == 1)
 
     async def get(self, room_id: str) -> Room | None:
-        with self._call("read a room"):
+        with self._guard.call("read a room"):
             name, kind, topic = await self._redis.hmget(
                 self._key("room", room_id), ["name", "kind", "topic"]
             )
@@ -214,7 +196,7 @@ class RedisRooms:
         return Room(room_id, name, RoomKind(kind), topic or "")
 
     async def role_of(self, room_id: str, user_id: str) -> Role | None:
-        with self._call("read a role"):
+        with self._guard.call("read a role"):
             role = await self._redis.hget(self._key("members", room_id), user_id)
         if role is None:
             return Role.MEMBER if room_id == GENERAL else None
@@ -237,7 +219,7 @@ class RedisRooms:
     async def _change(self, room_id: str, user_id: str, role: str, only_new: str) -> int:
         keys = [self._key("room", room_id), self._key("members", room_id)]
         keys += [self._key("rooms", "of", user_id), self._key("reads", user_id)]
-        with self._call("change a membership"):
+        with self._guard.call("change a membership"):
             changed: Any = await self._member(keys=keys, args=[user_id, room_id, role, only_new])
         if changed == -1:
             raise RoomRefused(UNKNOWN_ROOM, "no such room")
@@ -247,7 +229,7 @@ class RedisRooms:
         keys = [self._key("room", room_id), self._key("members", room_id)]
         keys.append(self._key("rooms", "of", user_id))
         general = "1" if room_id == GENERAL else "0"
-        with self._call("change a role"):
+        with self._guard.call("change a role"):
             old: Any = await self._set_role(keys=keys, args=[user_id, room_id, role.value, general])
         if old == "?":
             raise RoomRefused(UNKNOWN_ROOM, "no such room")
@@ -256,7 +238,7 @@ class RedisRooms:
         return Role(old)
 
     async def members(self, room_id: str) -> list[RoomMember]:
-        with self._call("list members"):
+        with self._guard.call("list members"):
             held = await self._redis.hgetall(self._key("members", room_id))
             if not held and not await self._redis.exists([self._key("room", room_id)]):
                 raise RoomRefused(UNKNOWN_ROOM, "no such room")
@@ -278,7 +260,7 @@ class RedisRooms:
         keys = [self._key("rooms", "public"), self._key("rooms", "of", user_id)]
         keys.append(self._key("reads", user_id))
         args = [self._prefix, "1" if with_roles else "0", user_id]
-        with self._call("list rooms"):
+        with self._guard.call("list rooms"):
             flat: Any = await self._rooms(keys=keys, args=args)
         width = 7 if with_roles else 6
         rows = [flat[i : i + width] for i in range(0, len(flat), width)]
@@ -289,7 +271,7 @@ class RedisRooms:
         """How many users the log knows (its ``user:<id>`` hashes), counted
         at most once per :data:`USER_COUNT_TTL` seconds for the whole chat."""
         cached = self._key("rooms", "users")
-        with self._call("count users"):
+        with self._guard.call("count users"):
             known = await self._redis.get(cached)
             if known is not None:
                 return int(known)
@@ -311,7 +293,7 @@ class RedisRooms:
         check_read_id(at)
         keys = [self._key("room", room_id), self._key("members", room_id)]
         keys.append(self._key("reads", user_id))
-        with self._call("move a read marker"):
+        with self._guard.call("move a read marker"):
             held: Any = await self._mark(keys=keys, args=[user_id, field, str(at), check])
         if held == -1:
             raise RoomRefused(UNKNOWN_ROOM, "no such room")
@@ -324,7 +306,7 @@ class RedisRooms:
         return await self._mark_at(user_id, room_id, f"r:{room_id}", message_id, "0")
 
     async def direct_reads(self, user_id: str) -> dict[str, int]:
-        with self._call("read markers"):
+        with self._guard.call("read markers"):
             held = await self._redis.hgetall(self._key("reads", user_id))
         return {field[2:]: int(value) for field, value in held.items() if field.startswith("d:")}
 
