@@ -302,7 +302,7 @@ async def test_a_worker_late_with_its_heartbeat_never_takes_its_own_users_offlin
         board = RedisPresence(redis, PREFIX, worker_id="a", heartbeat_ttl=SHORT_TTL)
         await board.connect("a.1", ALICE)
         await redis.zadd(f"{PREFIX}presence:workers", {"a": 0})  # its deadline long past
-        await board._reap_dead_workers()  # a is reaping, so a is alive
+        await board._liveness.reap_dead_workers()  # a is reaping, so a is alive
         assert await board.online() == [ALICE]
 
 

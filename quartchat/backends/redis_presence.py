@@ -17,17 +17,17 @@ server (not Redis Cluster: the reaper touches keys named in its script):
 
 A worker that stops heartbeating (killed) is dead once its deadline passes:
 a surviving worker's ``run`` removes its connections, takes users left with
-none offline, and reports them through :meth:`RedisPresence.departed`.
+none offline, and reports them through :meth:`RedisPresence.departed`
+(the heartbeat and that clean-up are
+:class:`~quartchat.backends.redis_workers.WorkerLiveness`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import AsyncIterator
 from itertools import islice
-from typing import TypeVar
 
 import coredis
 import trio
@@ -39,61 +39,22 @@ from ..protocol import EncodedUsers
 from ..text import nick_keys
 from .base import ConnId
 from .redis_client import LuaScript, redis_errors
+from .redis_workers import BEATS_PER_TTL, LUA_LIB, WorkerLiveness, decode_user, reply_strings
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-#: Heartbeats per TTL: a dead worker is noticed at most TTL + TTL/4 after it died.
-BEATS_PER_TTL = 4
 #: Nick variants (``nick``, ``nick-2``...) offered to Redis per attempt.
 VARIANTS_PER_TRY = 8
-#: Dead workers cleaned up per script run, so one run stays short.
-REAP_BATCH = 16
 #: Batches of departed users waiting for the hub; when it falls behind, the
 #: reaper waits (the users stay offline in Redis meanwhile, unannounced).
 DEPARTED_BUFFER = 64
-
-#: Shared by the scripts: the clock, taking a user offline, a heartbeat.
-_LIB = """
-local function now()
-  local clock = redis.call('TIME')
-  return tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-end
-local function all_free(nicks, keys, uid)
-  for key in string.gmatch(keys, '%S+') do
-    local holder = redis.call('HGET', nicks, key)
-    if holder and holder ~= uid then return false end
-  end
-  return true
-end
-local function claim(nicks, keys, uid)
-  for key in string.gmatch(keys, '%S+') do redis.call('HSET', nicks, key, uid) end
-end
-local function release(nicks, keys, uid)
-  for key in string.gmatch(keys, '%S+') do
-    if redis.call('HGET', nicks, key) == uid then redis.call('HDEL', nicks, key) end
-  end
-end
-local function take_offline(users, nicks, counts, uid)
-  redis.call('HDEL', counts, uid)
-  local entry = redis.call('HGET', users, uid)
-  if not entry then return false end
-  redis.call('HDEL', users, uid)
-  release(nicks, cjson.decode(entry)[2], uid)
-  return entry
-end
-local function beat(workers, worker, ttl)
-  return redis.call('ZADD', workers, now() + tonumber(ttl), worker)
-end
-"""
 
 #: KEYS users nicks counts workers conns; ARGV worker ttl conn uid then
 #: (nick, keys) pairs. The user as online now, 1 if this made them online,
 #: and 1 if this worker was not listed as alive (new, or taken for dead);
 #: or nil when every offered nick is held by someone else.
 _CONNECT = (
-    _LIB
+    LUA_LIB
     + """
 local users, nicks, counts, workers, conns = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local uid = ARGV[4]
@@ -132,7 +93,7 @@ return 1
 
 #: KEYS users nicks counts idle; ARGV uid. The user's entry if this took them offline.
 _DEPART_IF_IDLE = (
-    _LIB
+    LUA_LIB
     + """
 redis.call('SREM', KEYS[4], ARGV[1])
 if tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') > 0 then return nil end
@@ -143,7 +104,7 @@ return take_offline(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
 #: KEYS users nicks; ARGV uid nick keys. The old entry, nil when the nick
 #: is held by another user, 0 when the user is not online.
 _RENAME = (
-    _LIB
+    LUA_LIB
     + """
 local users, nicks, uid, keys = KEYS[1], KEYS[2], ARGV[1], ARGV[3]
 local entry = redis.call('HGET', users, uid)
@@ -153,59 +114,6 @@ release(nicks, cjson.decode(entry)[2], uid)
 claim(nicks, keys, uid)
 redis.call('HSET', users, uid, cjson.encode({ARGV[2], keys}))
 return entry
-"""
-)
-
-#: KEYS workers; ARGV worker ttl conns-key prefix. Moves this worker's
-#: deadline on; returns the connections the other live workers count, and 1
-#: if this worker was not listed as alive (new, or taken for dead).
-_HEARTBEAT = (
-    _LIB
-    + """
-local workers, me = KEYS[1], ARGV[1]
-local unlisted = beat(workers, me, ARGV[2])
-local elsewhere = 0
-for _, worker in ipairs(redis.call('ZRANGEBYSCORE', workers, now(), '+inf')) do
-  if worker ~= me then elsewhere = elsewhere + redis.call('HLEN', ARGV[3] .. worker) end
-end
-return {elsewhere, unlisted}
-"""
-)
-
-#: KEYS users nicks counts workers; ARGV conns-key prefix, idle-key prefix,
-#: batch, the reaping worker. Cleans up workers whose deadline passed (never
-#: the caller: it is running, so alive, even if its heartbeat was late);
-#: returns the users this took offline as a flat list of (uid, entry).
-_REAP = (
-    _LIB
-    + """
-local users, nicks, counts, workers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local dead = redis.call('ZRANGEBYSCORE', workers, '-inf', now(), 'LIMIT', 0, tonumber(ARGV[3]))
-local gone = {}
-for _, worker in ipairs(dead) do
-  if worker ~= ARGV[4] then
-    local conns, idle = ARGV[1] .. worker, ARGV[2] .. worker
-    local candidates = redis.call('SMEMBERS', idle)
-    local held = redis.call('HGETALL', conns)
-    for i = 2, #held, 2 do
-      if redis.call('HINCRBY', counts, held[i], -1) <= 0 then
-        candidates[#candidates + 1] = held[i]
-      end
-    end
-    for _, uid in ipairs(candidates) do
-      if tonumber(redis.call('HGET', counts, uid) or '0') <= 0 then
-        local entry = take_offline(users, nicks, counts, uid)
-        if entry then
-          gone[#gone + 1] = uid
-          gone[#gone + 1] = entry
-        end
-      end
-    end
-    redis.call('DEL', conns, idle)
-    redis.call('ZREM', workers, worker)
-  end
-end
-return gone
 """
 )
 
@@ -232,15 +140,11 @@ class RedisPresence:
         base = f"{prefix}presence:"
         self._users, self._nicks, self._counts = base + "users", base + "nicks", base + "counts"
         self._workers = base + "workers"
-        self._conns_prefix, self._idle_prefix = base + "conns:", base + "idle:"
-        self._conns = self._conns_prefix + self.worker_id
-        self._idle = self._idle_prefix + self.worker_id
+        self._conns, self._idle = f"{base}conns:{self.worker_id}", f"{base}idle:{self.worker_id}"
         self._connect = LuaScript(redis, _CONNECT)
         self._disconnect = LuaScript(redis, _DISCONNECT)
         self._depart_if_idle = LuaScript(redis, _DEPART_IF_IDLE)
         self._rename = LuaScript(redis, _RENAME)
-        self._heartbeat = LuaScript(redis, _HEARTBEAT)
-        self._reap = LuaScript(redis, _REAP)
         self._redis = redis
         self._departed_send, self._departed_receive = trio.open_memory_channel[list[User]](
             DEPARTED_BUFFER
@@ -250,17 +154,14 @@ class RedisPresence:
         #: user stay online, for ever).
         self._unfinished: dict[ConnId, str] = {}
         self._undeparted: set[str] = set()
-        #: When the heartbeat last started succeeding (None: failing now).
-        self._healthy_since: float | None = None
-        #: Connections on the other live workers, as of the last heartbeat.
-        self._elsewhere = 0
         #: This worker's open connections and their users, so that if the
         #: others ever take it for dead (its heartbeats late for a whole TTL)
         #: it can count them all again once it is heard from.
         self._mine: dict[ConnId, User] = {}
-        #: Set when Redis no longer lists this worker as alive.
-        self._taken_for_dead = trio.Event()
-        self._listed = False
+        #: The heartbeat, and the expiry of workers that stopped beating.
+        self._liveness = WorkerLiveness(
+            redis, base, self.worker_id, heartbeat_ttl, self._departed_send
+        )
         self._returned_send, self._returned_receive = trio.open_memory_channel[list[User]](
             DEPARTED_BUFFER
         )
@@ -276,64 +177,19 @@ class RedisPresence:
         undone (a worker killed outright cannot clean up either; its
         connections expire).
         """
-        await self._beat()
-        self._healthy_since = trio.current_time()
+        await self._liveness.start()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._keep_beating)
-            nursery.start_soon(self._keep_tidying)
+            nursery.start_soon(self._liveness.keep_beating)
+            nursery.start_soon(self._liveness.keep_tidying, self._finish_interrupted)
             nursery.start_soon(self._keep_counted)
             task_status.started()
-
-    async def _keep_beating(self) -> None:
-        while True:
-            await trio.sleep(self.heartbeat_ttl / BEATS_PER_TTL)
-            try:
-                await self._beat()
-            except StoreError as exc:
-                log.warning("presence heartbeat failed: %s", exc)
-                self._healthy_since = None
-            else:
-                if self._healthy_since is None:
-                    self._healthy_since = trio.current_time()
-
-    async def _keep_tidying(self) -> None:
-        """Reap only after one whole TTL of heartbeats since this worker
-        started or Redis came back: until then the others may not have had a
-        chance to heartbeat, and would be taken for dead."""
-        while True:
-            await trio.sleep(self.heartbeat_ttl / BEATS_PER_TTL)
-            since = self._healthy_since
-            if since is None:
-                continue
-            try:
-                await self._finish_interrupted()
-                if trio.current_time() - since >= self.heartbeat_ttl:
-                    await self._reap_dead_workers()
-            except StoreError as exc:
-                log.warning("presence clean-up failed: %s", exc)
-
-    async def _beat(self) -> None:
-        with redis_errors("heartbeat"):
-            reply: object = await self._heartbeat(
-                keys=[self._workers], args=[self.worker_id, self.heartbeat_ttl, self._conns_prefix]
-            )
-        elsewhere, unlisted = _strings(reply)
-        self._elsewhere = int(elsewhere)
-        self._heard(unlisted == "1")
-
-    def _heard(self, unlisted: bool) -> None:
-        """A script listed this worker as alive; ``unlisted``: it had not been."""
-        if unlisted and self._listed:
-            self._taken_for_dead.set()
-        self._listed = True
 
     async def _keep_counted(self) -> None:
         """Count this worker's connections again after the others took it
         for dead (and took its users offline, with a leave): its users are
         still here, so they are online again, and reported as returned."""
         while True:
-            await self._taken_for_dead.wait()
-            self._taken_for_dead = trio.Event()
+            await self._liveness.taken_for_dead()
             log.warning("this worker was taken for dead; counting its connections again")
             back: list[User] = []
             try:
@@ -347,7 +203,7 @@ class RedisPresence:
                         back.append(online)
             except StoreError as exc:
                 log.warning("could not count the connections again: %s", exc)
-                self._taken_for_dead.set()  # try again, after a heartbeat's pause
+                self._liveness.count_again()  # try again, after a heartbeat's pause
                 await trio.sleep(self.heartbeat_ttl / BEATS_PER_TTL)
             if back:
                 await self._returned_send.send(back)
@@ -355,19 +211,7 @@ class RedisPresence:
     def connections_elsewhere(self) -> int:
         """Connections the other workers counted at this worker's last
         heartbeat (at most TTL/4 old)."""
-        return self._elsewhere
-
-    async def _reap_dead_workers(self) -> None:
-        while True:
-            with redis_errors("expire dead workers"):
-                flat: object = await self._reap(
-                    keys=[self._users, self._nicks, self._counts, self._workers],
-                    args=[self._conns_prefix, self._idle_prefix, REAP_BATCH, self.worker_id],
-                )
-            gone = [_user(uid, entry) for uid, entry in _pairs(_strings(flat))]
-            if not gone:
-                return
-            await self._departed_send.send(gone)
+        return self._liveness.connections_elsewhere()
 
     async def _finish_interrupted(self) -> None:
         for conn, user_id in list(self._unfinished.items()):
@@ -414,9 +258,9 @@ class RedisPresence:
                 raise
             self._unfinished.pop(conn, None)
             if reply is not None:
-                entry, first, unlisted = _strings(reply)
-                self._heard(unlisted == "1")
-                return _user(user.id, entry), first == "1"
+                entry, first, unlisted = reply_strings(reply)
+                self._liveness.heard(unlisted == "1")
+                return decode_user(user.id, entry), first == "1"
 
     async def disconnect(self, conn: ConnId, user_id: str) -> bool:
         self._mine.pop(conn, None)
@@ -441,7 +285,7 @@ class RedisPresence:
             self._undeparted.add(user_id)
             raise
         self._undeparted.discard(user_id)
-        return None if entry is None else _user(user_id, str(entry))
+        return None if entry is None else decode_user(user_id, str(entry))
 
     async def rename(self, user_id: str, nick: str) -> User | None:
         with redis_errors("change a nick"):
@@ -455,17 +299,17 @@ class RedisPresence:
         for conn, user in list(self._mine.items()):
             if user.id == user_id:
                 self._mine[conn] = User(user_id, nick)
-        return _user(user_id, str(old))
+        return decode_user(user_id, str(old))
 
     async def get(self, user_id: str) -> User | None:
         with redis_errors("read presence"):
             entry = await self._redis.hget(self._users, user_id)
-        return None if entry is None else _user(user_id, entry)
+        return None if entry is None else decode_user(user_id, entry)
 
     async def online(self) -> list[User]:
         with redis_errors("read presence"):
             entries = await self._redis.hgetall(self._users)
-        return [_user(uid, entry) for uid, entry in entries.items()]
+        return [decode_user(uid, entry) for uid, entry in entries.items()]
 
     async def listed(self) -> EncodedUsers:
         return EncodedUsers.of(await self.online())
@@ -479,17 +323,3 @@ class RedisPresence:
 def _keys(nick: str) -> str:
     """A nick's keys as one script argument (keys hold no whitespace)."""
     return " ".join(sorted(nick_keys(nick)))
-
-
-def _user(user_id: str, entry: str) -> User:
-    nick, _key = json.loads(entry)
-    return User(user_id, nick)
-
-
-def _strings(reply: object) -> list[str]:
-    assert isinstance(reply, list)
-    return [str(item) for item in reply]
-
-
-def _pairs(items: list[T]) -> list[tuple[T, T]]:
-    return list(zip(items[::2], items[1::2], strict=True))
