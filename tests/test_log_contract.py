@@ -19,6 +19,7 @@ import pytest
 import trio
 import trio.lowlevel
 
+from old_schemas import INSERT_MESSAGES, SCHEMA_1
 from quartchat import store as sqlite_store
 from quartchat.backends import redis_log as redis_log_module
 from quartchat.backends import sqlite_log
@@ -680,19 +681,8 @@ async def test_unread_counts_stop_at_the_cap(
 #: Schema 2 as quartchat wrote it before messages had rooms: schema 1's
 #: tables (as they were), then the rooms tables of the code's own step 2.
 V1_STATEMENTS = [
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
-    "CREATE TABLE users (id TEXT PRIMARY KEY, nick TEXT NOT NULL,"
-    " token_hash TEXT NOT NULL, created INTEGER NOT NULL)",
-    "CREATE UNIQUE INDEX idx_users_token_hash ON users (token_hash)",
-    "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " sender TEXT NOT NULL REFERENCES users(id), nick TEXT NOT NULL,"
-    " recipient TEXT REFERENCES users(id), recipient_nick TEXT, text TEXT NOT NULL,"
-    " ts INTEGER NOT NULL, client_offset TEXT NOT NULL, UNIQUE (sender, client_offset))",
-    "CREATE INDEX idx_messages_recipient_id ON messages (recipient, id)",
-    "INSERT INTO meta VALUES ('epoch', 'e-old')",
-    "INSERT INTO users VALUES ('u-a', 'alice', 'h-a', 1), ('u-b', 'bob', 'h-b', 2)",
-    "INSERT INTO messages (sender, nick, recipient, recipient_nick, text, ts, client_offset)"
-    " VALUES ('u-a', 'alice', NULL, NULL, 'hello', 10, 'o1'),"
+    *SCHEMA_1,
+    INSERT_MESSAGES + "('u-a', 'alice', NULL, NULL, 'hello', 10, 'o1'),"
     " ('u-b', 'bob', 'u-a', 'alice', 'psst', 11, 'o2'),"
     " ('u-b', 'bob', NULL, NULL, 'hello again', 12, 'o3')",
 ]

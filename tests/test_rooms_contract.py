@@ -19,6 +19,7 @@ from typing import Protocol
 import pytest
 import trio
 
+from old_schemas import INSERT_MESSAGES, SCHEMA_1
 from quartchat.backends.base import MAX_READ_ID, RoomDirectory
 from quartchat.backends.redis_client import redis_client
 from quartchat.backends.redis_log import RedisLog
@@ -304,19 +305,8 @@ async def test_a_closed_directory_refuses_calls(chat: Chat) -> None:
 #: Schema 1 as quartchat wrote it before rooms (kept here as it was, not
 #: taken from the code, so the test keeps testing an old file).
 V1 = [
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
-    "CREATE TABLE users (id TEXT PRIMARY KEY, nick TEXT NOT NULL,"
-    " token_hash TEXT NOT NULL, created INTEGER NOT NULL)",
-    "CREATE UNIQUE INDEX idx_users_token_hash ON users (token_hash)",
-    "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " sender TEXT NOT NULL REFERENCES users(id), nick TEXT NOT NULL,"
-    " recipient TEXT REFERENCES users(id), recipient_nick TEXT, text TEXT NOT NULL,"
-    " ts INTEGER NOT NULL, client_offset TEXT NOT NULL, UNIQUE (sender, client_offset))",
-    "CREATE INDEX idx_messages_recipient_id ON messages (recipient, id)",
-    "INSERT INTO meta VALUES ('epoch', 'e-old')",
-    "INSERT INTO users VALUES ('u-a', 'alice', 'h-a', 1), ('u-b', 'bob', 'h-b', 2)",
-    "INSERT INTO messages (sender, nick, recipient, recipient_nick, text, ts, client_offset)"
-    " VALUES ('u-a', 'alice', NULL, NULL, 'hello', 10, 'o1'),"
+    *SCHEMA_1,
+    INSERT_MESSAGES + "('u-a', 'alice', NULL, NULL, 'hello', 10, 'o1'),"
     " ('u-b', 'bob', 'u-a', 'alice', 'psst', 11, 'o2')",
     "PRAGMA user_version = 1",
 ]
