@@ -220,3 +220,18 @@ def test_a_welcome_token_is_found_without_decoding_the_online_list() -> None:
     welcome = Welcome(TRICKY, "s3cr3t", [TRICKY] * 3, 0, "e", False, limits)
     assert _token_of(encode(welcome)) == json.loads(encode(welcome))["token"] == "s3cr3t"
     assert encode(welcome).startswith(WELCOME_HEAD)
+
+
+@pytest.mark.parametrize("room", ["general", "r0123456789ab"])
+def test_a_room_message_line_is_read_without_json(room: str) -> None:
+    """Protocol 1.1 adds "room" (and "mentions") after "ts": the fast path still takes it."""
+    sender = User(id="u-1", nick="s0-abc123")
+    text = make_payload(RUN, 2, 5, 77.5)
+    plain = Message(id=9, sender=sender, recipient=None, text=text, ts=1, room=room)
+    named = Message(
+        id=9, sender=sender, recipient=None, text=text, ts=1, room=room, mentions=("u-2",)
+    )
+    for message in (plain, named):
+        line = encode(MessageFrame(message, name_general=True))
+        assert f'"room":"{room}"' in line
+        assert assert_agrees(line) == (9, 2, 77.5)

@@ -14,6 +14,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_URL = "ws://127.0.0.1:8000/ws"
 MAX_CLIENTS = 20_000
 MAX_MESSAGES = 1_000_000
+MAX_ROOMS = 10_000
+#: Default seconds between connecting and sending.
+DEFAULT_SETTLE = 1.0
 #: Receivers when --receivers is not given: the open-loop run, and --ingest.
 DEFAULT_RECEIVERS = {"load": 100, "ingest": 10}
 
@@ -50,6 +53,11 @@ class Config:
     #: --storm and --idle: seconds to stay connected once settled, to read
     #: what idle connections cost the server (its pings and their answers).
     hold: float = 0.0
+    #: --rooms N: public rooms the run creates and spreads its clients and
+    #: messages over (0: everything in general, as before rooms).
+    rooms: int = 0
+    #: Seconds between connecting and sending, for presence and joins to settle.
+    settle: float = DEFAULT_SETTLE
 
     @property
     def planned_messages(self) -> int | None:
@@ -140,6 +148,21 @@ def parse_args(argv: list[str] | None) -> Config:
         " generator's CPU during the run goes to reading only (memory: about 200 bytes a"
         " delivery, 800 MB for 1000 receivers at 400 msg/s for 10 s)",
     )
+    parser.add_argument(
+        "--rooms",
+        type=int,
+        default=0,
+        metavar="N",
+        help="create N public rooms; receivers join them round-robin and the messages go to"
+        " them in turn, each checked against its room's members only (0: all in general)",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=DEFAULT_SETTLE,
+        metavar="S",
+        help="seconds to wait between connecting and sending",
+    )
     args = parser.parse_args(argv)
     try:
         return build_config(args)
@@ -179,6 +202,9 @@ def build_config(args: argparse.Namespace) -> Config:
         (not args.hold or mode in ("storm", "idle"), "--hold goes with --storm or --idle"),
         (1 <= args.procs <= 16, "--procs must be 1..16"),
         (args.procs == 1 or mode in ("load", "ingest"), "--procs goes with the message runs"),
+        (0 <= args.rooms <= MAX_ROOMS, f"--rooms must be 0..{MAX_ROOMS}"),
+        (not args.rooms or mode == "load", "--rooms goes with the open-loop run"),
+        (0 <= args.settle <= 600, "--settle must be in [0, 600]"),
     ]
     for ok, message in checks:
         if not ok:
@@ -208,6 +234,8 @@ def build_config(args: argparse.Namespace) -> Config:
         procs=args.procs,
         check_after=args.check_after,
         hold=args.hold,
+        rooms=args.rooms,
+        settle=args.settle,
     )
 
 

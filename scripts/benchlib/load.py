@@ -3,7 +3,8 @@ fixed total rate (the default) or closed loop with a few sends in flight
 each (``--ingest``); then every delivery is checked (``checker.py``).
 
 Clients are ``fastws`` connections (a lean WebSocket client on a socket,
-read by the client's one task), each a new user. Message lines of this run are read
+read by the client's one task), each a new user. With ``--rooms N`` the
+run happens in N public rooms instead of general (``rooms.py``). Message lines of this run are read
 with ``lines.fast_message``; other lines that matter are decoded as JSON.
 """
 
@@ -34,6 +35,15 @@ from .output import (
     show_progress,
 )
 from .procstats import ProcProbe
+from .rooms import (
+    SETUP_TIMEOUT,
+    RoomSetupFailed,
+    create_rooms,
+    join_rooms,
+    receiver_rooms,
+    room_of_slot,
+    sender_rooms,
+)
 from .workers import (
     RESULT_TIMEOUT,
     WORKER_START_MARGIN,
@@ -50,8 +60,6 @@ from .workers import (
 HANDSHAKE_TIMEOUT = 10.0
 #: Seconds each connect phase (receivers, then senders) may take in total.
 CONNECT_PHASE_LIMIT = 120.0
-#: Pause between connecting and sending, so that join presence and backlogs settle.
-SETTLE_SECONDS = 1.0
 #: A sender that falls this far behind its schedule stops; the rest is "not sent".
 SEND_GRACE = 5.0
 #: Seconds for closing all sockets at the end.
@@ -87,7 +95,8 @@ def hard_limit(cfg: Config) -> float:
     """Seconds after which the run is cut, whatever state it is in."""
     return (
         2 * CONNECT_PHASE_LIMIT
-        + SETTLE_SECONDS
+        + (SETUP_TIMEOUT if cfg.rooms else 0.0)
+        + cfg.settle
         + cfg.duration
         + SEND_GRACE
         + cfg.drain
@@ -156,6 +165,8 @@ class Ledger:
     sent: int = 0
     #: client_offset -> send time, until an ack or an error answers it.
     pending: dict[str, float] = field(default_factory=dict)
+    #: --rooms: client_offset -> the room index it was sent to, until answered.
+    sent_rooms: dict[str, int] = field(default_factory=dict)
     ack_latencies: list[float] = field(default_factory=list)
     #: Error frames by code, and how many sends they refused.
     errors: Counter[str] = field(default_factory=Counter)
@@ -211,15 +222,25 @@ class Bench:
     #: --procs: the other processes reading receivers, and what went wrong with them.
     workers: list[Worker] = field(default_factory=list)
     worker_errors: list[str] = field(default_factory=list)
+    #: --rooms: the rooms' ids (index -> id), once created; why they could not be.
+    room_ids: list[str] = field(default_factory=list)
+    setup_error: str | None = None
     reader: FrameReader = field(init=False)
 
     def __post_init__(self) -> None:
         self.reader = FrameReader(self.prefix)
 
     @classmethod
-    def create(cls, cfg: Config, run: str | None = None, share: range | None = None) -> Bench:
+    def create(
+        cls,
+        cfg: Config,
+        run: str | None = None,
+        share: range | None = None,
+        room_ids: list[str] | None = None,
+    ) -> Bench:
         """The run's bench; a worker (``share`` given) has only those receivers, no senders."""
         run = run or secrets.token_hex(3)
+        rooms, planned = cfg.rooms, cfg.planned_messages or 0
         urls = cfg.urls
         worker = share is not None
         mine = share if share is not None else shares(cfg.receivers, cfg.procs)[0]
@@ -228,14 +249,21 @@ class Bench:
             Client(
                 f"r{i}-{run}",
                 urls[i % len(urls)],
-                Inbox(),
+                Inbox(rooms=receiver_rooms(i, rooms) if rooms else None),
                 recorded=[] if cfg.check_after else None,
             )
             for i in indices
         ]
         local = receivers if worker else [receivers[i] for i in mine]
         senders = [
-            Client(f"s{i}-{run}", urls[i % len(urls)], Inbox(sender_index=i))
+            Client(
+                f"s{i}-{run}",
+                urls[i % len(urls)],
+                Inbox(
+                    sender_index=i,
+                    rooms=sender_rooms(i, cfg.senders, rooms, planned) if rooms else None,
+                ),
+            )
             for i in range(0 if worker else cfg.senders)
         ]
         return cls(
@@ -249,6 +277,7 @@ class Bench:
             closed=Countdown(len(local) + len(senders)),
             probe=ProcProbe(cfg.server_pids) if cfg.server_pids and not worker else None,
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            room_ids=list(room_ids or []),
         )
 
     @property
@@ -281,6 +310,9 @@ class Bench:
         acked = len(check.acked)
         if any(w.min_seen is not None and w.min_seen < acked for w in self.workers):
             return False
+        for worker in self.workers:  # --rooms: each room's receivers have its acks
+            if any(seen < check.acked_by_room[room] for room, seen in worker.min_by_room.items()):
+                return False
         return all(
             c.messages_in >= check.expected_for(c.inbox) for c in self.local_clients if c.open
         )
@@ -295,8 +327,12 @@ def hello_frame(nick: str | None, token: str | None = None) -> str:
     )
 
 
-def send_frame(offset: str, text: str) -> str:
-    return json.dumps({"type": "send", "client_offset": offset, "text": text, "to": None})
+def send_frame(offset: str, text: str, room: str | None = None) -> str:
+    """A public send: to general as version 1 wrote it, or (``room``) to that room."""
+    frame = {"type": "send", "client_offset": offset, "text": text, "to": None}
+    if room is not None:
+        frame["room"] = room
+    return json.dumps(frame)
 
 
 def handle_frame(bench: Bench, client: Client, frame: str, now: float) -> None:
@@ -398,12 +434,14 @@ def answered(client: Client) -> None:
 
 def on_ack(bench: Bench, client: Client, obj: dict[str, Any], now: float) -> None:
     ledger = bench.ledger
-    sent_at = ledger.pending.pop(str(obj.get("client_offset")), None)
+    offset = str(obj.get("client_offset"))
+    sent_at = ledger.pending.pop(offset, None)
+    room = ledger.sent_rooms.pop(offset, None)
     msg_id = obj.get("id")
     if sent_at is None or client.sender_index is None or not isinstance(msg_id, int):
         ledger.stray_acks += 1
         return
-    ledger.check.ack(msg_id, client.sender_index)
+    ledger.check.ack(msg_id, client.sender_index, room)
     ledger.ack_latencies.append(now - sent_at)
     answered(client)
 
@@ -413,6 +451,7 @@ def on_error(bench: Bench, client: Client, obj: dict[str, Any]) -> None:
     ledger.errors[str(obj.get("code"))] += 1
     offset = obj.get("client_offset")
     if isinstance(offset, str) and ledger.pending.pop(offset, None) is not None:
+        ledger.sent_rooms.pop(offset, None)
         ledger.refused += 1
         answered(client)
 
@@ -423,7 +462,7 @@ def on_error(bench: Bench, client: Client, obj: dict[str, Any]) -> None:
 def failure_label(exc: BaseException) -> str:
     if isinstance(exc, trio.TooSlowError):
         return "timeout"
-    if isinstance(exc, Closed):
+    if isinstance(exc, Closed | RoomSetupFailed):
         return exc.label
     if isinstance(exc, OSError):
         return f"{type(exc).__name__}: {exc.strerror or exc}"
@@ -456,8 +495,15 @@ async def open_client(bench: Bench, client: Client, deadline: float) -> FastClie
                 raw = await open_fast(client.url)
                 await raw.send_text(hello_frame(client.nick))
                 await wait_welcome(bench, client, raw)
+                if bench.room_ids and client.inbox.rooms:
+                    await join_rooms(
+                        raw,
+                        bench.room_ids,
+                        client.inbox.rooms,
+                        lambda text, now: handle_frame(bench, client, text, now),
+                    )
             return raw
-        except (*SOCKET_ERRORS, Closed, trio.TooSlowError, NoWelcome) as exc:
+        except (*SOCKET_ERRORS, Closed, trio.TooSlowError, NoWelcome, RoomSetupFailed) as exc:
             bench.ledger.connect_failures[failure_label(exc)] += 1
     if raw is not None:
         await raw.aclose()
@@ -524,19 +570,26 @@ async def connect_group(bench: Bench, nursery: trio.Nursery, clients: list[Clien
 # ---------------------------------------------------------------- phases
 
 
-async def send_one(bench: Bench, sender: Client, seq: int, now: float) -> bool:
-    """Write one send; False if the sender's socket is gone (then nothing counts)."""
+async def send_one(
+    bench: Bench, sender: Client, seq: int, now: float, room: int | None = None
+) -> bool:
+    """Write one send (to general, or to room index ``room``); False if the
+    sender's socket is gone (then nothing counts)."""
     ledger = bench.ledger
     index = sender.sender_index if sender.sender_index is not None else -1
     offset = f"{bench.run}-{index}-{seq}"
-    frame = send_frame(offset, make_payload(bench.prefix, index, seq, now))
+    room_id = None if room is None else bench.room_ids[room]
+    frame = send_frame(offset, make_payload(bench.prefix, index, seq, now), room_id)
     ledger.pending[offset] = now
+    if room is not None:
+        ledger.sent_rooms[offset] = room
     ledger.sent += 1
     try:
         assert sender.raw is not None
         await sender.raw.send_text(frame)
     except SOCKET_ERRORS:
         ledger.pending.pop(offset, None)
+        ledger.sent_rooms.pop(offset, None)
         ledger.sent -= 1
         return False
     return True
@@ -545,6 +598,7 @@ async def send_one(bench: Bench, sender: Client, seq: int, now: float) -> bool:
 async def scheduled_sends(bench: Bench, sender: Client, indices: range) -> None:
     """Open loop: message i of the whole schedule is due at start + i/rate."""
     cutoff = bench.send_start + bench.cfg.duration + SEND_GRACE
+    rooms = bench.cfg.rooms
     for seq, slot in enumerate(indices):
         due = bench.send_start + slot / bench.cfg.rate
         await trio.sleep_until(due)
@@ -552,7 +606,8 @@ async def scheduled_sends(bench: Bench, sender: Client, indices: range) -> None:
         if sender.raw is None or not sender.open or now > cutoff:
             return
         bench.ledger.max_send_lag = max(bench.ledger.max_send_lag, now - due)
-        if not await send_one(bench, sender, seq, now):
+        room = room_of_slot(slot, rooms) if rooms else None
+        if not await send_one(bench, sender, seq, now, room):
             return
 
 
@@ -582,7 +637,9 @@ async def send_task(bench: Bench, sender: Client, share: range, done: Countdown)
 
 
 async def send_phase(bench: Bench, nursery: trio.Nursery) -> None:
-    live = [s for s in bench.senders if s.open]
+    # In rooms, each sender joined the rooms of its own share: shares stay
+    # put, and a sender that is gone leaves its share not sent.
+    live = bench.senders if bench.cfg.rooms else [s for s in bench.senders if s.open]
     total = bench.cfg.planned_messages or 0
     bench.phase = "send"
     bench.send_start = trio.current_time()
@@ -646,34 +703,53 @@ async def lag_probe_task(bench: Bench) -> None:
 
 
 async def run_bench(bench: Bench) -> None:
-    """Connect receivers, then senders; settle; send; drain; close.
-
-    Every task runs in one main nursery: one task per client reads its socket.
-    """
+    """With --rooms, create the rooms first; then connect receivers, then
+    senders; settle; send; drain; close."""
     bench.started = trio.current_time()
     with trio.move_on_after(hard_limit(bench.cfg)) as hard:
-        async with trio.open_nursery() as nursery:
-            await start_workers(bench, nursery)
-            bench.mark("before_connect")
-            nursery.start_soon(progress_task, bench)
-            nursery.start_soon(lag_probe_task, bench)
-            await connect_group(bench, nursery, bench.local_receivers)
-            with trio.move_on_after(CONNECT_PHASE_LIMIT + HANDSHAKE_TIMEOUT + WORKER_START_MARGIN):
-                for worker in bench.workers:
-                    await worker.connected.wait()
-            await connect_group(bench, nursery, bench.senders)
-            bench.connected = trio.current_time()
-            bench.mark("connected")
-            bench.phase = "settle"
-            await trio.sleep(SETTLE_SECONDS)
-            await send_phase(bench, nursery)
-            await drain_phase(bench)
-            await stop_workers(bench)
-            await close_phase(bench, nursery)
+        if not bench.cfg.rooms or await setup_rooms(bench):
+            await run_phases(bench)
     bench.hard_limit_hit = hard.cancelled_caught
     end_unfinished_phases(bench, trio.current_time())
     check_recorded(bench)
     merge_workers(bench)
+
+
+async def run_phases(bench: Bench) -> None:
+    """Every task runs in one main nursery: one task per client reads its socket."""
+    async with trio.open_nursery() as nursery:
+        await start_workers(bench, nursery)
+        bench.mark("before_connect")
+        nursery.start_soon(progress_task, bench)
+        nursery.start_soon(lag_probe_task, bench)
+        await connect_group(bench, nursery, bench.local_receivers)
+        with trio.move_on_after(CONNECT_PHASE_LIMIT + HANDSHAKE_TIMEOUT + WORKER_START_MARGIN):
+            for worker in bench.workers:
+                await worker.connected.wait()
+        await connect_group(bench, nursery, bench.senders)
+        bench.connected = trio.current_time()
+        bench.mark("connected")
+        bench.phase = "settle"
+        await trio.sleep(bench.cfg.settle)
+        await send_phase(bench, nursery)
+        await drain_phase(bench)
+        await stop_workers(bench)
+        await close_phase(bench, nursery)
+
+
+async def setup_rooms(bench: Bench) -> bool:
+    """--rooms: one setup client creates the rooms; False (and why) if it could not."""
+    bench.phase = "rooms"
+    cfg = bench.cfg
+    show_progress(f"[rooms  ] creating {cfg.rooms} public rooms")
+    try:
+        bench.room_ids = await create_rooms(
+            cfg.urls[0], hello_frame(f"setup-{bench.run}"), bench.run, cfg.rooms
+        )
+    except (*SOCKET_ERRORS, Closed, trio.TooSlowError, RoomSetupFailed) as exc:
+        bench.setup_error = f"creating the rooms failed: {failure_label(exc)}"
+        return False
+    return True
 
 
 async def start_workers(bench: Bench, nursery: trio.Nursery) -> None:
@@ -682,7 +758,7 @@ async def start_workers(bench: Bench, nursery: trio.Nursery) -> None:
     for index, share in enumerate(shares(bench.cfg.receivers, bench.cfg.procs)[1:], start=1):
         worker = Worker(index, share)
         bench.workers.append(worker)
-        await spawn(worker, bench.cfg, bench.run)
+        await spawn(worker, bench.cfg, bench.run, bench.room_ids)
         if worker.process is not None:
             bench.own.pids = (*bench.own.pids, worker.process.pid)
         nursery.start_soon(follow, worker)
@@ -770,6 +846,11 @@ def verdict(bench: Bench, deliveries: dict[str, int]) -> list[str]:
         (deliveries["echoes"] > 0, f"{deliveries['echoes']} echoes to the sender"),
         (deliveries["out_of_order"] > 0, f"{deliveries['out_of_order']} out of order"),
         (bench.hard_limit_hit, "hard time limit reached"),
+        (bench.setup_error is not None, str(bench.setup_error)),
+        (
+            deliveries["leaked"] > 0,
+            f"{deliveries['leaked']} deliveries to clients not in the message's room",
+        ),
         *((True, error) for error in bench.worker_errors),
     ]
     return [reason for failed, reason in checks if failed]
@@ -797,6 +878,8 @@ def summarize(bench: Bench) -> dict[str, Any]:
             "connect_concurrency": cfg.connect_concurrency,
             "procs": cfg.procs,
             "check_after": cfg.check_after,
+            "rooms": cfg.rooms,
+            "settle": cfg.settle,
         },
         "clients": {
             "receivers_connected": sum(c.welcomed for c in bench.receivers),
@@ -871,8 +954,15 @@ def sending_rows(res: dict[str, Any]) -> list[Row]:
 def report_rows(res: dict[str, Any]) -> list[Row]:
     """(label, value) rows; a row with an empty value is a section heading."""
     cl, de, lat, cfg = res["clients"], res["deliveries"], res["latency_ms"], res["config"]
+    rooms = cfg.get("rooms", 0)
+    if rooms:
+        where = f"{rooms} public rooms, receivers round-robin, message i to room i mod {rooms}"
+        whose = " of its room"
+    else:
+        where, whose = "general", ""
     rows = [
         ("clients", ""),
+        ("messages go to", where),
         ("receivers connected", f"{cl['receivers_connected']} / {cfg['receivers']}"),
         ("senders connected", f"{cl['senders_connected']} / {cfg['senders']}"),
         ("connects failed", fmt_count(cl["connects_failed"], cl["connect_failures"])),
@@ -882,13 +972,14 @@ def report_rows(res: dict[str, Any]) -> list[Row]:
         ("ack latency ms", fmt_latency(lat["ack"])),
         ("deliveries", ""),
         ("checked", "after the run (--check-after)" if cfg["check_after"] else "as they came"),
-        ("expected to receivers", f"{de['expected_receivers']}  (acked x receivers)"),
-        ("expected to senders", f"{de['expected_senders']}  (acked x (senders - 1))"),
+        ("expected to receivers", f"{de['expected_receivers']}  (acked x receivers{whose})"),
+        ("expected to senders", f"{de['expected_senders']}  (acked x other senders{whose})"),
         ("received (of expected)", f"{de['received']} / {de['expected']}"),
         ("lost", f"{de['lost']}  (on {de['clients_with_loss']} clients)"),
         ("duplicated", str(de["duplicated"])),
         ("echoed to sender", str(de["echoes"])),
         ("out of order", str(de["out_of_order"])),
+        *([("to clients not in its room", str(de["leaked"]))] if rooms else []),
         ("delivered but never acked", str(de["unacked_deliveries"])),
         ("deliveries/s", f"{de['per_second']}  (first send to last delivery)"),
         ("delivery latency ms", fmt_latency(lat["delivery"])),

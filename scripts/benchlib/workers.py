@@ -75,8 +75,10 @@ class Worker:
     finished: trio.Event = field(default_factory=trio.Event)
     open: int = 0
     received: int = 0
-    #: Fewest first deliveries of any open client (None: no open client).
+    #: Fewest first deliveries of any open client (None: no open client);
+    #: with --rooms, of any open client in each room (room index -> count).
     min_seen: int | None = None
+    min_by_room: dict[int, int] = field(default_factory=dict)
     result: dict[str, Any] | None = None
     error: str | None = None
 
@@ -87,8 +89,14 @@ class Worker:
                 await self.process.stdin.send_all(b"stop\n")
 
 
-def worker_command(cfg: Config, run: str, index: int) -> list[str]:
-    spec = {**asdict(cfg), "json_path": str(cfg.json_path), "run": run, "worker": index}
+def worker_command(cfg: Config, run: str, index: int, room_ids: list[str]) -> list[str]:
+    spec = {
+        **asdict(cfg),
+        "json_path": str(cfg.json_path),
+        "run": run,
+        "worker": index,
+        "room_ids": room_ids,
+    }
     code = (
         f"import sys; sys.path.insert(0, {str(SCRIPTS_DIR)!r});"
         " from benchlib.workers import worker_main; sys.exit(worker_main(sys.argv[1]))"
@@ -96,11 +104,11 @@ def worker_command(cfg: Config, run: str, index: int) -> list[str]:
     return [sys.executable, "-c", code, json.dumps(spec)]
 
 
-async def spawn(worker: Worker, cfg: Config, run: str) -> None:
+async def spawn(worker: Worker, cfg: Config, run: str, room_ids: list[str]) -> None:
     """Start worker process ``worker.index`` (``follow`` then reads it)."""
     try:
         worker.process = await trio.lowlevel.open_process(
-            worker_command(cfg, run, worker.index),
+            worker_command(cfg, run, worker.index, room_ids),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -154,6 +162,7 @@ def on_line(worker: Worker, obj: dict[str, Any]) -> None:
             obj["received"],
             obj["min_seen"],
         )
+        worker.min_by_room = {int(room): seen for room, seen in obj["min_by_room"].items()}
     elif event == "result":
         worker.result = obj
 
@@ -161,6 +170,7 @@ def on_line(worker: Worker, obj: dict[str, Any]) -> None:
 def inbox_record(inbox: Inbox) -> dict[str, Any]:
     """A receiver's inbox as a worker sends it (``inbox_from`` reads it back)."""
     return {
+        "rooms": None if inbox.rooms is None else sorted(inbox.rooms),
         "seen": sorted(inbox.seen),
         "last_id": inbox.last_id,
         "duplicates": inbox.duplicates,
@@ -170,8 +180,10 @@ def inbox_record(inbox: Inbox) -> dict[str, Any]:
 
 
 def inbox_from(record: dict[str, Any]) -> Inbox:
+    rooms = record.get("rooms")
     return Inbox(
         sender_index=None,
+        rooms=None if rooms is None else frozenset(rooms),
         seen=set(record["seen"]),
         last_id=record["last_id"],
         duplicates=record["duplicates"],
@@ -203,7 +215,8 @@ def worker_main(spec_text: str) -> int:
     spec = json.loads(spec_text)
     cfg = config_from(spec)
     index = spec["worker"]
-    bench = load.Bench.create(cfg, run=spec["run"], share=shares(cfg.receivers, cfg.procs)[index])
+    share = shares(cfg.receivers, cfg.procs)[index]
+    bench = load.Bench.create(cfg, run=spec["run"], share=share, room_ids=spec["room_ids"])
     trio.run(worker_bench, bench, clock=SharedClock())
     load.check_recorded(bench)
     emit({"event": "result", **load.worker_results(bench)})
@@ -225,17 +238,29 @@ async def worker_bench(bench: Any) -> None:
 
 
 async def status_task(bench: Any) -> None:
-    last: tuple[int, int, int | None] | None = None
+    last: dict[str, Any] | None = None
     for _ in range(math.ceil(86400 / STATUS_INTERVAL)):
         opened = [c for c in bench.local_receivers if c.open]
-        status = (
-            len(opened),
-            bench.received_here(),
-            min((c.messages_in for c in opened), default=None),
-        )
+        status = {
+            "open": len(opened),
+            "received": bench.received_here(),
+            "min_seen": None
+            if bench.cfg.rooms
+            else min((c.messages_in for c in opened), default=None),
+            "min_by_room": min_by_room(opened),
+        }
         if status != last:
-            emit(
-                {"event": "status", "open": status[0], "received": status[1], "min_seen": status[2]}
-            )
+            emit({"event": "status", **status})
             last = status
         await trio.sleep(STATUS_INTERVAL)
+
+
+def min_by_room(clients: list[Any]) -> dict[str, int]:
+    """--rooms: the fewest first deliveries of any of ``clients`` in each room
+    (keys are JSON's strings); empty without rooms."""
+    fewest: dict[str, int] = {}
+    for client in clients:
+        for room in client.inbox.rooms or ():
+            key = str(room)
+            fewest[key] = min(fewest.get(key, client.messages_in), client.messages_in)
+    return fewest
