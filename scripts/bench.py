@@ -40,6 +40,14 @@ browsers do. The server's limits apply: raise ``QUARTCHAT_SEND_RATE`` and
 ``QUARTCHAT_NEW_IDENTITY_BURST`` for many new users from this one address.
 The pieces live in ``scripts/benchlib/``.
 
+``--rooms N`` runs the open loop in N public rooms instead of general: a
+setup client creates them, receivers join them round-robin, message i goes
+to room i mod N (each sender joins the rooms of its messages), and every
+client expects only the messages of its rooms; one delivered to a client
+outside its room fails the run. ``scripts/bench_rooms.py`` compares 1000
+receivers in 100 rooms with 10 in one (issue 21). ``--settle S`` waits S
+seconds between connecting and sending (1).
+
 The server limits each user to 10 msg/s (burst 20), so keep rate/senders at 10
 or below. Each second a progress line goes to stderr. At the end the tool
 prints a table to stdout and writes the figures as JSON. Exit status: 0 when

@@ -6,7 +6,9 @@ The run against a real server is in test_bench_load.py."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
+import bench_rooms
 import pytest
 
 from benchlib.checker import DeliveryCheck, Inbox
@@ -164,3 +166,42 @@ def test_a_refused_create_fails_the_setup() -> None:
     assert answers.rooms == {"create-0": None}
     with pytest.raises(RoomSetupFailed, match="room_taken"):
         answers.take({"type": "error", "code": "room_taken", "ref": "create-0"})
+
+
+def fake_bench(cpu: float, p99: float) -> dict[str, object]:
+    """The parts of a bench.py JSON that bench_rooms.py reads."""
+    return {
+        "pass": True,
+        "failures": [],
+        "server": {"cpu_pct_send": cpu, "cpu_pct_send_and_drain": cpu, "rss_mb_end": 80.0},
+        "deliveries": {"received": 100, "expected": 100, "lost": 0, "leaked": 0},
+        "clients": {"receivers_connected": 10},
+        "sending": {"acked": 10},
+        "latency_ms": {"delivery": {"p50": 1.0, "p99": p99}},
+        "generator": {"loop_lag_ms": {"p99": 2.0}},
+    }
+
+
+def test_the_comparison_runs_each_case_as_the_issue_says_and_takes_the_ratio() -> None:
+    plan = bench_rooms.parse_args(["--rates", "100,400", "--repeat", "2"])
+    argv = bench_rooms.bench_argv("A", 400, 20, "ws://127.0.0.1:9/ws", 7, Path("/tmp/x.json"))
+    opts = dict(zip(argv[2::2], argv[3::2], strict=False))
+    assert (opts["--rooms"], opts["--receivers"], opts["--senders"], opts["--rate"]) == (
+        "100",
+        "1000",
+        "10",
+        "400",
+    )
+    rows = [
+        bench_rooms.summarize("A", 100, fake_bench(12.0, 30.0)),
+        bench_rooms.summarize("A", 100, fake_bench(14.0, 50.0)),
+        bench_rooms.summarize("B", 100, fake_bench(10.0, 20.0)),
+        bench_rooms.summarize("B", 100, fake_bench(10.0, 40.0)),
+        bench_rooms.summarize("A", 400, fake_bench(50.0, 30.0)),
+        bench_rooms.summarize("B", 400, fake_bench(25.0, 20.0)),
+    ]
+    at_100, at_400 = bench_rooms.ratios(plan, rows)
+    assert (at_100["cpu_pct_send_a"], at_100["ratio"], at_100["within"]) == (13.0, 1.3, False)
+    assert (at_100["p99_ms_a"], at_100["p99_ms_b"]) == (40.0, 30.0)
+    assert (at_400["ratio"], at_400["within"]) == (2.0, False)
+    assert bench_rooms.summarize("B", 100, None)["passed"] is False
