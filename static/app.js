@@ -10,15 +10,17 @@
 //   state, dom, status, socket shared state, element refs (and staying at the
 //                              bottom), status/toasts, frame writes
 //   counter, drafts            the composer's height and length counter; drafts
-//   typing, conversations      typing indicators; panes, tabs and history markers
+//   conversations, typing      panes, tabs, badges and history markers; typing indicators
+//   rooms, reads               the rooms this user is in and the room list; read markers
 //   days, richtext             day dividers and grouping; links and code in text
 //   linkhost                   the host a link opens, as the page shows it (punycode when it mixes scripts)
 //   messages, outbox, history  rendering messages; sending; paging older ones
 //   nick, presence             nickname dialog; who is online
-//   navigation                 switching conversations, sidebar
-//   notify                     browser notifications for private messages in a hidden tab
+//   navigation                 switching conversations (general, rooms, private), sidebar
+//   notify                     browser notifications for private messages and mentions in a hidden tab
+//   roomdialogs, roomframes    creating, finding, joining, leaving rooms, members and invites; their frames
 //   frames, connection         server frames; the socket's lifecycle
-//   composer                   the message input
+//   mentions, composer         "@" suggestions; the message input
 // Two calls go upward and are plugged in here instead of imported:
 // the panes' "Load older messages" button (history) and the first-visit
 // nickname dialog starting the connection.
@@ -28,13 +30,18 @@ import { storage } from "./js/storage.js";
 import { isMe, state } from "./js/state.js";
 import { dom, isNearBottom, scrollToBottom, stickToBottom } from "./js/dom.js";
 import { setStatus, updateTitle } from "./js/status.js";
-import { listConv, makeConv, setLoadOlder } from "./js/conversations.js";
+import { listConv, roomKey, setLoadOlder } from "./js/conversations.js";
+import { restoreRooms } from "./js/rooms.js";
+import { markRead } from "./js/reads.js";
 import { discardEntry, queueMessage, retryEntry, showOutboxEntry } from "./js/outbox.js";
 import { requestOlder } from "./js/history.js";
 import { openNickDialog, wireNickDialog } from "./js/nick.js";
 import { renderOnline } from "./js/presence.js";
-import { setSidebar, switchConv, wireNavigation } from "./js/navigation.js";
+import { setOnRoomShown, setSidebar, switchConv, wireNavigation } from "./js/navigation.js";
 import { wireNotify } from "./js/notify.js";
+import { wireRoomDialogs } from "./js/roomdialogs.js";
+import { wantMembers } from "./js/roomframes.js";
+import { wireMentions } from "./js/mentions.js";
 import { killSocket, reconnectNow, startConnecting } from "./js/connection.js";
 import { wireComposer } from "./js/composer.js";
 import { relabelDividers } from "./js/days.js";
@@ -52,6 +59,7 @@ function openPrivateWith(userId, nick) {
 /** Listeners that belong to no single module: the message list and the page. */
 function wire() {
   stickToBottom(); // before the list's other scroll listener, which asks it
+  wireMentions(); // before the composer: Enter picks a suggestion while they show
   wireComposer();
 
   dom.messages.addEventListener("scroll", () => {
@@ -77,6 +85,7 @@ function wire() {
 
   wireNavigation();
   wireNotify();
+  wireRoomDialogs();
   wireNickDialog(startConnecting);
 
   window.addEventListener("online", () => {
@@ -91,6 +100,7 @@ function wire() {
     if (!document.hidden) {
       state.unreadHidden = 0;
       updateTitle();
+      markRead(state.convs.get(state.active));
       if (!state.ws && state.started && navigator.onLine) reconnectNow();
     }
   });
@@ -99,14 +109,18 @@ function wire() {
 function boot() {
   // The upward call the panes need, plugged in before the first pane exists.
   setLoadOlder(requestOlder);
-  makeConv("all");
+  setOnRoomShown(wantMembers);
+  restoreRooms(); // general ("all") first, then the rooms of the last welcome
   for (const dm of storage.get("dms", []) || []) {
     if (dm && typeof dm.id === "string") listConv(dm.id, dm.nick || "someone");
   }
   const saved = storage.get("outbox", []);
   state.outbox = Array.isArray(saved)
     ? saved.filter((e) => e && typeof e.offset === "string" && OFFSET_RE.test(e.offset) && typeof e.text === "string")
-        .map((e) => ({ ...e, state: e.state === "failed" ? "failed" : "pending" }))
+        .map((e) => ({
+          ...e, state: e.state === "failed" ? "failed" : "pending",
+          room: e.to ? null : (typeof e.room === "string" && e.room ? e.room : "general"),
+        }))
     : [];
   dom.messages.replaceChildren(state.convs.get("all").pane);
   for (const entry of state.outbox) showOutboxEntry(entry);
@@ -146,14 +160,24 @@ window.quartchat = {
       online: [...state.online].map(([id, nick]) => ({ id, nick })),
       outbox: state.outbox.map((e) => ({ ...e })),
       messageIds: [...state.messages.keys()].sort((a, b) => a - b),
+      rooms: [...state.rooms.values()].map((room) => {
+        const conv = state.convs.get(roomKey(room.id));
+        return { ...room, unread: conv ? conv.unread : 0, mentions: conv ? conv.mentions : 0 };
+      }),
     };
   },
-  send(text, to = null) {
+  /** Text to a person (`to`, a user id) or into a room (`room`, an id). */
+  send(text, to = null, room = null) {
     const conv = to ? listConv(to, state.online.get(to)) : null;
-    return queueMessage(text, to, conv ? conv.nick : null).offset;
+    return queueMessage(text, to, conv ? conv.nick : null, room).offset;
   },
+  /** Show general ("all" or nothing), a room ("room:<id>") or a person (a user id). */
   open(id) {
     switchConv(id || "all");
+  },
+  /** The ids of the messages shown in one conversation, in order. */
+  idsIn(key) {
+    return [...state.messages.values()].filter((m) => m.key === (key || "all")).map((m) => m.id).sort((a, b) => a - b);
   },
   reconnect() {
     if (state.ws) killSocket(4000, "manual");

@@ -8,6 +8,7 @@ import { onInputActivity, stopTyping } from "./typing.js";
 import { queueMessage } from "./outbox.js";
 import { measureComposer, refreshComposer } from "./counter.js";
 import { saveDraft } from "./drafts.js";
+import { roomIdOf } from "./conversations.js";
 
 function onComposerSubmit(event) {
   event.preventDefault();
@@ -21,7 +22,8 @@ function onComposerSubmit(event) {
   const convKey = state.active;
   const conv = state.convs.get(convKey);
   stopTyping();
-  queueMessage(text, convKey === "all" ? null : convKey, convKey === "all" ? null : conv.nick);
+  const room = roomIdOf(convKey); // general is a room too
+  queueMessage(text, room ? null : convKey, room ? null : conv.nick, room);
   dom.input.value = "";
   saveDraft(convKey, "");
   refreshComposer();

@@ -1,9 +1,24 @@
-// Conversation views ("all" and private ones): panes, tabs, unread badges and the history marker on top.
+// Conversation views (general as "all", rooms, private ones): panes, tabs,
+// unread badges and the history marker on top.
 
 import { storage } from "./storage.js";
 import { el } from "./util.js";
 import { nickOf, state } from "./state.js";
 import { dom, followPane } from "./dom.js";
+import { updateTitle } from "./status.js";
+
+// ---------------------------------------------------------------- keys
+
+/** The conversation key of a room: general's view is "all" (as before rooms). */
+export function roomKey(roomId) {
+  return !roomId || roomId === "general" ? "all" : `room:${roomId}`;
+}
+
+/** The room id of a conversation key, or null for a private conversation. */
+export function roomIdOf(key) {
+  if (key === "all") return "general";
+  return typeof key === "string" && key.startsWith("room:") ? key.slice(5) : null;
+}
 
 // What the "Load older messages" button on top of each pane does. History
 // paging sits above this module (it renders into these panes), so app.js
@@ -44,9 +59,14 @@ export function makeConv(key, nick) {
     top,
     marker,
     markerButton,
-    floor: null, // this conversation's own floor from `with` history
+    floor: null, // this conversation's own floor from `with` / `room` history
     loading: false,
     unread: 0,
+    mentions: 0, // unread messages naming this reader
+    readId: 0, // the read marker the server holds for this conversation
+    newest: 0, // the highest message id shown here
+    room: null, // a room's {id, name, kind, topic, role}; null otherwise
+    entry: null, // a room's button in the sidebar's room list
     scroll: { atBottom: true, fromBottom: 0 },
     tab: null,
     badge: null,
@@ -115,11 +135,32 @@ export function renderTab(conv) {
   conv.close.setAttribute("aria-label", `Close the conversation with ${conv.nick}`);
 }
 
+function badgeText(n) {
+  return n > 99 ? "99+" : String(n);
+}
+
 export function renderBadge(conv) {
-  if (!conv.badge) return;
-  conv.badge.hidden = conv.unread === 0;
-  conv.badge.textContent = conv.unread > 99 ? "99+" : String(conv.unread);
-  conv.badge.setAttribute("aria-label", `${conv.unread} unread`);
+  if (conv.badge) {
+    conv.badge.hidden = conv.unread === 0;
+    conv.badge.textContent = badgeText(conv.unread);
+    conv.badge.setAttribute("aria-label", `${conv.unread} unread`);
+  }
+  if (conv.entry) {
+    // The room list's entry: its name is its content, so the counts are
+    // spoken from visually hidden words beside the figures.
+    const { badge, mention, button } = conv.entry;
+    badge.hidden = conv.unread === 0;
+    badge.firstChild.textContent = badgeText(conv.unread);
+    mention.hidden = conv.mentions === 0;
+    mention.lastChild.textContent = conv.mentions === 1 ? " 1 mention" : ` ${conv.mentions} mentions`;
+    button.classList.toggle("has-unread", conv.unread > 0);
+    button.classList.toggle("has-mention", conv.mentions > 0);
+  }
+  if (conv.tab) conv.tab.classList.toggle("has-mention", conv.mentions > 0);
+  let anyUnread = false;
+  for (const c of state.convs.values()) if (c.unread > 0 && c.key !== state.active) anyUnread = true;
+  dom.sidebarToggle.classList.toggle("has-unread", anyUnread);
+  updateTitle();
 }
 
 // ---------------------------------------------------------------- history markers
@@ -128,6 +169,7 @@ export function convFloor(conv) {
   // Lowest id from which this conversation is known to be complete.
   const all = state.floorAll;
   if (conv.key === "all") return all;
+  if (conv.room) return conv.floor; // general's pages say nothing of a room's
   if (all === null) return conv.floor;
   if (conv.floor === null) return all;
   return Math.min(all, conv.floor);
@@ -146,6 +188,7 @@ export function updateMarker(conv) {
   conv.marker.hidden = !begin;
   conv.marker.textContent = !begin ? ""
     : conv.key === "all" ? "Beginning of conversation"
+    : conv.room ? `Beginning of ${conv.room.name}`
     : `Beginning of conversation with ${conv.nick || "them"}`;
   const button = conv.markerButton;
   const hide = begin || !state.welcomed;

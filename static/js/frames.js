@@ -7,14 +7,18 @@ import { dom } from "./dom.js";
 import { setStatus } from "./status.js";
 import { sendFrame } from "./socket.js";
 import { onTyping } from "./typing.js";
-import { renderTab, updateAllMarkers } from "./conversations.js";
+import { listConv, renderBadge, renderTab, roomIdOf, updateAllMarkers } from "./conversations.js";
+import { takeCounts, takeWelcomeRooms } from "./rooms.js";
+import { onRead } from "./reads.js";
 import { addMessage, addNotice, resetMessages, updateCursor } from "./messages.js";
 import { onAck, onSendError, pump } from "./outbox.js";
 import { ensureFilled, historyFailed, historyNext, onHistory } from "./history.js";
 import { nickAccepted, nickRequestDone, onNickError, onNickRefused, setWantedNick } from "./nick.js";
 import { onPresence, renderOnline } from "./presence.js";
 import { refreshComposer } from "./counter.js";
-import { noteWelcome, notifyIfPrivate } from "./notify.js";
+import { noteWelcome, notifyIfWanted } from "./notify.js";
+import { refreshRoomBar, switchConv } from "./navigation.js";
+import { onMember, onMembers, onRefError, onRooms, wantMembers } from "./roomframes.js";
 
 export function handleFrame(frame) {
   switch (frame.type) {
@@ -25,6 +29,10 @@ export function handleFrame(frame) {
     case "typing": onTyping(frame); break;
     case "history": onHistory(frame); break;
     case "error": onError(frame); break;
+    case "member": onMember(frame); break;
+    case "rooms": onRooms(frame); break;
+    case "members": onMembers(frame); break;
+    case "read": onRead(frame); break;
     case "pong": break;
     default: break;
   }
@@ -65,6 +73,8 @@ function onWelcome(frame) {
     if (u && u.id) state.online.set(u.id, u.nick);
   }
   state.online.set(user.id, user.nick);
+  for (const [id, nick] of state.online) if (id !== user.id) state.known.set(id, nick);
+  takeRooms(frame);
 
   const empty = state.messages.size === 0;
   if (frame.recovered) {
@@ -106,6 +116,42 @@ function onWelcome(frame) {
   setTimeout(() => ensureFilled(state.active), 50);
 }
 
+/** Rooms and unread counts (protocol 1.1): the rooms this user is in, with
+ *  their counts, and private conversations with unread messages. Messages
+ *  replayed after this welcome (up to its last_id) are in these counts. */
+function takeRooms(frame) {
+  state.roomsServed = Array.isArray(frame.rooms);
+  state.members.clear();
+  if (!state.roomsServed) {
+    state.countedUpTo = 0;
+    return;
+  }
+  state.countedUpTo = Number.isSafeInteger(frame.last_id) ? frame.last_id : 0;
+  takeWelcomeRooms(frame.rooms);
+  const direct = new Set();
+  for (const item of Array.isArray(frame.direct) ? frame.direct : []) {
+    const u = item && item.user;
+    if (!u || typeof u.id !== "string") continue;
+    direct.add(u.id);
+    takeCounts(listConv(u.id, typeof u.nick === "string" ? u.nick : null), item);
+  }
+  for (const conv of state.convs.values()) {
+    if (roomIdOf(conv.key) === null && !direct.has(conv.key) && conv.unread) {
+      conv.unread = 0;
+      renderBadge(conv);
+    }
+  }
+  // The view shown may be of a room left meanwhile; what is shown is read.
+  if (!state.convs.has(state.active)) switchConv("all");
+  const active = state.convs.get(state.active);
+  active.unread = 0;
+  active.mentions = 0;
+  renderBadge(active);
+  refreshRoomBar();
+  const roomId = roomIdOf(state.active);
+  if (roomId) setTimeout(() => wantMembers(roomId), 0);
+}
+
 /** The server's limits replace the built-in defaults (and are kept for the
  *  next load, before its welcome). */
 function takeLimits(limits) {
@@ -130,13 +176,14 @@ function onMessage(frame) {
     }
   }
   const fresh = addMessage(frame, { source: "live" });
-  if (fresh) notifyIfPrivate(frame);
+  if (fresh) notifyIfWanted(frame);
   updateCursor(id);
   if (fresh && state.floorAll === null) state.floorAll = id;
 }
 
 function onError(frame) {
   const code = frame.code;
+  if (frame.ref !== undefined && frame.ref !== null && onRefError(frame)) return;
   if (frame.client_offset) {
     onSendError(frame);
     return;
@@ -149,7 +196,7 @@ function onError(frame) {
     onNickError(frame);
     return;
   }
-  if (state.history.inflight && ["bad_request", "unknown_user", "rate_limited", "internal"].includes(code)) {
+  if (state.history.inflight && ["bad_request", "unknown_user", "unknown_room", "not_member", "rate_limited", "internal"].includes(code)) {
     historyFailed(code);
     return;
   }

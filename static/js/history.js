@@ -5,9 +5,10 @@ import { el } from "./util.js";
 import { state } from "./state.js";
 import { dom, keepScroll } from "./dom.js";
 import { canSend, sendFrame } from "./socket.js";
-import { atBeginning, convFloor, updateAllMarkers, updateMarker } from "./conversations.js";
+import { atBeginning, convFloor, roomIdOf, roomKey, updateAllMarkers, updateMarker } from "./conversations.js";
 import { addMessage, placeById } from "./messages.js";
 import { relayout } from "./days.js";
+import { markRead } from "./reads.js";
 
 export function requestOlder(key) {
   const conv = state.convs.get(key);
@@ -32,12 +33,15 @@ export function historyNext() {
     }
     const floor = convFloor(conv);
     const frame = { type: "history", before_id: floor, limit: HISTORY_LIMIT };
-    if (key !== "all") frame.with = key;
+    // "all" asks without a room: general and the private messages (version 1's view).
+    const room = key === "all" ? null : roomIdOf(key);
+    if (room) frame.room = room;
+    else if (key !== "all") frame.with = key;
     if (!sendFrame(frame)) {
       h.queue.unshift(key);
       return;
     }
-    h.inflight = { key, before: floor, gap: false };
+    h.inflight = { key, before: floor, gap: false, room, with: frame.with || null };
     clearTimeout(h.timer);
     h.timer = setTimeout(() => historyFailed("timeout"), HISTORY_TIMEOUT_MS);
     return;
@@ -50,7 +54,7 @@ function fillGap() {
   const gap = state.gap;
   if (h.inflight || !gap || !canSend()) return;
   if (!sendFrame({ type: "history", before_id: gap.above, limit: 200 })) return;
-  h.inflight = { key: null, before: gap.above, gap: true };
+  h.inflight = { key: null, before: gap.above, gap: true, room: null, with: null };
   clearTimeout(h.timer);
   h.timer = setTimeout(() => historyFailed("timeout"), HISTORY_TIMEOUT_MS);
 }
@@ -66,21 +70,61 @@ export function historyFailed(why) {
     const conv = state.convs.get(ctx.key);
     if (conv) {
       conv.loading = false;
-      if (why === "unknown_user" && ctx.key !== "all") conv.floor = 0;
+      const gone = why === "unknown_user" || why === "unknown_room" || why === "not_member";
+      if (gone && ctx.key !== "all") conv.floor = 0;
       updateMarker(conv);
     }
   } else if (why === "unknown_user" || h.failures > 3) {
     if (state.gap) markGap(state.gap.below);
     state.gap = null;
   }
-  if (h.failures <= 3 && why !== "unknown_user" && ctx.key !== null) {
+  if (h.failures <= 3 && !["unknown_user", "unknown_room", "not_member"].includes(why) && ctx.key !== null) {
     setTimeout(() => ensureFilled(ctx.key), 2000 * h.failures);
   }
   historyNext();
 }
 
+/** Whether a history frame answers the request in flight: the same room or
+ *  person and the same `before_id` (answers echo both). Anything else that
+ *  names a room is the backlog a join brings. */
+function answers(frame, ctx) {
+  if (!ctx) return false;
+  const room = typeof frame.room === "string" ? frame.room : null;
+  const withUser = typeof frame.with === "string" ? frame.with : null;
+  if (ctx.room !== room || ctx.with !== withUser) return false;
+  return frame.before_id === undefined || (frame.before_id ?? null) === (ctx.before ?? null);
+}
+
+/** The newest messages of a room just joined (or invited to): they fill its
+ *  view, which is then complete from the oldest of them. */
+function onBacklog(frame) {
+  const list = Array.isArray(frame.messages) ? frame.messages : [];
+  const key = roomKey(frame.room);
+  const conv = state.convs.get(key);
+  if (!conv) return;
+  let minId = null;
+  const add = () => {
+    for (const msg of list) {
+      if (!msg || !msg.from) continue;
+      addMessage({ ...msg, room: frame.room }, { source: "history" });
+      const id = Number(msg.id);
+      if (Number.isSafeInteger(id) && (minId === null || id < minId)) minId = id;
+    }
+  };
+  if (key === state.active) keepScroll(add);
+  else add();
+  const floor = frame.has_more === false || minId === null ? 0 : minId;
+  conv.floor = conv.floor === null ? floor : Math.min(conv.floor, floor);
+  updateMarker(conv);
+  if (key === state.active) markRead(conv);
+}
+
 export function onHistory(frame) {
   const h = state.history;
+  if (!answers(frame, h.inflight)) {
+    if (typeof frame.room === "string" && frame.room !== "general") onBacklog(frame);
+    return;
+  }
   const ctx = h.inflight;
   clearTimeout(h.timer);
   h.inflight = null;
@@ -125,6 +169,7 @@ export function onHistory(frame) {
   updateAllMarkers();
   historyNext();
   if (ctx && ctx.key) setTimeout(() => ensureFilled(state.active), 0);
+  if (ctx && ctx.key === state.active) markRead(state.convs.get(state.active));
 }
 
 function markGap(belowId) {

@@ -6,22 +6,25 @@ import { isMe, nickOf, state } from "./state.js";
 import { dom, isNearBottom, scrollToBottom } from "./dom.js";
 import { announce, updateTitle } from "./status.js";
 import { clearTyping } from "./typing.js";
-import { listConv, renderBadge, updateAllMarkers } from "./conversations.js";
+import { listConv, renderBadge, roomKey, updateAllMarkers } from "./conversations.js";
+import { roomConv } from "./rooms.js";
+import { markActiveSoon } from "./reads.js";
 import { relayout } from "./days.js";
 import { renderText } from "./richtext.js";
 
 function convKeyOf(msg) {
-  if (!msg.to) return "all";
+  if (!msg.to) return roomKey(typeof msg.room === "string" ? msg.room : null);
   const fromId = msg.from && msg.from.id;
   return isMe(fromId) ? msg.to.id : fromId;
 }
 
-export function buildMessageEl({ id, fromId, fromNick, to, text, ts, own, msgState, offset }) {
+export function buildMessageEl({ id, fromId, fromNick, to, text, ts, own, msgState, offset, mentioned }) {
   const node = el("article", "msg");
   // Focusable, so a keyboard reader can reach every message and see its time.
   node.tabIndex = 0;
   if (own) node.classList.add("own");
   if (to) node.classList.add("private");
+  if (mentioned) node.classList.add("mentioned");
   if (id !== null && id !== undefined) node.dataset.id = String(id);
   if (offset) node.dataset.offset = offset;
   if (own) node.dataset.state = msgState || "sent";
@@ -51,6 +54,7 @@ export function buildMessageEl({ id, fromId, fromNick, to, text, ts, own, msgSta
     meta.append(tag);
     if (own) meta.append(el("span", "msg-to", `to ${to.nick || nickOf(to.id, "")}`));
   }
+  if (mentioned) meta.append(el("span", "msg-tag mention-tag", "mentions you"));
   const time = el("time", "msg-time", hhmm(ts));
   time.dateTime = new Date(ts).toISOString();
   time.title = fullDate(ts);
@@ -124,19 +128,22 @@ export function addMessage(msg, { source }) {
   if (typeof msg.to === "string") msg = { ...msg, to: { id: msg.to, nick: nickOf(msg.to, "") } };
   if (typeof msg.text !== "string") msg = { ...msg, text: String(msg.text ?? "") };
   if (!Number.isFinite(Number(msg.ts))) msg = { ...msg, ts: Date.now() };
-  const key = convKeyOf(msg);
-  state.messages.set(id, { id, key });
-
   const own = isMe(msg.from && msg.from.id);
   let conv;
-  if (key === "all") conv = state.convs.get("all");
-  else {
+  if (msg.to) {
     const other = own ? msg.to : msg.from;
-    conv = listConv(key, other && other.nick);
+    conv = listConv(convKeyOf(msg), other && other.nick);
+  } else {
+    conv = roomConv(typeof msg.room === "string" ? msg.room : "general");
   }
+  const key = conv.key;
+  const mentioned = !own && Array.isArray(msg.mentions) && !!state.user && msg.mentions.includes(state.user.id);
+  state.messages.set(id, { id, key, other: !own, mention: mentioned });
+  if (typeof msg.from.nick === "string" && !own) state.known.set(msg.from.id, msg.from.nick);
+  if (id > conv.newest) conv.newest = id;
   const node = buildMessageEl({
     id, fromId: msg.from.id, fromNick: msg.from.nick, to: msg.to, text: msg.text,
-    ts: msg.ts, own, msgState: "sent",
+    ts: msg.ts, own, msgState: "sent", mentioned,
   });
 
   if (source === "history") {
@@ -159,12 +166,16 @@ export function addMessage(msg, { source }) {
     }
   }
   if (!own) {
-    if (!isActive) {
+    // Replayed messages up to the welcome's snapshot are in its counts already.
+    const counted = id <= state.countedUpTo || id <= conv.readId;
+    if (!isActive && !counted) {
       conv.unread += 1;
+      if (mentioned) conv.mentions += 1;
       renderBadge(conv);
-    } else if (Date.now() - state.welcomedAt > 1500) {
-      announce(`${msg.from.nick}${msg.to ? " (private)" : ""}: ${msg.text}`);
+    } else if (isActive && Date.now() - state.welcomedAt > 1500) {
+      announce(`${msg.from.nick}${msg.to ? " (private)" : conv.room && conv.key !== "all" ? ` in ${conv.room.name}` : ""}: ${msg.text}`);
     }
+    if (isActive) markActiveSoon();
     if (document.hidden) {
       state.unreadHidden += 1;
       updateTitle();
@@ -213,13 +224,16 @@ export function resetMessages() {
     conv.floor = null;
     conv.loading = false;
     conv.unread = 0;
+    conv.mentions = 0;
+    conv.newest = 0;
+    conv.readId = 0;
     renderBadge(conv);
   }
   // Unsent messages stay on screen.
   for (const entry of state.outbox) {
     const meta = state.outboxMeta.get(entry.offset);
     if (!meta) continue;
-    const conv = entry.to ? listConv(entry.to, entry.toNick) : state.convs.get("all");
+    const conv = entry.to ? listConv(entry.to, entry.toNick) : roomConv(entry.room || "general");
     conv.pane.append(meta.el);
     relayout(meta.el);
   }

@@ -1,17 +1,40 @@
-// Moving between conversations: switching the shown pane, closing private tabs, the sidebar and its phone drawer.
+// Moving between conversations: switching the shown pane (general, a room or
+// a private conversation), closing private tabs, the sidebar and its phone drawer.
 
 import { isMe, state } from "./state.js";
 import { dom, isNearBottom, scrollToBottom, scrollToFromBottom } from "./dom.js";
 import { updateTitle } from "./status.js";
 import { renderTyping, stopTyping } from "./typing.js";
-import { listConv, persistDms, renderBadge } from "./conversations.js";
+import { listConv, persistDms, renderBadge, roomIdOf } from "./conversations.js";
+import { renderRoomList } from "./rooms.js";
+import { markRead } from "./reads.js";
 import { ensureFilled } from "./history.js";
 import { refreshComposer } from "./counter.js";
 import { loadDraft } from "./drafts.js";
 import { renderOnline } from "./presence.js";
 
+/** The bar above a room's messages: its name, topic and actions. */
+function renderRoomBar(conv) {
+  const room = conv.key !== "all" ? conv.room : null;
+  dom.roomBar.hidden = !room;
+  if (!room) return;
+  dom.roomTitle.textContent = room.kind === "private" ? `${room.name} (private)` : `# ${room.name}`;
+  dom.roomTopic.textContent = room.topic;
+  dom.roomTopic.hidden = !room.topic;
+  dom.roomMembers.setAttribute("aria-label", `Members of ${room.name}`);
+  dom.roomLeave.setAttribute("aria-label", `Leave ${room.name}`);
+}
+
+let onRoomShown = () => {};
+
+/** What showing a room starts (fetching its members, for mentions): plugged in by app.js. */
+export function setOnRoomShown(fn) {
+  onRoomShown = fn;
+}
+
 export function switchConv(key, { focus = false } = {}) {
-  const next = key === "all" ? state.convs.get("all") : listConv(key);
+  const isRoom = roomIdOf(key) !== null;
+  const next = isRoom ? (state.convs.get(key) || state.convs.get("all")) : listConv(key);
   const prev = state.convs.get(state.active);
   if (prev && prev !== next) {
     const m = dom.messages;
@@ -26,7 +49,10 @@ export function switchConv(key, { focus = false } = {}) {
   else scrollToFromBottom(next.scroll.fromBottom);
   dom.jump.hidden = true;
   next.unread = 0;
+  next.mentions = 0;
   renderBadge(next);
+  renderRoomList();
+  renderRoomBar(next);
   for (const tab of dom.conversations.querySelectorAll(".conv-tab")) {
     if (tab.dataset.conv === next.key) tab.setAttribute("aria-current", "true");
     else tab.removeAttribute("aria-current");
@@ -34,16 +60,27 @@ export function switchConv(key, { focus = false } = {}) {
   if (next.key === "all") {
     dom.input.placeholder = "Message everyone";
     dom.messages.setAttribute("aria-label", "Messages to everyone");
+  } else if (next.room) {
+    dom.input.placeholder = `Message ${next.room.name}`;
+    dom.messages.setAttribute("aria-label", `Messages in ${next.room.name}`);
   } else {
     dom.input.placeholder = `Private message to ${next.nick}`;
     dom.messages.setAttribute("aria-label", `Private messages with ${next.nick}`);
   }
-  document.body.classList.toggle("in-private", next.key !== "all");
+  document.body.classList.toggle("in-private", !next.room && next.key !== "all");
   renderTyping();
   renderOnline();
   updateTitle();
   ensureFilled(next.key);
+  markRead(next);
+  if (next.room) onRoomShown(next.room.id);
   if (focus) dom.input.focus();
+}
+
+/** The shown room's name or topic changed (a welcome, a member frame). */
+export function refreshRoomBar() {
+  const conv = state.convs.get(state.active);
+  if (conv) renderRoomBar(conv);
 }
 
 function unlistConv(key) {
@@ -89,6 +126,13 @@ export function wireNavigation() {
     }
     const tab = event.target.closest("[data-conv]");
     if (tab) switchConv(tab.dataset.conv, { focus: true });
+  });
+
+  dom.rooms.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-conv]");
+    if (!button) return;
+    if (narrow.matches) setSidebar(false);
+    switchConv(button.dataset.conv, { focus: true });
   });
 
   dom.online.addEventListener("click", (event) => {

@@ -1,10 +1,12 @@
-// Browser notifications for private messages that arrive live while the tab
-// is hidden. Permission is asked only from the "Notify me" button's click
-// (a user's gesture), never on load; replayed and history messages never notify.
+// Browser notifications for private messages and mentions of this reader
+// that arrive live while the tab is hidden. Permission is asked only from the
+// "Notify me" button's click (a user's gesture), never on load; replayed and
+// history messages never notify.
 
 import { isMe, state } from "./state.js";
 import { dom } from "./dom.js";
 import { switchConv } from "./navigation.js";
+import { roomKey } from "./conversations.js";
 
 /** Longest notification body, in code points: a preview, not the message. */
 const BODY_MAX = 200;
@@ -24,7 +26,7 @@ function renderControl() {
   dom.notifyButton.hidden = asked !== "default";
   dom.notifyNote.hidden = asked === "default";
   dom.notifyNote.textContent = asked === "granted"
-    ? "Private messages notify you while this tab is hidden."
+    ? "Private messages and mentions notify you while this tab is hidden."
     : asked === "denied"
       ? "Notifications are blocked for this site in the browser's settings."
       : "This browser cannot show notifications.";
@@ -48,21 +50,26 @@ export function noteWelcome(lastId) {
   replayUpTo = Number.isSafeInteger(lastId) ? lastId : 0;
 }
 
-/** A message frame was added: notify if it is a live private message to
- *  this reader and the tab is hidden. */
-export function notifyIfPrivate(msg) {
+/** A message frame was added: notify if it arrived live while the tab is
+ *  hidden and is a private message to this reader or names them. */
+export function notifyIfWanted(msg) {
   if (!supported() || window.Notification.permission !== "granted") return;
   if (document.visibilityState !== "hidden") return;
-  if (!msg.to || !msg.from || typeof msg.from.id !== "string" || isMe(msg.from.id)) return;
+  if (!msg.from || typeof msg.from.id !== "string" || isMe(msg.from.id)) return;
   if (!(Number(msg.id) > replayUpTo)) return;
-  const key = msg.from.id;
+  const mentioned = !msg.to && Array.isArray(msg.mentions) && !!state.user && msg.mentions.includes(state.user.id);
+  if (!msg.to && !mentioned) return;
+  const key = msg.to ? msg.from.id : roomKey(typeof msg.room === "string" ? msg.room : null);
   const nick = typeof msg.from.nick === "string" ? msg.from.nick : "someone";
+  const conv = state.convs.get(key);
+  const where = conv && conv.room ? conv.room.name : "general";
+  const title = msg.to ? `${nick} (private)` : `${nick} mentioned you in ${where}`;
   const text = [...String(msg.text ?? "")];
   const body = text.length > BODY_MAX ? `${text.slice(0, BODY_MAX).join("")}…` : text.join("");
   let notification;
   try {
     // The title and body are shown by the browser as plain text.
-    notification = new window.Notification(`${nick} (private)`, { body, tag: `quartchat-${msg.id}` });
+    notification = new window.Notification(title, { body, tag: `quartchat-${msg.id}` });
   } catch {
     return; // e.g. a browser that only allows notifications from a service worker
   }

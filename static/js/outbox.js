@@ -7,6 +7,7 @@ import { state } from "./state.js";
 import { dom, isNearBottom, scrollToBottom } from "./dom.js";
 import { canSend, sendFrame } from "./socket.js";
 import { listConv } from "./conversations.js";
+import { roomConv } from "./rooms.js";
 import { buildMessageEl, placeById, renderOwnState, updateCursor } from "./messages.js";
 import { relayout, removeAndRelayout } from "./days.js";
 
@@ -22,8 +23,8 @@ const removedOffsets = new Set(); // acked or discarded here: never written back
 
 function saveOutbox() {
   // Merge with what other tabs of ours stored, so one tab does not erase another's.
-  const mine = state.outbox.map(({ offset, text, to, toNick, ts, state: s, reason }) =>
-    ({ offset, text, to, toNick, ts, state: s, reason }));
+  const mine = state.outbox.map(({ offset, text, to, toNick, room, ts, state: s, reason }) =>
+    ({ offset, text, to, toNick, room, ts, state: s, reason }));
   const known = new Set(mine.map((e) => e.offset));
   const stored = storage.get("outbox", []);
   const others = Array.isArray(stored)
@@ -33,7 +34,7 @@ function saveOutbox() {
 }
 
 export function showOutboxEntry(entry) {
-  const conv = entry.to ? listConv(entry.to, entry.toNick) : state.convs.get("all");
+  const conv = entry.to ? listConv(entry.to, entry.toNick) : roomConv(entry.room || "general");
   const node = buildMessageEl({
     id: null, fromId: state.user ? state.user.id : "me",
     fromNick: state.user ? state.user.nick : (state.wantedNick || "you"),
@@ -48,9 +49,11 @@ export function showOutboxEntry(entry) {
   return node;
 }
 
-export function queueMessage(text, to, toNick) {
+/** Queue a message: to a person (`to`, private) or into a room (`room`, general when null). */
+export function queueMessage(text, to, toNick, room = null) {
   const entry = {
     offset: newOffset(), text, to: to || null, toNick: toNick || null,
+    room: to ? null : (room || "general"),
     ts: Date.now(), state: "pending", reason: null,
   };
   state.outbox.push(entry);
@@ -94,7 +97,10 @@ export function pump() {
 }
 
 function transmit(entry, meta) {
-  const ok = sendFrame({ type: "send", client_offset: entry.offset, text: entry.text, to: entry.to });
+  const frame = { type: "send", client_offset: entry.offset, text: entry.text, to: entry.to };
+  // A send names its room (general included); never both a room and a person.
+  if (!entry.to) frame.room = entry.room || "general";
+  const ok = sendFrame(frame);
   if (!ok) return;
   meta.inflight = true;
   meta.sends += 1;
@@ -181,8 +187,10 @@ export function onAck(frame) {
     removeAndRelayout(node);
     return;
   }
-  const key = entry.to || "all";
-  state.messages.set(id, { id, key });
+  const conv = pane ? state.convs.get(pane.dataset.conv) : null;
+  const key = conv ? conv.key : (entry.to || "all");
+  state.messages.set(id, { id, key, other: false, mention: false });
+  if (conv && id > conv.newest) conv.newest = id;
   node.dataset.id = String(id);
   node.dataset.ts = String(ts);
   for (const time of node.querySelectorAll(".msg-time, .msg-side-time")) {
@@ -246,6 +254,9 @@ export function onSendError(frame) {
     too_long: `longer than ${state.limits.text} characters`,
     empty: "the message is empty",
     unknown_user: "that person is unknown to the server",
+    unknown_room: "that room does not exist (or is private)",
+    not_member: "you are not in that room",
+    forbidden: "you may not write there",
     bad_offset: "internal client error",
     bad_request: "the server refused it",
   };

@@ -36,8 +36,15 @@ export const state = {
   helloNick: null,
   welcomedAt: 0,
 
-  convs: new Map(), // key -> conversation view
+  convs: new Map(), // key -> conversation view ("all" = general, "room:<id>", or a user id)
   active: "all",
+
+  // Rooms (protocol 1.1): the ones this user is in, by id (general's is "general").
+  rooms: new Map(), // id -> {id, name, kind, topic, role}
+  roomsServed: false, // the last welcome carried `rooms`: the server serves them
+  countedUpTo: 0, // messages up to this id are in the welcome's unread counts
+  members: new Map(), // room id -> [{id, nick, role, online}], from `members` answers
+  known: new Map(), // user id -> nick: everyone seen (online, authors, members)
 
   outbox: [], // [{offset, text, to, toNick, ts, state, reason}]
   outboxMeta: new Map(), // offset -> {el, inflight, sends, timer}

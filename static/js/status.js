@@ -34,7 +34,10 @@ export function announce(text) {
   while (dom.announcer.childElementCount > 5) dom.announcer.firstElementChild.remove();
 }
 
+/** The tab's title counts what is unread: every conversation's badge, and
+ *  what came into the shown one while the tab was hidden. */
 export function updateTitle() {
-  const n = state.unreadHidden;
+  let n = state.unreadHidden;
+  for (const conv of state.convs.values()) n += conv.unread;
   document.title = n > 0 ? `(${n}) quartchat` : "quartchat";
 }

@@ -4,15 +4,19 @@ import { TYPING_IDLE_MS, TYPING_STALE_MS, TYPING_THROTTLE_MS } from "./constants
 import { isMe, nickOf, state } from "./state.js";
 import { dom } from "./dom.js";
 import { canSend, sendFrame } from "./socket.js";
+import { roomIdOf, roomKey } from "./conversations.js";
 
-function sendTyping(active, to) {
+/** `where` is a conversation key: a room's notice names the room (general
+ *  included), a private one the person. */
+function sendTyping(active, where) {
   if (!canSend()) return;
-  sendFrame({ type: "typing", active, to });
+  const room = roomIdOf(where);
+  sendFrame(room ? { type: "typing", active, to: null, room } : { type: "typing", active, to: where });
 }
 
 export function onInputActivity() {
   const t = state.typingOut;
-  const to = state.active === "all" ? null : state.active;
+  const to = state.active; // a conversation key (see sendTyping)
   if (dom.input.value.trim() === "") {
     stopTyping();
     return;
@@ -42,7 +46,7 @@ export function onTyping(frame) {
   const user = frame.user || {};
   if (!user.id || isMe(user.id)) return;
   let key;
-  if (!frame.to) key = "all";
+  if (!frame.to) key = roomKey(typeof frame.room === "string" ? frame.room : null);
   else if (isMe(frame.to) || (frame.to && isMe(frame.to.id))) key = user.id;
   else return; // not about a conversation of ours
   if (frame.active) {
