@@ -26,7 +26,11 @@ Usage, from the repository root (``ulimit -n 4096`` or more)::
     .venv/bin/python scripts/bench_rooms.py --rates 100,400 --duration 20 --repeat 3
 
 ``--repeat K`` runs each pair K times, B first on even repeats and A first on
-odd ones, and the ratio is that of the medians. Progress goes to stderr (the
+odd ones, and the ratio is that of the medians. The machine is shared by
+the server, the load generator and whatever else runs: ``--wait-load L``
+waits before each run until the 1-minute load average is below L, and each
+row shows the load before and after it, and the server's CPU over the
+settle before sending (what the connects left it to do). Progress goes to stderr (the
 bench's own lines included); a table goes to stdout and every run's figures
 with the ratios to ``bench-results/rooms-<timestamp>.json``. Exit status: 0
 when every run passed the bench's checks (nothing lost, duplicated,
@@ -42,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +60,8 @@ CASES = {"A": (1000, 100, 10), "B": (10, 1, 1)}
 #: (presence to everyone online) must be over before the CPU is measured.
 SETTLE = 5.0
 DRAIN = 60.0
+#: --wait-load: most seconds to wait for a quiet machine before a run.
+MAX_LOAD_WAIT = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,8 @@ class Plan:
     repeat: int
     max_ratio: float
     json_path: Path
+    #: Wait before each run until the 1-minute load average is below this.
+    wait_load: float | None = None
 
 
 def parse_args(argv: list[str] | None) -> Plan:
@@ -75,6 +84,14 @@ def parse_args(argv: list[str] | None) -> Plan:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of sending a run")
     parser.add_argument("--repeat", type=int, default=1, help="pairs of runs at each rate")
     parser.add_argument("--max-ratio", type=float, default=1.2, help="A's CPU over B's at most")
+    parser.add_argument(
+        "--wait-load",
+        type=float,
+        default=None,
+        metavar="L",
+        help="before each run, wait (up to 15 min) until the 1-minute load average is below L:"
+        " on a shared machine, other work skews the CPU figures",
+    )
     parser.add_argument("--json", dest="json_path", type=Path, default=None, help="results file")
     args = parser.parse_args(argv)
     try:
@@ -94,6 +111,7 @@ def parse_args(argv: list[str] | None) -> Plan:
         repeat=args.repeat,
         max_ratio=args.max_ratio,
         json_path=args.json_path or REPO_ROOT / "bench-results" / f"rooms-{stamp}.json",
+        wait_load=args.wait_load,
     )
 
 
@@ -111,8 +129,18 @@ def bench_argv(case: str, rate: float, duration: float, url: str, pid: int, out:
     ]  # fmt: skip
 
 
+def wait_for_quiet(limit: float) -> None:
+    """Sleep until the 1-minute load average is below ``limit`` (bounded)."""
+    deadline = time.monotonic() + MAX_LOAD_WAIT
+    while (load := load_average()[0]) >= limit and time.monotonic() < deadline:
+        note(f"load average {load:.2f} >= {limit:g}: waiting")
+        time.sleep(15)
+
+
 def one_run(plan: Plan, case: str, rate: float) -> dict[str, Any]:
     """One case at one rate on a fresh server: its row and the bench's JSON."""
+    if plan.wait_load is not None:
+        wait_for_quiet(plan.wait_load)
     with tempfile.TemporaryDirectory(prefix=f"bench-rooms-{case}-") as tmp:
         workdir = Path(tmp)
         with serving("sqlite", workdir) as (urls, pids):
@@ -152,6 +180,7 @@ def summarize(case: str, rate: float, bench: dict[str, Any] | None) -> dict[str,
         "expected": de["expected"],
         "lost": de["lost"],
         "leaked": de["leaked"],
+        "cpu_pct_settle": server.get("cpu_pct_settle"),
         "cpu_pct_send": server.get("cpu_pct_send"),
         "cpu_pct_send_and_drain": server.get("cpu_pct_send_and_drain"),
         "p50_ms": latency["p50"],
@@ -190,7 +219,7 @@ def ratios(plan: Plan, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 COLUMNS = [
     ("R msg/s", "rate"), ("case", "case"), ("receivers", "receivers"), ("rooms", "rooms"),
-    ("senders", "senders"), ("CPU % send", "cpu_pct_send"),
+    ("senders", "senders"), ("CPU % settle", "cpu_pct_settle"), ("CPU % send", "cpu_pct_send"),
     ("CPU % send+drain", "cpu_pct_send_and_drain"), ("p50 ms", "p50_ms"), ("p99 ms", "p99_ms"),
     ("received/expected", "received"), ("lost", "lost"), ("leaked", "leaked"),
     ("RSS MB", "rss_mb"), ("gen lag p99 ms", "generator_lag_p99_ms"), ("pass", "passed"),

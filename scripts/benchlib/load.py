@@ -77,6 +77,8 @@ MAX_WELCOME_FRAMES = 100
 #: CPU phases (start mark, end mark) and RSS marks reported for each process.
 PHASES = {
     "connect": ("before_connect", "connected"),
+    # Between the last connect and the first send: what joins left to do.
+    "settle": ("connected", "send_start"),
     "send": ("send_start", "send_end"),
     "send_and_drain": ("send_start", "drain_end"),
 }
@@ -717,6 +719,7 @@ async def run_bench(bench: Bench) -> None:
 
 async def run_phases(bench: Bench) -> None:
     """Every task runs in one main nursery: one task per client reads its socket."""
+    bench.phase = "connect"
     async with trio.open_nursery() as nursery:
         await start_workers(bench, nursery)
         bench.mark("before_connect")
