@@ -148,7 +148,8 @@ export function wireNavigation() {
   dom.sidebarClose.addEventListener("click", () => { setSidebar(false); dom.sidebarToggle.focus(); });
   dom.backdrop.addEventListener("click", () => setSidebar(false));
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {
+    // Escape in a dialog opened from the drawer closes the dialog only.
+    if (event.key === "Escape" && document.body.classList.contains("sidebar-open") && !document.querySelector("dialog[open]")) {
       setSidebar(false);
       dom.sidebarToggle.focus();
     }

@@ -68,7 +68,7 @@ export function renderOnline() {
   dom.onlineBadge.textContent = String(n);
   // The name holds the count the button shows, outside brackets (which
   // label-in-name checks leave out).
-  dom.sidebarToggle.setAttribute("aria-label", `Who is online: ${n}`);
+  dom.sidebarToggle.setAttribute("aria-label", `Rooms, and who is online: ${n}`);
   for (const conv of state.convs.values()) if (conv.tab && conv.key !== "all") renderTab(conv);
 }
 

@@ -41,7 +41,7 @@ function open(dialog, opener) {
 function closeBack(dialog) {
   dialog.addEventListener("close", () => {
     const opener = dialog.dataset.opener && document.getElementById(dialog.dataset.opener);
-    if (opener && opener.offsetParent !== null) opener.focus();
+    if (opener && opener.offsetParent !== null && !opener.closest("[inert]")) opener.focus();
     else dom.input.focus();
   });
 }
@@ -70,7 +70,10 @@ function onCreateSubmit(event) {
   if (request({ type: "room_create", name, kind, topic }, "create")) dom.roomSubmit.disabled = true;
 }
 
-export function closeDialog(dialog) {
+/** Close a dialog; `toInput` sends focus to the message box rather than
+ *  back to the button that opened it (a room was just opened). */
+export function closeDialog(dialog, { toInput = false } = {}) {
+  if (toInput) dialog.dataset.opener = "";
   if (dialog.open) dialog.close();
 }
 

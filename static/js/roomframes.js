@@ -8,7 +8,7 @@ import { announce, toast } from "./status.js";
 import { roomKey } from "./conversations.js";
 import { addRoom, dropRoom } from "./rooms.js";
 import { addNotice } from "./messages.js";
-import { refreshRoomBar, switchConv } from "./navigation.js";
+import { refreshRoomBar, setSidebar, switchConv } from "./navigation.js";
 import {
   closeDialog, directoryStatus, inviteNote, membersDialogRoom, renderDirectory, renderMembers,
   request, showRoomError, takePending,
@@ -30,7 +30,8 @@ function aboutMe(event, room, by, ask) {
     const wasIn = state.rooms.has(room.id);
     addRoom(room, ask && ask.kind === "create" ? "owner" : undefined);
     if (ask && (ask.kind === "create" || ask.kind === "join")) {
-      closeDialog(ask.kind === "create" ? dom.roomDialog : dom.directoryDialog);
+      closeDialog(ask.kind === "create" ? dom.roomDialog : dom.directoryDialog, { toInput: true });
+      setSidebar(false); // on a phone, the drawer gives way to the room
       switchConv(key, { focus: true });
       announce(ask.kind === "create" ? `Room ${room.name} created` : `You joined ${room.name}`);
     } else if (!wasIn && event === "invite") {
