@@ -176,7 +176,7 @@ export function addMessage(msg, { source }) {
       announce(`${msg.from.nick}${msg.to ? " (private)" : conv.room && conv.key !== "all" ? ` in ${conv.room.name}` : ""}: ${msg.text}`);
     }
     if (isActive) markActiveSoon();
-    if (document.hidden) {
+    if (document.hidden && isActive) { // the other conversations count in their badges
       state.unreadHidden += 1;
       updateTitle();
     }
