@@ -9,24 +9,27 @@ implementation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .backends.base import ConnId
-from .broker import Deliver, Subscription
+from .broker import Deliver, RoomSubscription
 from .config import Settings
 from .errors import FrameError, StoreError
 from .models import Posted, User
 from .pacing import FlushPacer
-from .protocol import Hello, History, HistoryPage, Send
+from .protocol import Hello, History, HistoryPage, Send, ServerFrame, Typing
+from .protocol_rooms import RoomFrame
 
 #: Subscribes the session once the hub knows whose it is (so its filter
 #: knows which user's own presence and typing frames to skip).
-Subscribe = Callable[[str], Subscription]
-#: Stores consecutive sends of one connection; in their order, what to ack or why not.
+Subscribe = Callable[[str], RoomSubscription]
+#: Stores consecutive sends of one connection (in the rooms it is in); in
+#: their order, what to ack or why not.
 PostMany = Callable[
-    [ConnId, str, Sequence[Send]], Coroutine[Any, Any, list[Posted | FrameError | StoreError]]
+    [ConnId, str, Sequence[Send], Collection[str]],
+    Coroutine[Any, Any, list[Posted | FrameError | StoreError]],
 ]
 
 
@@ -37,7 +40,8 @@ class Opening:
     against (nothing at or below it is sent twice)."""
 
     user: User
-    subscription: Subscription
+    #: Its place in the broker; ``rooms`` are those it gets the events of.
+    subscription: RoomSubscription
     #: The welcome and the replay, encoded.
     lines: list[str]
     cursor: int
@@ -59,21 +63,24 @@ class Chat(Protocol):
     def new_conn_id(self) -> ConnId:
         """An id for a new connection, unique across every worker."""
 
-    def subscribe(self, deliver: Deliver) -> Subscription:
-        """Have this worker's live events handed to ``deliver``."""
+    def subscribe(self, deliver: Deliver, user_id: str) -> RoomSubscription:
+        """Have this worker's live events for ``user_id`` handed to ``deliver``."""
 
     async def open_session(
         self, conn_id: ConnId, hello: Hello, subscribe: Subscribe, address: str | None = None
     ) -> Opening:
         """Identify the ``hello``, subscribe, count it online, read its replay."""
 
-    async def close_session(self, conn_id: ConnId, user: User, subscription: Subscription) -> None:
+    async def close_session(
+        self, conn_id: ConnId, user: User, subscription: RoomSubscription
+    ) -> None:
         """Undo :meth:`open_session`; shielded and bounded, never raises."""
 
     async def post_many(
-        self, conn_id: ConnId, user_id: str, sends: Sequence[Send]
+        self, conn_id: ConnId, user_id: str, sends: Sequence[Send], rooms: Collection[str]
     ) -> list[Posted | FrameError | StoreError]:
-        """Store consecutive sends; in their order, what to ack or why not."""
+        """Store consecutive sends; in their order, what to ack or why not.
+        ``rooms``: those the connection is in (a send elsewhere is checked)."""
 
     async def rename(self, user_id: str, raw_nick: str) -> None:
         """Change an online user's nick."""
@@ -81,8 +88,18 @@ class Chat(Protocol):
     async def history(self, user_id: str, request: History) -> HistoryPage:
         """A page of history, paid for from the user's history budget."""
 
-    async def typing(self, conn_id: ConnId, user_id: str, active: bool, to: str | None) -> None:
-        """Relay a typing state."""
+    async def backlog(self, user_id: str, room: str, up_to: int) -> HistoryPage:
+        """The newest messages of ``room`` up to ``up_to``, for a member who just joined it."""
+
+    async def rooms_frame(
+        self, conn_id: ConnId, user_id: str, frame: RoomFrame
+    ) -> ServerFrame | None:
+        """Serve a rooms frame: the answer, or None when the log's tail brings it."""
+
+    async def typing(
+        self, conn_id: ConnId, user_id: str, request: Typing, rooms: Collection[str]
+    ) -> None:
+        """Relay a typing state (in a room the connection is in)."""
 
     def count_close(self, code: int) -> None:
         """Count a connection closed with ``code``."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import trio
 
@@ -37,15 +37,16 @@ from .announcer import Announcer, batch_window
 from .backends import Backends
 from .backends.base import ConnId
 from .backends.local_bus import LocalBus
-from .broker import Deliver, Subscription
+from .broker import Deliver, RoomSubscription
 from .chat import Opening, PostMany, Subscribe
 from .committer import Committer
 from .config import Settings
 from .errors import FrameError, StoreError
 from .identities import Identity, IdentityDesk, nick_taken
 from .leave_grace import LeaveGrace
+from .mention_lookup import MentionLookup
 from .metrics import Metrics
-from .models import User
+from .models import GENERAL, User
 from .online_records import OnlineRecords
 from .pacing import FlushPacer
 from .posting import Posting
@@ -58,10 +59,14 @@ from .protocol import (
     Limits,
     MessageFrame,
     PresenceNotice,
+    ServerFrame,
+    Typing,
     Welcome,
     encode,
 )
+from .protocol_rooms import RoomFrame
 from .reading import Reading
+from .room_desk import RoomDesk
 from .tail_relay import TailRelay
 from .typing_relay import TypingRelay
 
@@ -91,7 +96,7 @@ class Hub:
             settings.flush_window_max,
             backends.presence.connections_elsewhere,
         )
-        online = OnlineRecords(backends.presence, backends.broker)
+        self.online = online = OnlineRecords(backends.presence, backends.broker)
         #: Presence notices, in batches on the embedded bus (see its module).
         self.announcer = Announcer(
             backends.bus,
@@ -105,8 +110,12 @@ class Hub:
             settings.typing_timeout, online, self.announcer, backends.bus
         )
         self.leave_grace = LeaveGrace(settings.leave_grace, backends.presence, self.announcer)
-        self.tail_relay = TailRelay(backends.log, backends.broker)
-        self.reading = Reading(settings, backends.log, backends.limits)
+        self.mention_lookup = MentionLookup(backends.rooms, backends.identities, backends.presence)
+        self.tail_relay = TailRelay(backends.log, backends.broker, self.mention_lookup.forget)
+        self.reading = Reading(settings, backends.log, backends.limits, backends.identities)
+        self.room_desk = RoomDesk(
+            backends.rooms, backends.log, backends.identities, backends.presence, backends.bus
+        )
         self.posting = Posting(
             settings,
             self.committer,
@@ -115,6 +124,8 @@ class Hub:
             self.typing_relay,
             self.announcer,
             self.tail_relay,
+            self.room_desk,
+            self.mention_lookup,
         )
         #: Posts a run of sends (:meth:`Posting.post_many` itself: a send's
         #: path gets no extra call and await through the hub).
@@ -159,8 +170,8 @@ class Hub:
     def new_conn_id(self) -> ConnId:
         return f"{self.worker_id}.{next(self._conn_ids)}"
 
-    def subscribe(self, deliver: Deliver) -> Subscription:
-        return self.broker.subscribe(deliver)
+    def subscribe(self, deliver: Deliver, user_id: str) -> RoomSubscription:
+        return self.broker.subscribe_user(deliver, user_id)
 
     def count_close(self, code: int) -> None:
         self.metrics.closes.labels(code).inc()
@@ -172,13 +183,33 @@ class Hub:
         """Change an online user's nick, tell everyone, then persist it."""
         await self.identity_desk.rename(user_id, raw_nick)
 
-    async def typing(self, conn_id: ConnId, user_id: str, active: bool, to: str | None) -> None:
-        """Relay a typing state; the server clears it after ``typing_timeout``."""
-        await self.typing_relay.typing(conn_id, user_id, active, to)
+    async def typing(
+        self, conn_id: ConnId, user_id: str, request: Typing, rooms: Collection[str]
+    ) -> None:
+        """Relay a typing state, in a room the connection is in (``rooms``,
+        or the directory says so); the server clears it after ``typing_timeout``."""
+        room = request.room
+        if room is not None and room != GENERAL and room not in rooms:
+            await self.room_desk.member_of(room, user_id)
+        await self.typing_relay.typing(conn_id, user_id, request.active, request.to, room)
 
     async def history(self, user_id: str, request: History) -> HistoryPage:
-        """See :meth:`quartchat.reading.Reading.history`."""
+        """A page of a room the user is in (or of version 1's view, or of a
+        private conversation); see :meth:`quartchat.reading.Reading.history`."""
+        if request.room is not None and request.room != GENERAL:
+            await self.room_desk.member_of(request.room, user_id)
         return await self.reading.history(user_id, request)
+
+    async def backlog(self, user_id: str, room: str, up_to: int) -> HistoryPage:
+        """See :meth:`quartchat.reading.Reading.backlog`."""
+        return await self.reading.backlog(user_id, room, up_to)
+
+    async def rooms_frame(
+        self, conn_id: ConnId, user_id: str, frame: RoomFrame
+    ) -> ServerFrame | None:
+        """See :meth:`quartchat.room_desk.RoomDesk.handle`."""
+        user = await self.online.get(user_id) or User(user_id, "")
+        return await self.room_desk.handle(conn_id, user, frame)
 
     async def identify(self, hello: Hello, address: str | None) -> Identity:
         """See :meth:`quartchat.identities.IdentityDesk.identify`."""
@@ -210,7 +241,13 @@ class Hub:
         try:
             if user.nick != identity.stored.nick:
                 await self.identity_desk.save_nick(user)
-            messages, last_id, recovered = await self.reading.replay(user.id, hello)
+            # After subscribing: changes relayed meanwhile apply on top.
+            memberships = await self.backends.rooms.rooms_of(user.id)
+            rooms = subscription.adopt([m.room.id for m in memberships]) | {GENERAL}
+            memberships = [m for m in memberships if m.room.id in rooms]
+            messages, last_id, recovered = await self.reading.replay(user.id, hello, rooms)
+            direct_reads = await self.backends.rooms.direct_reads(user.id)
+            standings, direct = await self.reading.standings(user.id, memberships, direct_reads)
             self.metrics.replay_messages.observe(len(messages))
             # The batch gathering now (perhaps with our own join) gives us
             # only what it announces after this read of the list.
@@ -221,14 +258,22 @@ class Hub:
             await self.close_session(conn_id, user, subscription)
             raise
         welcome = Welcome(
-            user, identity.token, online, last_id, self.log.epoch, recovered, self._limits
+            user,
+            identity.token,
+            online,
+            last_id,
+            self.log.epoch,
+            recovered,
+            self._limits,
+            standings,
+            direct,
         )
         # Only encoded lines outlive this call: the welcome's online list
         # alone is O(users), and it must not stay alive per connection. It
         # comes encoded (one fragment per user, kept by the board), so the
         # welcome costs a join of strings, not an encoding of everyone.
         lines = [encode(welcome)]
-        lines += [encode(MessageFrame(m)) for m in messages]
+        lines += [encode(MessageFrame(m, name_general=True)) for m in messages]
         return Opening(user, subscription, lines, last_id, identity.errors)
 
     async def _attach(self, conn_id: ConnId, identity: Identity, *, exact: bool) -> User:
@@ -263,7 +308,9 @@ class Hub:
             raise
         return user
 
-    async def close_session(self, conn_id: ConnId, user: User, subscription: Subscription) -> None:
+    async def close_session(
+        self, conn_id: ConnId, user: User, subscription: RoomSubscription
+    ) -> None:
         """Undo :meth:`open_session`: stop delivery and clear typing at once;
         count the connection out, and if it was the user's last anywhere,
         announce the leave once the grace is over. Shielded and bounded, as it

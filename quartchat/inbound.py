@@ -11,7 +11,7 @@ an error frame that names what went wrong).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 import trio
@@ -45,6 +45,7 @@ from .protocol import (
     Typing,
     parse_frame,
 )
+from .protocol_rooms import ROOM_FRAMES
 
 log = logging.getLogger(__name__)
 # A store that is away fails every frame of every socket: one line per kind a second.
@@ -128,6 +129,7 @@ class Inbound:
         "_history_max",
         "_policy",
         "_reply",
+        "_rooms",
         "_run_most",
         "_transport",
         "_user_id",
@@ -141,6 +143,7 @@ class Inbound:
         user_id: str,
         policy: FramePolicy,
         reply: Callable[[ServerFrame], None],
+        rooms: Collection[str] = (),
     ) -> None:
         self._chat = chat
         self._transport = transport
@@ -148,6 +151,8 @@ class Inbound:
         self._user_id = user_id
         self._policy = policy
         self._reply = reply
+        #: The rooms the connection gets the events of (the broker keeps it current).
+        self._rooms = rooms
         self._history_max = chat.settings.history_max
         self._run_most = min(SEND_RUN_MAX, max(1, chat.settings.queue_size // 2))
 
@@ -170,7 +175,7 @@ class Inbound:
             # send does: the client knows which one to send again.
             return FrameError("rate_limited", "too many frames; slow down", _offset_of(text))
         try:
-            return parse_frame(text, history_max=self._history_max)
+            return parse_frame(text, history_max=self._history_max, rooms=True)
         except FrameError as exc:
             if exc.code in CLIENT_FAULTS:
                 self._policy.strike()
@@ -194,7 +199,7 @@ class Inbound:
             run.append(frame)
         outcomes: Sequence[Posted | FrameError | StoreError]
         try:
-            outcomes = await self._chat.post_many(self._conn_id, self._user_id, run)
+            outcomes = await self._chat.post_many(self._conn_id, self._user_id, run, self._rooms)
         except StoreError as exc:  # before anything was queued: the whole run failed
             outcomes = [exc] * len(run)
         for send, outcome in zip(run, outcomes, strict=True):
@@ -219,6 +224,7 @@ class Inbound:
     def _refuse(self, frame: object, exc: FrameError | StoreError) -> None:
         """Answer ``frame``, which failed with ``exc``, with an error frame."""
         offset = frame.client_offset if isinstance(frame, Send) else None
+        ref = frame.ref if isinstance(frame, ROOM_FRAMES) else None
         if isinstance(exc, FrameError):
             if exc.code in CLIENT_FAULTS:
                 self._policy.strike()
@@ -226,20 +232,24 @@ class Inbound:
         elif isinstance(exc, Unavailable):
             # Redis is away: nothing was stored or acked; the client retries.
             log.warning("a %s frame found the store away: %s", type(frame).__name__, exc)
-            error = FrameError("unavailable", "the store is unreachable; retry", offset)
+            error = FrameError("unavailable", "the store is unreachable; retry", offset, ref=ref)
         else:
             # The server's fault, not the client's: the socket stays open and
             # the client retries (a send with the same client_offset).
             # The store logs its failures, once per kind at a time: a full disk
             # fails every send, and a line (or a traceback) each fills the log.
             log.debug("store failed on a %s frame: %s", type(frame).__name__, exc)
-            error = FrameError("internal", "the server could not reach its store; retry", offset)
+            error = FrameError(
+                "internal", "the server could not reach its store; retry", offset, ref=ref
+            )
+        if error.ref is None:
+            error.ref = ref
         self._reply(error_frame(self._chat, error))
 
     async def _dispatch(self, frame: object) -> None:
         match frame:
             case Typing():
-                await self._chat.typing(self._conn_id, self._user_id, frame.active, frame.to)
+                await self._chat.typing(self._conn_id, self._user_id, frame, self._rooms)
             case Nick():
                 await self._chat.rename(self._user_id, frame.nick)
             case History():
@@ -248,6 +258,10 @@ class Inbound:
                 self._reply(Pong())
             case Hello():
                 raise FrameError("bad_request", "hello was already received")
+            case _ if isinstance(frame, ROOM_FRAMES):
+                answer = await self._chat.rooms_frame(self._conn_id, self._user_id, frame)
+                if answer is not None:
+                    self._reply(answer)
 
 
 def _offset_of(raw: str) -> str | None:

@@ -1,19 +1,21 @@
-"""Sends, from a connection's frames to acks: drafts, the group commit, the
-send limits, and the wait for the tail so that an ack follows the messages
-below it."""
+"""Sends, from a connection's frames to acks: drafts (the room checked, the
+mentions resolved), the group commit, the send limits, and the wait for the
+tail so that an ack follows the messages below it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from .announcer import Announcer
 from .backends.base import Bucket, ConnId, Identities, RateLimited
 from .committer import Committer
 from .config import Settings
 from .errors import FrameError, StoreError
-from .models import Draft, Posted, User
+from .mention_lookup import MentionLookup
+from .models import GENERAL, Draft, Posted, User
 from .online_records import OnlineRecords
 from .protocol import Send
+from .room_desk import RoomDesk
 from .tail_relay import TailRelay
 from .typing_relay import TypingRelay
 
@@ -28,6 +30,8 @@ class Posting:
         typing: TypingRelay,
         announcer: Announcer,
         relay: TailRelay,
+        desk: RoomDesk,
+        mentions: MentionLookup,
     ) -> None:
         self._settings = settings
         self._committer = committer
@@ -36,12 +40,20 @@ class Posting:
         self._typing = typing
         self._announcer = announcer
         self._relay = relay
+        self._desk = desk
+        self._mentions = mentions
 
     async def post_many(
-        self, conn_id: ConnId, user_id: str, sends: Sequence[Send]
+        self,
+        conn_id: ConnId,
+        user_id: str,
+        sends: Sequence[Send],
+        rooms: Collection[str] = (),
     ) -> list[Posted | FrameError | StoreError]:
         """Store consecutive sends of one connection; return, in their order,
         what to ack or why not, once every stored one may be acked.
+        ``rooms`` are those the connection gets the events of (besides
+        ``general``): a send to another is checked with the directory.
 
         They are queued together, so they share commits instead of waiting
         for one each. Each fails alone: a :class:`FrameError` (``rate_limited``,
@@ -57,7 +69,7 @@ class Posting:
         drafts: list[Draft | FrameError] = []
         for send in sends:
             try:
-                drafts.append(await self._draft(conn_id, sender, send))
+                drafts.append(await self._draft(conn_id, sender, send, rooms))
             except FrameError as exc:
                 drafts.append(exc)
         queued = [(draft, bucket) for draft in drafts if isinstance(draft, Draft)]
@@ -71,17 +83,36 @@ class Posting:
             await self._relay.relayed_past(max(stored))
         return outcomes
 
-    async def _draft(self, conn_id: ConnId, sender: User, send: Send) -> Draft:
+    async def _draft(
+        self, conn_id: ConnId, sender: User, send: Send, rooms: Collection[str]
+    ) -> Draft:
         """What to store for ``send``; raises ``unknown_user`` for a private
-        message to nobody."""
+        message to nobody, ``not_member`` or ``unknown_room`` for a room the
+        sender is not in."""
         recipient = None
         if send.to is not None:
             recipient = await self._online.get(send.to) or await self._identities.get_user(send.to)
             if recipient is None:
                 raise FrameError("unknown_user", "no user with that id", send.client_offset)
-        self._typing.stop((sender.id, send.to))
+        elif send.room != GENERAL and send.room not in rooms:
+            assert send.room is not None
+            try:  # the connection may not have seen its join relayed yet
+                await self._desk.member_of(send.room, sender.id)
+            except FrameError as exc:
+                exc.client_offset = send.client_offset
+                raise
+        mentions = await self._mentions.find(send.room, send.text)
+        self._typing.stop((sender.id, send.to, send.room))
         self._announcer.before_frames_of(sender.id)  # their join before their message
-        return Draft(sender, send.client_offset, send.text, recipient, origin=conn_id)
+        return Draft(
+            sender,
+            send.client_offset,
+            send.text,
+            recipient,
+            origin=conn_id,
+            room=send.room,
+            mentions=mentions,
+        )
 
 
 def _refused_if_limited(

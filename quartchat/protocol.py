@@ -110,11 +110,15 @@ class History:
     limit: int
     #: Addition to v1: only the private conversation with this user.
     with_user: str | None
-    #: Addition in 1.1, as :attr:`Send.room` (None with ``with_user``).
+    #: Addition in 1.1: only this room's messages. None, with no
+    #: ``with_user`` either, is version 1's view: ``general`` and the
+    #: user's private messages (unlike a send's, an absent room is not
+    #: ``general`` alone).
     room: str | None = None
 
     def __post_init__(self) -> None:
-        _set(self, "room", room_of(self.room, self.with_user))
+        if self.room is not None and self.with_user is not None:
+            raise ValueError("a private conversation is in no room")
 
 
 @dataclass(frozen=True, slots=True)

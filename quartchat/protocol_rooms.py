@@ -96,6 +96,8 @@ class MarkRead:
 RoomFrame = (
     RoomCreate | RoomJoin | RoomLeave | RoomInvite | RoomsRequest | MembersRequest | MarkRead
 )
+#: The records of :data:`RoomFrame`, for ``isinstance``.
+ROOM_FRAMES = (RoomCreate, RoomJoin, RoomLeave, RoomInvite, RoomsRequest, MembersRequest, MarkRead)
 
 
 def parse_ref(fields: Fields) -> str | None:

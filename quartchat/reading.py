@@ -1,23 +1,49 @@
-"""Reading the log for a user: the replay a new connection is owed, and
-history pages, paid for from the user's history budget."""
+"""Reading the log for a user: the replay a new connection is owed, history
+pages (paid for from the user's history budget, of rooms the user is in),
+and a room's backlog for a member who just joined."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 
-from .backends.base import GENERAL_ONLY, MessageLog, RateLimits
+from .backends.base import GENERAL_ONLY, Identities, MessageLog, RateLimits
 from .config import Settings
 from .errors import FrameError
-from .models import Message
+from .models import Membership, Message
 from .protocol import Hello, History, HistoryPage
+from .protocol_rooms import DirectStanding, RoomStanding
 
 
 class Reading:
-    def __init__(self, settings: Settings, log: MessageLog, limits: RateLimits) -> None:
+    def __init__(
+        self, settings: Settings, log: MessageLog, limits: RateLimits, identities: Identities
+    ) -> None:
         self._settings = settings
         self._log = log
         self._limits = limits
+        self._identities = identities
+
+    async def standings(
+        self, user_id: str, memberships: Sequence[Membership], direct_reads: Mapping[str, int]
+    ) -> tuple[list[RoomStanding], list[DirectStanding]]:
+        """What ``welcome`` tells of the user's rooms (each with the unread
+        messages from others after their read marker, and the mentions of
+        them among those) and of their private conversations with unread
+        messages (``direct_reads``: the markers, by the other's id)."""
+        markers = {m.room.id: m.read_id for m in memberships}
+        unread = await self._log.unread(user_id, markers, direct_reads)
+        rooms = [
+            RoomStanding(m, unread.rooms[m.room.id].unread, unread.rooms[m.room.id].mentions)
+            if m.room.id in unread.rooms
+            else RoomStanding(m, 0, 0)
+            for m in memberships
+        ]
+        direct: list[DirectStanding] = []
+        for other, count in unread.direct.items():
+            if count and (user := await self._identities.get_user(other)) is not None:
+                direct.append(DirectStanding(user, direct_reads[other], count))
+        return rooms, direct
 
     async def replay(
         self, user_id: str, hello: Hello, rooms: Collection[str] = GENERAL_ONLY
@@ -32,6 +58,16 @@ class Reading:
             return replay.messages, replay.last_id, False
         replay = await self._log.read_after(user_id, cursor, self._settings.replay_limit, rooms)
         return replay.messages, replay.last_id, replay.complete
+
+    async def backlog(self, user_id: str, room: str, up_to: int) -> HistoryPage:
+        """The newest messages of ``room`` up to ``up_to`` (a join's place in
+        the log: later ones come live), for a user who joined it. Not paid
+        for: the server sends it, once per join."""
+        before = up_to + 1
+        messages, has_more = await self._log.history(
+            user_id, before, self._settings.backlog, None, room
+        )
+        return HistoryPage(messages, has_more, None, None, room=room, name_general=True)
 
     async def history(self, user_id: str, request: History) -> HistoryPage:
         """A page of history, paid for first from the user's history budget.
@@ -56,6 +92,13 @@ class Reading:
                 retry_after=retry_after,
             )
         messages, has_more = await self._log.history(
-            user_id, request.before_id, request.limit, request.with_user
+            user_id, request.before_id, request.limit, request.with_user, request.room
         )
-        return HistoryPage(messages, has_more, request.before_id, request.with_user)
+        return HistoryPage(
+            messages,
+            has_more,
+            request.before_id,
+            request.with_user,
+            room=request.room,
+            name_general=True,
+        )

@@ -14,7 +14,10 @@ most one frame per flush window, holding everything queued meanwhile
 Ordering: the hub subscribes the session *before* it reads what it missed
 from the log, so nothing committed meanwhile falls between the two; the
 writer then sends the replay and skips queued messages at or below the
-replay's snapshot.
+replay's snapshot. After a ``member`` notice that the user joined (or was
+invited into) a room, the writer reads and sends the room's backlog up to
+the join, as a ``history`` frame: later messages of the room come live, so
+the ids of ``message`` frames still only increase.
 
 The session speaks to the socket only through :class:`Transport`, so tests
 can drive it with a fake and :mod:`quartchat.app` adapts Quart's websocket.
@@ -24,11 +27,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
 
-from .broker import Event, Subscription
+from .broker import Event, MemberEvent, RoomSubscription
 from .chat import Chat, Opening
 from .errors import (
     GOING_AWAY,
@@ -61,6 +65,14 @@ MAX_FRAME_BYTES = 64 * 1024
 CLOSE_TIMEOUT = 2.0
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """In the queue: send the newest messages of ``room`` up to ``up_to`` here."""
+
+    room: str
+    up_to: int
+
+
 class Transport(Receiving, Protocol):
     async def send(self, data: str) -> None: ...
 
@@ -91,7 +103,7 @@ class Session:
         self.transport = transport
         self.conn_id = chat.new_conn_id()
         self.user_id = ""
-        self._outbox = Outbox[str | Event](self.settings.queue_size)
+        self._outbox = Outbox[str | Event | Backlog](self.settings.queue_size)
         self._scope = trio.CancelScope()
         self._close: CloseConnection | None = None
         #: The writer's task, woken early from its flush window by a reply.
@@ -146,7 +158,13 @@ class Session:
             lines, opening.lines = opening.lines, []
             lines += [encode(error_frame(self.chat, e)) for e in opening.errors]
             inbound = Inbound(
-                self.chat, self.transport, self.conn_id, self.user_id, self._policy, self._reply
+                self.chat,
+                self.transport,
+                self.conn_id,
+                self.user_id,
+                self._policy,
+                self._reply,
+                opening.subscription.rooms,
             )
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._guarded, self._write, lines, opening.cursor)
@@ -201,10 +219,10 @@ class Session:
 
     # ----- outbound ------------------------------------------------------------
 
-    def _subscribe(self, user_id: str) -> Subscription:
+    def _subscribe(self, user_id: str) -> RoomSubscription:
         """Called by the hub once it knows whose session this is."""
         self.user_id = user_id
-        return self.chat.subscribe(self._deliver)
+        return self.chat.subscribe(self._deliver, user_id)
 
     def _deliver(self, event: Event) -> None:
         """Broker callback: queue ``event`` if it is for us; never blocks."""
@@ -212,8 +230,14 @@ class Session:
             self._queue(event)
         elif (part := event.part_for(self.conn_id)) is not None:
             self._queue(part)
+        else:
+            return
+        if isinstance(event, MemberEvent) and event.backlog is not None:
+            user_id, room, up_to = event.backlog
+            if user_id == self.user_id:
+                self._queue(Backlog(room, up_to))
 
-    def _queue(self, item: str | Event) -> None:
+    def _queue(self, item: str | Event | Backlog) -> None:
         self.chat.pacer.queued += 1  # how the pacer tells a busy worker
         if not self._outbox.put(item):
             self._cut(CloseConnection(TOO_SLOW, "too slow: outbound queue overflowed"))
@@ -250,6 +274,10 @@ class Session:
                     if isinstance(item, str):
                         lines.append(item)
                         continue
+                    if isinstance(item, Backlog):
+                        await self._send_lines(lines, messages)
+                        lines, messages = [await self._backlog(item)], 0
+                        continue
                     if item.message_id is not None:
                         if item.message_id <= cursor:
                             continue  # already sent in the replay
@@ -258,6 +286,17 @@ class Session:
                     lines.append(item.line)
                 await self._send_lines(lines, messages)
                 await pacer.wait_turn()
+
+    async def _backlog(self, backlog: Backlog) -> str:
+        """The room's backlog as a ``history`` frame; if the store cannot
+        say, an error naming the room (the page asks for its history)."""
+        try:
+            page = await self.chat.backlog(self.user_id, backlog.room, backlog.up_to)
+        except StoreError as exc:
+            log.debug("could not read the backlog of %s: %s", backlog.room, exc)
+            error = FrameError("unavailable", f"could not read the backlog of {backlog.room}")
+            return encode(error_frame(self.chat, error))
+        return encode(page)
 
     async def _send_lines(self, lines: list[str], messages: int) -> None:
         """Send ``lines`` (``messages`` of them chat messages) in as few frames

@@ -10,15 +10,16 @@ import trio
 from .announcer import Announcer
 from .backends.base import ConnId, EventBus
 from .broker import Event
-from .models import User
+from .models import GENERAL, User
 from .online_records import OnlineRecords
 from .protocol import TypingNotice
 
 #: Typing relays per user and conversation are at most this often.
 TYPING_RELAY_INTERVAL = 1.0
 
-#: A typing state: the typist, and the private conversation (None: the room).
-TypingKey = tuple[str, str | None]
+#: A typing state: the typist, and the private conversation's other user
+#: or (None there) the room typed in.
+TypingKey = tuple[str, str | None, str | None]
 
 
 @dataclass(slots=True)
@@ -48,9 +49,12 @@ class TypingRelay:
             task_status.started()
             await trio.sleep_forever()
 
-    async def typing(self, conn_id: ConnId, user_id: str, active: bool, to: str | None) -> None:
-        """Relay a typing state; the server clears it after the timeout."""
-        key = (user_id, to)
+    async def typing(
+        self, conn_id: ConnId, user_id: str, active: bool, to: str | None, room: str | None = None
+    ) -> None:
+        """Relay a typing state (in ``room``, or to ``to``); the server
+        clears it after the timeout."""
+        key = (user_id, to, None if to is not None else room or GENERAL)
         if not active:
             self.stop(key)
             return
@@ -72,7 +76,7 @@ class TypingRelay:
             if now - entry.relayed_at < TYPING_RELAY_INTERVAL:
                 return
             entry.relayed_at = now
-        self._publish(user, to, active=True)
+        self._publish(user, key, active=True)
 
     def stop(self, key: TypingKey) -> None:
         """Clear a typing state, telling its audience, if there is one."""
@@ -80,7 +84,7 @@ class TypingRelay:
         if entry is None:
             return
         entry.scope.cancel()
-        self._publish(entry.user, key[1], active=False)
+        self._publish(entry.user, key, active=False)
 
     def stop_connection(self, conn_id: ConnId, user_id: str) -> None:
         """Clear the typing states a closing connection set."""
@@ -94,8 +98,12 @@ class TypingRelay:
         if self._typing.get(key) is entry:
             self.stop(key)
 
-    def _publish(self, user: User, to: str | None, *, active: bool) -> None:
+    def _publish(self, user: User, key: TypingKey, *, active: bool) -> None:
+        """Tell the notice's audience: ``to`` alone, or the room's members
+        (the broker delivers a room's events to its members only)."""
+        _, to, room = key
         only = None if to is None else frozenset((to,))
-        notice = TypingNotice(user, active, to)
+        # General's notices stay version 1's, with no room named.
+        notice = TypingNotice(user, active, to, None if room == GENERAL else room)
         self._announcer.before_frames_of(user.id)  # their join before their typing
-        self._bus.publish(Event.of(notice, only_users=only, skip_user=user.id))
+        self._bus.publish(Event.of(notice, only_users=only, skip_user=user.id, room=room))

@@ -97,6 +97,8 @@ async def test_a_message_is_acked_after_commit_and_never_echoed(
             "to": None,
             "text": "hi",
             "ts": ack["ts"],
+            # Protocol 1.1's one addition to a version-1 message: its room.
+            "room": "general",
         }
     assert await alice.quiet() == []  # the sender's own connection gets only the ack
 
@@ -200,7 +202,7 @@ async def test_history_pages_back_through_everything(
     page = await alice.expect("history")
     assert [m["id"] for m in page["messages"]] == ids[4:]
     assert page["has_more"] is True
-    assert set(page["messages"][0]) == {"id", "from", "to", "text", "ts"}
+    assert set(page["messages"][0]) == {"id", "from", "to", "text", "ts", "room"}
     await alice.send(type="history", before_id=ids[4], limit=10)
     page = await alice.expect("history")
     assert [m["id"] for m in page["messages"]] == ids[:4]

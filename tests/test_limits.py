@@ -21,6 +21,7 @@ from quartchat.config import Settings
 from quartchat.hub import Hub
 from quartchat.limits import TokenBucket
 from quartchat.models import User
+from quartchat.protocol import Typing
 
 TYPING_TIMEOUT = 5.0
 
@@ -107,7 +108,7 @@ async def test_a_typing_indicator_is_cleared_after_the_timeout(
     bob_heard = await typing_heard_by(hub, "w.2", bob)
     start = trio.current_time()
 
-    await hub.typing("w.1", alice.id, True, None)
+    await hub.typing("w.1", alice.id, Typing(True, None), ())
     await trio.sleep(3 * TYPING_TIMEOUT)
 
     assert bob_heard == [(start, True), (start + TYPING_TIMEOUT, False)]
@@ -121,9 +122,9 @@ async def test_a_new_typing_frame_pushes_the_timeout_back(
     bob_heard = await typing_heard_by(hub, "w.2", bob)
     start = trio.current_time()
 
-    await hub.typing("w.1", alice.id, True, None)
+    await hub.typing("w.1", alice.id, Typing(True, None), ())
     await trio.sleep(TYPING_TIMEOUT - 1)
-    await hub.typing("w.1", alice.id, True, None)  # still typing: refreshed, and relayed again
+    await hub.typing("w.1", alice.id, Typing(True, None), ())  # still typing: refreshed, and relayed again
     refreshed = trio.current_time()
     await trio.sleep(3 * TYPING_TIMEOUT)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import trio
 
@@ -56,6 +56,34 @@ class Committed:
 
     message: Message
     origin: ConnId
+
+
+MemberEventKind = Literal["join", "leave", "invite", "kick"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChange:
+    """A membership change, as the log's tail hands it out at its place among
+    the messages: every worker applies it to its connections in that order,
+    so a message committed after a kick never reaches the kicked user, and
+    one committed after a join reaches the new member live.
+
+    It is not a message: it takes no id, and no replay or history holds it
+    (a new connection reads the memberships in force from the directory).
+    ``after_id`` is its place: the newest message id when it was noted."""
+
+    event: MemberEventKind
+    room: Room
+    user: User
+    by: User
+    after_id: int = 0
+    #: The connection that asked for it, whose copy carries ``ref``.
+    origin: ConnId = ""
+    ref: str | None = None
+
+
+#: What the log's tail hands out, in order: messages and membership changes.
+LogEntry = Committed | MemberChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,10 +223,17 @@ class MessageLog(Protocol):
         are). A self-mention is not counted; mentions in private messages
         are kept with the message but not counted."""
 
-    def tail(self, after_id: int) -> AsyncIterator[list[Committed]]:
+    async def note_change(self, change: MemberChange) -> MemberChange:
+        """Place ``change`` in the log after the newest committed message, for
+        every tail to hand out in that order; returns it with its
+        ``after_id``. Called once the room directory holds the change, so a
+        tail that has handed it out never disagrees with the directory."""
+
+    def tail(self, after_id: int) -> AsyncIterator[list[LogEntry]]:
         """Every message committed with an id above ``after_id``, by anyone,
-        in id order and in batches, for ever; across an outage of the
-        backend it resumes where it stopped. One per worker, not per socket."""
+        and every change noted since, in log order and in batches, for
+        ever; across an outage of the backend it resumes where it stopped.
+        One per worker, not per socket."""
 
     async def last_id(self) -> int:
         """The newest committed id (0 for an empty log)."""

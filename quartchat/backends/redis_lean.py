@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import cast
 
@@ -111,6 +111,27 @@ class LeanConnection:
         # [[key, [[id, [field, value, ...]], ...]]]: one stream was asked for.
         ((_, entries),) = cast(list[tuple[str, list[Entry]]], reply)
         return [(entry_id, fields) for entry_id, fields in entries]
+
+    async def xread_many(
+        self, after: Mapping[str, str], count: int, block_ms: int
+    ) -> dict[str, list[Entry]]:
+        """Entries of each stream of ``after`` (key to the id to read after),
+        at most ``count`` of each, in one read (one moment's view of all),
+        waiting up to ``block_ms`` for one; streams with none are absent."""
+        keys = list(after)
+        reply = await self.call(
+            "XREAD", "COUNT", count, "BLOCK", block_ms, "STREAMS", *keys, *after.values(),
+            blocks_for=block_ms / 1000,
+        )  # fmt: skip
+        if reply is None:  # the block ran out
+            return {}
+        found = cast(list[tuple[str, list[Entry]]], reply)
+        return {key: [(entry_id, fields) for entry_id, fields in entries] for key, entries in found}
+
+    async def newest_id(self, key: str) -> str:
+        """The id of stream ``key``'s newest entry, or ``0-0`` when it has none."""
+        reply = cast(list[Entry], await self.call("XREVRANGE", key, "+", "-", "COUNT", 1))
+        return reply[0][0] if reply else "0-0"
 
     async def run_script(
         self, script: str, keys: Sequence[str], args: Sequence[str | int | float]

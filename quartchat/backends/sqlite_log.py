@@ -5,11 +5,19 @@ commit the new messages (with the connection each came from) go into an
 in-memory ring, and every tail reads the ring from its own position. A tail
 that falls further behind than the ring holds re-reads the store by id, so
 it loses nothing; it just pays for a query.
+
+Membership changes (:class:`~quartchat.backends.base.MemberChange`) go into
+the same ring, after the newest message, and are not stored: the room
+directory holds the memberships in force. A tail so far behind that the ring
+no longer holds a change it missed would miss that change; the one tail is
+this process's relay, which never falls 4096 entries behind while the event
+loop runs.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
@@ -25,6 +33,8 @@ from .base import (
     GENERAL_ONLY,
     Bucket,
     Committed,
+    LogEntry,
+    MemberChange,
     RateLimited,
     RateLimits,
     Replay,
@@ -59,7 +69,12 @@ class SqliteLog:
         #: Where the drafts' send buckets are spent (the worker's own limits).
         self._limits = limits if limits is not None else LocalLimits()
         self.epoch = store.epoch
-        self._ring: deque[Committed] = deque()
+        #: Each entry with its place: a message at ``(id, 0)``; a change
+        #: after the message it followed, at ``(after_id, n)`` with n > 0.
+        self._ring: deque[tuple[tuple[int, int], LogEntry]] = deque()
+        #: The newest committed id, and the count that orders changes.
+        self._last_id = last_id
+        self._changes = itertools.count(1)
         #: Every message with an id at or below this is in the store only
         #: (committed before this log opened, or pushed out of the ring).
         self._store_only_up_to = last_id
@@ -117,32 +132,44 @@ class SqliteLog:
         results = iter(posted)
         return [RateLimited() if refused else next(results) for refused in limited]
 
-    def _publish(self, committed: list[Committed]) -> None:
-        if not committed:
+    async def note_change(self, change: MemberChange) -> MemberChange:
+        async with self._appending:  # after every message committed so far
+            noted = dataclasses.replace(change, after_id=self._last_id)
+            self._publish([noted])
+        return noted
+
+    def _publish(self, entries: Sequence[LogEntry]) -> None:
+        if not entries:
             return
-        for item in committed:
+        for item in entries:
             if len(self._ring) == RING_SIZE:
-                self._store_only_up_to = self._ring.popleft().message.id
-            self._ring.append(item)
+                (gone, _), _ = self._ring.popleft()
+                self._store_only_up_to = max(self._store_only_up_to, gone)
+            if isinstance(item, Committed):
+                self._last_id = item.message.id
+                place = (item.message.id, 0)
+            else:
+                place = (item.after_id, next(self._changes))
+            self._ring.append((place, item))
         self._grew.set()
         self._grew = trio.Event()
 
-    async def tail(self, after_id: int) -> AsyncIterator[list[Committed]]:
+    async def tail(self, after_id: int) -> AsyncIterator[list[LogEntry]]:
         """Ends when the log closes."""
-        position = after_id
+        position = (after_id, 0)
         while not self._closing:
-            if position < self._store_only_up_to:
-                missed = await self.store.committed_after(position, RING_SIZE)
+            if position[0] < self._store_only_up_to:
+                missed = await self.store.committed_after(position[0], RING_SIZE)
                 if missed:
-                    position = missed[-1].id
+                    position = (missed[-1].id, 0)
                     yield [Committed(message, "") for message in missed]
                     continue
-                position = self._store_only_up_to
-            start = bisect.bisect_right(self._ring, position, key=_committed_id)
+                position = (self._store_only_up_to, 0)
+            start = bisect.bisect_right(self._ring, position, key=_place)
             if start < len(self._ring):
                 fresh = list(itertools.islice(self._ring, start, None))
-                position = fresh[-1].message.id
-                yield fresh
+                position = fresh[-1][0]
+                yield [entry for _, entry in fresh]
                 continue
             await self._grew.wait()
 
@@ -191,5 +218,5 @@ class SqliteLog:
         return await self.store.prune_silent_users(created_before, keep)
 
 
-def _committed_id(item: Committed) -> int:
-    return item.message.id
+def _place(item: tuple[tuple[int, int], LogEntry]) -> tuple[int, int]:
+    return item[0]
