@@ -124,7 +124,8 @@ async def test_a_new_typing_frame_pushes_the_timeout_back(
 
     await hub.typing("w.1", alice.id, Typing(True, None), ())
     await trio.sleep(TYPING_TIMEOUT - 1)
-    await hub.typing("w.1", alice.id, Typing(True, None), ())  # still typing: refreshed, and relayed again
+    # Still typing: refreshed, and relayed again.
+    await hub.typing("w.1", alice.id, Typing(True, None), ())
     refreshed = trio.current_time()
     await trio.sleep(3 * TYPING_TIMEOUT)
 

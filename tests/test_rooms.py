@@ -206,7 +206,7 @@ async def test_members_and_rooms_answers(server: RunningServer, clients: Clients
     await bob.send(type="rooms")
     listed = await bob.expect("rooms", ignore=frozenset({"presence", "member", "history"}))
     by_id = {r["id"]: r for r in listed["rooms"]}
-    assert by_id[room["id"]]["members"] == 2 and list(by_id)[0] == "general"
+    assert by_id[room["id"]]["members"] == 2 and next(iter(by_id)) == "general"
     await bob.send(type="room_invite", room=room["id"], user=alice.user["id"], ref="i")
     error = await bob.expect("error", ignore=frozenset({"presence", "member", "history"}))
     assert (error["code"], error["ref"]) == ("forbidden", "i")
