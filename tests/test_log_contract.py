@@ -26,6 +26,8 @@ from quartchat.backends import sqlite_log
 from quartchat.backends.base import (
     Bucket,
     Committed,
+    LogEntry,
+    MemberChange,
     MessageLog,
     RateLimited,
     Replay,
@@ -37,7 +39,7 @@ from quartchat.backends.redis_log import RedisLog
 from quartchat.backends.sqlite_log import SqliteLog
 from quartchat.errors import StoreError, Unavailable
 from quartchat.migrate import copy_to_redis
-from quartchat.models import GENERAL, Draft, Message, Posted, User
+from quartchat.models import GENERAL, Draft, Message, Posted, Room, RoomKind, User
 from quartchat.store import Store, now_ms
 from redis_server import RedisServer
 
@@ -123,9 +125,9 @@ async def say(
     return posted.message
 
 
-async def take(tail: AsyncIterator[list[Committed]], count: int) -> list[Committed]:
-    """The next ``count`` messages from a tail (fails if it ever gives more)."""
-    got: list[Committed] = []
+async def take(tail: AsyncIterator[list[LogEntry]], count: int) -> list[LogEntry]:
+    """The next ``count`` entries from a tail (fails if it ever gives more)."""
+    got: list[LogEntry] = []
     with trio.fail_after(PATIENCE):
         while len(got) < count:
             got += await anext(tail)
@@ -832,3 +834,40 @@ async def test_retention_drops_room_indexes_and_mentions_with_their_messages(
         assert await redis.xlen("test:pub") + await redis.xlen("test:pub:r-design") + (
             await redis.xlen("test:pub:r-ops")
         ) == await redis.xlen("test:log")
+
+
+# ----- membership changes on the tail -----------------------------------------
+
+
+async def test_a_membership_change_is_tailed_at_its_place_among_the_messages(
+    log: MessageLog,
+) -> None:
+    """A change noted between two messages comes out between them, with the
+    newest id before it as its place, on a tail started before any of them;
+    no replay or history holds it (it is not a message)."""
+    alice, bob = await users(log, "alice", "bob")
+    room = Room("r1", "design", RoomKind.PUBLIC, "")
+    async with aclosing(log.tail(await log.last_id())) as tail:
+        first = await say(log, alice, "before")
+        noted = await log.note_change(MemberChange("kick", room, bob, alice, origin="w.1", ref="k"))
+        assert noted.after_id == first.id
+        second = await say(log, alice, "after")
+        entries = await take(tail, 3)
+    assert [type(e) for e in entries] == [Committed, MemberChange, Committed]
+    assert isinstance(entries[0], Committed) and entries[0].message.id == first.id
+    assert entries[1] == noted
+    assert isinstance(entries[2], Committed) and entries[2].message.id == second.id
+    replay = await log.read_after(bob.id, 0, 10)
+    assert [m.id for m in replay.messages] == [first.id, second.id]
+
+
+async def test_changes_noted_back_to_back_keep_their_order(log: MessageLog) -> None:
+    alice, bob = await users(log, "alice", "bob")
+    room = Room("r1", "design", RoomKind.PRIVATE, "topic ✓")
+    async with aclosing(log.tail(await log.last_id())) as tail:
+        await log.note_change(MemberChange("invite", room, bob, alice))
+        await log.note_change(MemberChange("kick", room, bob, alice))
+        await log.note_change(MemberChange("join", room, bob, bob))
+        entries = await take(tail, 3)
+    assert [e.event for e in entries if isinstance(e, MemberChange)] == ["invite", "kick", "join"]
+    assert all(isinstance(e, MemberChange) and e.room == room for e in entries)

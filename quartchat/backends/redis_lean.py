@@ -128,11 +128,6 @@ class LeanConnection:
         found = cast(list[tuple[str, list[Entry]]], reply)
         return {key: [(entry_id, fields) for entry_id, fields in entries] for key, entries in found}
 
-    async def newest_id(self, key: str) -> str:
-        """The id of stream ``key``'s newest entry, or ``0-0`` when it has none."""
-        reply = cast(list[Entry], await self.call("XREVRANGE", key, "+", "-", "COUNT", 1))
-        return reply[0][0] if reply else "0-0"
-
     async def run_script(
         self, script: str, keys: Sequence[str], args: Sequence[str | int | float]
     ) -> object:

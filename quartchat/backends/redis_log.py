@@ -53,7 +53,6 @@ of :mod:`.redis_limits`), so a send costs one round trip, not two.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import secrets
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
@@ -62,8 +61,8 @@ from typing import Any, cast
 import coredis
 import trio
 
-from ..errors import StoreError, Unavailable
-from ..models import GENERAL, Draft, Message, Posted, Room, RoomKind, User
+from ..errors import StoreError
+from ..models import GENERAL, Draft, Message, Posted, User
 from ..store import hash_token, now_ms
 from .base import (
     GENERAL_ONLY,
@@ -80,17 +79,7 @@ from .base import (
 from .redis_client import CallGuard, LuaScript, redis_client, redis_errors
 from .redis_lean import LeanConnection
 from .redis_limits import KEY_PREFIX, TAKE_LIB
-
-#: Milliseconds a tail's XREAD blocks before asking again.
-TAIL_BLOCK_MS = 5_000
-#: Most messages one tail read hands out at once.
-TAIL_BATCH = 1_000
-#: Membership changes the ``changes`` Stream keeps (approximately): far more
-#: than a tail can fall behind by while it runs.
-CHANGES_KEPT = 10_000
-#: Seconds between a tail's attempts while Redis is away: doubling up to the max.
-RETRY_FIRST = 0.05
-RETRY_MAX = 2.0
+from .redis_tail import RedisTail
 
 # Shared by the scripts that write messages: XADD one message (its client
 # offset too, field 'c', so trimming can drop its dedup entry) to the log, its
@@ -378,13 +367,6 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
 """
 
-# Notes a membership change after the newest message. KEYS: last_id, changes.
-# ARGV: the change as JSON, the cap. Answers the change's stream id.
-_NOTE_CHANGE = """
-local at = redis.call('GET', KEYS[1]) or '0'
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], at .. '-*', 'j', ARGV[1])
-"""
-
 _SET_NICK = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'nick', ARGV[1]) end
 """
@@ -413,15 +395,14 @@ class RedisLog:
         self._limit_prefix = prefix + KEY_PREFIX
         self._max_messages = max_messages
         self._import_script = LuaScript(self._redis, _IMPORT)
-        self._note_script = LuaScript(self._redis, _NOTE_CHANGE)
         self._guard = CallGuard(self._redis, "the log")
         self._call = self._guard.call
         self.pages = RedisPages(self._redis, keys, self._guard)
         self.users = RedisUsers(self._redis, keys, self._guard)
         self._stop = trio.Event()
         self._stopped = trio.Event()
-        #: The reads tails are waiting in; closing cancels them.
-        self._tails: set[trio.CancelScope] = set()
+        #: The tail of messages and membership changes (one read for both).
+        self.follower = RedisTail(self._redis, self._following, self._guard, keys.key, _committed)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Hold the connection pool open (it lives in this task) until closed;
@@ -442,8 +423,7 @@ class RedisLog:
         """Refuse new calls, end the tails, wait for calls in flight, then
         close the pool."""
         self._guard.closing = True
-        for waiting in self._tails:
-            waiting.cancel()
+        self.follower.stop()
         await self._guard.drained()
         await self._appending.aclose()
         await self._following.aclose()
@@ -535,58 +515,10 @@ class RedisLog:
         return int(value or 0)
 
     async def note_change(self, change: MemberChange) -> MemberChange:
-        with self._call("note a membership change"):
-            stream_id = await self._note_script(
-                keys=[self._key("last_id"), self._key("changes")],
-                args=[_change_json(change), CHANGES_KEPT],
-            )
-        return dataclasses.replace(change, after_id=int(str(stream_id).split("-")[0]))
+        return await self.follower.note_change(change)
 
-    async def tail(self, after_id: int) -> AsyncIterator[list[LogEntry]]:
-        """Ends when the log closes: its waiting read is cancelled then.
-
-        One ``XREAD`` reads both Streams, so what it gets is one moment's
-        view of both; when one of them filled the batch, the other's entries
-        past the last one read are left for the next read."""
-        position = after_id
-        # Changes noted before this tail began are not its business (the
-        # directory holds them for the connections that start after).
-        changed_at: str | None = None
-        delay = RETRY_FIRST
-        log, changes = self._key("log"), self._key("changes")
-        while not self._guard.closing:
-            found: dict[str, list[Any]] = {}
-            with trio.CancelScope() as waiting:
-                self._tails.add(waiting)
-                try:
-                    if changed_at is None:
-                        changed_at = await self._following.newest_id(changes)
-                    found = await self._following.xread_many(
-                        {log: f"{position}-0", changes: changed_at}, TAIL_BATCH, TAIL_BLOCK_MS
-                    )
-                except Unavailable:
-                    await trio.sleep(delay)
-                    delay = min(delay * 2, RETRY_MAX)
-                    continue
-                finally:
-                    self._tails.discard(waiting)
-            delay = RETRY_FIRST
-            messages = [_committed(*entry) for entry in found.get(log, [])]
-            noted = [(_stream_place(sid), _change(flat)) for sid, flat in found.get(changes, [])]
-            if not messages and not noted:
-                continue
-            if len(messages) == TAIL_BATCH:  # more messages wait: changes past them too
-                last = messages[-1].message.id
-                noted = [(place, change) for place, change in noted if place[0] < last]
-            elif len(noted) == TAIL_BATCH and noted:  # more changes wait
-                last = noted[-1][0][0]
-                messages = [m for m in messages if m.message.id <= last]
-            batch = _merged(messages, noted)
-            if messages:
-                position = messages[-1].message.id
-            if noted:
-                changed_at = "{}-{}".format(*noted[-1][0])
-            yield batch
+    def tail(self, after_id: int) -> AsyncIterator[list[LogEntry]]:
+        return self.follower.tail(after_id)
 
     async def adopt_epoch(self, epoch: str) -> None:
         """Take another log's epoch, so its clients' cursors stay valid here;
@@ -859,57 +791,6 @@ def _message(stream_id: str, f: Mapping[str, str]) -> Message:
 def _committed(stream_id: str, flat: Sequence[str]) -> Committed:
     fields = _fields(flat)
     return Committed(_message(stream_id, fields), fields["o"])
-
-
-def _change_json(change: MemberChange) -> str:
-    room = change.room
-    return json.dumps(
-        {
-            "e": change.event,
-            "room": [room.id, room.name, room.kind.value, room.topic],
-            "user": [change.user.id, change.user.nick],
-            "by": [change.by.id, change.by.nick],
-            "o": change.origin,
-            "ref": change.ref,
-        },
-        ensure_ascii=False,
-    )
-
-
-def _change(flat: Sequence[str]) -> MemberChange:
-    record = json.loads(_fields(flat)["j"])
-    room_id, name, kind, topic = record["room"]
-    return MemberChange(
-        record["e"],
-        Room(room_id, name, RoomKind(kind), topic),
-        User(*record["user"]),
-        User(*record["by"]),
-        origin=record["o"],
-        ref=record["ref"],
-    )
-
-
-def _stream_place(stream_id: str) -> tuple[int, int]:
-    ms, _, seq = stream_id.partition("-")
-    return int(ms), int(seq)
-
-
-def _merged(
-    messages: list[Committed], noted: list[tuple[tuple[int, int], MemberChange]]
-) -> list[LogEntry]:
-    """Messages and changes in log order: a change at ``(n, k)`` after message ``n``."""
-    out: list[LogEntry] = []
-    changes = iter(noted)
-    pending = next(changes, None)
-    for committed in messages:
-        while pending is not None and pending[0][0] < committed.message.id:
-            out.append(dataclasses.replace(pending[1], after_id=pending[0][0]))
-            pending = next(changes, None)
-        out.append(committed)
-    while pending is not None:
-        out.append(dataclasses.replace(pending[1], after_id=pending[0][0]))
-        pending = next(changes, None)
-    return out
 
 
 def _posted(draft: Draft, result: Sequence[Any]) -> Posted | RateLimited:

@@ -1,0 +1,168 @@
+"""The Redis log's tail: every committed message and every membership
+change, in log order, for one worker's relay (see :mod:`.redis_log` for the
+keys).
+
+Changes live in their own Stream, ``changes``, each at ``<newest message
+id>-<n>`` (taken in one script with the newest id), so it sorts after the
+message it followed and before the next. One ``XREAD`` reads ``log`` and
+``changes`` together, one moment's view of both, and the tail merges them;
+when one Stream filled the batch, the other's entries past it wait for the
+next read, so the merge never puts a change before a message it followed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import coredis
+import trio
+
+from ..errors import Unavailable
+from ..models import Room, RoomKind, User
+from .base import Committed, LogEntry, MemberChange
+from .redis_client import CallGuard, LuaScript
+from .redis_lean import LeanConnection
+
+#: Milliseconds a tail's XREAD blocks before asking again.
+TAIL_BLOCK_MS = 5_000
+#: Most messages (and most changes) one tail read hands out at once.
+TAIL_BATCH = 1_000
+#: Membership changes the ``changes`` Stream keeps (approximately): far more
+#: than a tail can fall behind by while it runs.
+CHANGES_KEPT = 10_000
+#: Seconds between a tail's attempts while Redis is away: doubling up to the max.
+RETRY_FIRST = 0.05
+RETRY_MAX = 2.0
+
+# Notes a membership change after the newest message. KEYS: last_id, changes.
+# ARGV: the change as JSON, the cap. Answers the change's stream id.
+_NOTE_CHANGE = """
+local at = redis.call('GET', KEYS[1]) or '0'
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], at .. '-*', 'j', ARGV[1])
+"""
+
+#: Decodes a ``log`` entry (stream id, flat fields) into a committed message.
+DecodeMessage = Callable[[str, Sequence[str]], Committed]
+
+
+class RedisTail:
+    def __init__(
+        self,
+        redis: coredis.Redis[str],
+        following: LeanConnection,
+        guard: CallGuard,
+        key: Callable[[str], str],
+        decode: DecodeMessage,
+    ) -> None:
+        self._following = following
+        self._guard = guard
+        self._decode = decode
+        self._last_id, self._log, self._changes = key("last_id"), key("log"), key("changes")
+        self._note_script = LuaScript(redis, _NOTE_CHANGE)
+        #: The reads tails are waiting in; :meth:`stop` cancels them.
+        self._waiting: set[trio.CancelScope] = set()
+
+    def stop(self) -> None:
+        """End the tails (the log is closing: their waiting reads are cancelled)."""
+        for waiting in self._waiting:
+            waiting.cancel()
+
+    async def note_change(self, change: MemberChange) -> MemberChange:
+        with self._guard.call("note a membership change"):
+            stream_id = await self._note_script(
+                keys=[self._last_id, self._changes], args=[_change_json(change), CHANGES_KEPT]
+            )
+        return dataclasses.replace(change, after_id=_place(str(stream_id))[0])
+
+    async def tail(self, after_id: int) -> AsyncIterator[list[LogEntry]]:
+        """Ends when the log closes."""
+        position = after_id
+        # The changes after message ``after_id`` (those before it are in the
+        # directory that connections starting after read).
+        changed_at = f"{after_id}-0"
+        delay = RETRY_FIRST
+        log, changes = self._log, self._changes
+        while not self._guard.closing:
+            found: dict[str, list[Any]] = {}
+            with trio.CancelScope() as waiting:
+                self._waiting.add(waiting)
+                try:
+                    found = await self._following.xread_many(
+                        {log: f"{position}-0", changes: changed_at}, TAIL_BATCH, TAIL_BLOCK_MS
+                    )
+                except Unavailable:
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX)
+                    continue
+                finally:
+                    self._waiting.discard(waiting)
+            delay = RETRY_FIRST
+            messages = [self._decode(*entry) for entry in found.get(log, [])]
+            noted = [(_place(sid), _change(flat)) for sid, flat in found.get(changes, [])]
+            if not messages and not noted:
+                continue
+            if len(messages) == TAIL_BATCH:  # more messages wait: changes past them too
+                last = messages[-1].message.id
+                noted = [(place, change) for place, change in noted if place[0] < last]
+            elif len(noted) == TAIL_BATCH:  # more changes wait: messages past them too
+                last = noted[-1][0][0]
+                messages = [m for m in messages if m.message.id <= last]
+            if messages:
+                position = messages[-1].message.id
+            if noted:
+                changed_at = "{}-{}".format(*noted[-1][0])
+            yield merged(messages, noted)
+
+
+def merged(
+    messages: list[Committed], noted: list[tuple[tuple[int, int], MemberChange]]
+) -> list[LogEntry]:
+    """Messages and changes in log order: a change at ``(n, k)`` right after message ``n``."""
+    out: list[LogEntry] = []
+    changes = iter(noted)
+    pending = next(changes, None)
+    for committed in messages:
+        while pending is not None and pending[0][0] < committed.message.id:
+            out.append(dataclasses.replace(pending[1], after_id=pending[0][0]))
+            pending = next(changes, None)
+        out.append(committed)
+    while pending is not None:
+        out.append(dataclasses.replace(pending[1], after_id=pending[0][0]))
+        pending = next(changes, None)
+    return out
+
+
+def _change_json(change: MemberChange) -> str:
+    room = change.room
+    record = {
+        "e": change.event,
+        "room": [room.id, room.name, room.kind.value, room.topic],
+        "user": [change.user.id, change.user.nick],
+        "by": [change.by.id, change.by.nick],
+        "o": change.origin,
+        "ref": change.ref,
+    }
+    return json.dumps(record, ensure_ascii=False)
+
+
+def _change(flat: Sequence[str]) -> MemberChange:
+    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+    record = json.loads(fields["j"])
+    room_id, name, kind, topic = record["room"]
+    return MemberChange(
+        record["e"],
+        Room(room_id, name, RoomKind(kind), topic),
+        User(*record["user"]),
+        User(*record["by"]),
+        origin=record["o"],
+        ref=record["ref"],
+    )
+
+
+def _place(stream_id: str) -> tuple[int, int]:
+    """A stream id ``<ms>-<seq>`` as a pair of integers (its order)."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq)
