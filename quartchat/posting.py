@@ -10,6 +10,7 @@ from .announcer import Announcer
 from .backends.base import Bucket, ConnId, Identities, RateLimited
 from .committer import Committer
 from .config import Settings
+from .direct_markers import DirectMarkers
 from .errors import FrameError, StoreError
 from .mention_lookup import MentionLookup
 from .models import GENERAL, Draft, Posted, User
@@ -42,6 +43,7 @@ class Posting:
         self._relay = relay
         self._desk = desk
         self._mentions = mentions
+        self._markers = DirectMarkers(desk.directory)
 
     async def post_many(
         self,
@@ -78,9 +80,12 @@ class Posting:
             draft if isinstance(draft, FrameError) else _refused_if_limited(next(results), draft)
             for draft in drafts
         ]
-        stored = [o.message.id for o in outcomes if isinstance(o, Posted)]
+        stored = [o.message for o in outcomes if isinstance(o, Posted)]
+        for message in stored:
+            if message.recipient is not None:
+                await self._markers.opened(message)
         if stored:
-            await self._relay.relayed_past(max(stored))
+            await self._relay.relayed_past(max(m.id for m in stored))
         return outcomes
 
     async def _draft(

@@ -60,7 +60,7 @@ class RoomDesk:
         presence: PresenceBoard,
         bus: EventBus,
     ) -> None:
-        self._directory = directory
+        self._directory = self.directory = directory
         self._log = log
         self._identities = identities
         self._presence = presence

@@ -212,3 +212,21 @@ async def test_members_and_rooms_answers(server: RunningServer, clients: Clients
     assert (error["code"], error["ref"]) == ("forbidden", "i")
     await alice.send(type="room_invite", room=room["id"], user="nobody", ref="n")
     assert (await alice.expect("error", ignore=frozenset({"presence"})))["code"] == "unknown_user"
+
+
+async def test_welcome_lists_unread_private_conversations_until_read(
+    server: RunningServer, clients: Clients
+) -> None:
+    alice, _ = await clients.join(server, nick="alice")
+    bob, _ = await clients.join(server, nick="bob")
+    await bob.aclose()
+    await alice.say("d1", "psst", to=bob.user["id"])
+    last = (await alice.say("d2", "still there?", to=bob.user["id"]))["id"]
+    again, _ = await clients.join(server, token=bob.welcome["token"])
+    [direct] = again.welcome["direct"]
+    assert (direct["user"], direct["unread"]) == (alice.user, 2)
+    await again.send(type="read", room=None, **{"with": alice.user["id"]}, id=last, ref="r")
+    read = await again.expect("read")
+    assert (read["with"], read["id"], read["ref"]) == (alice.user["id"], last, "r")
+    third, _ = await clients.join(server, token=bob.welcome["token"])
+    assert third.welcome["direct"] == []

@@ -261,6 +261,15 @@ async def test_read_markers_only_move_up_per_room_and_per_conversation(chat: Cha
     assert [m.read_id for m in await chat.a.rooms_of(alice)] == [7, 12]  # rooms untouched
 
 
+async def test_a_first_marker_at_zero_is_kept(chat: Chat) -> None:
+    """A conversation nobody has read yet still has a marker (welcome lists
+    conversations by their markers): one set at 0 is kept, and moves up."""
+    alice, bob = await chat.users("alice", "bob")
+    assert await chat.a.mark_direct_read(alice, bob, 0) == 0
+    assert await chat.b.direct_reads(alice) == {bob: 0}
+    assert await chat.b.mark_direct_read(alice, bob, 3) == 3
+
+
 async def test_only_members_move_a_marker_and_leaving_drops_it(chat: Chat) -> None:
     alice, bob = await chat.users("alice", "bob")
     room = await chat.a.create(alice, "design", PRIVATE)

@@ -102,8 +102,9 @@ if ARGV[4] == '1' then
   if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
   if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return -2 end
 end
-local held = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
-if tonumber(ARGV[3]) > held then
+local old = redis.call('HGET', KEYS[3], ARGV[2])
+local held = tonumber(old or '0')
+if tonumber(ARGV[3]) > held or not old then  -- a first marker is kept, even at 0
   redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
   return tonumber(ARGV[3])
 end
