@@ -576,13 +576,15 @@ class UserRows:
 
     def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
         """Delete users created before ``created_before`` (ms) who never sent
-        a message nor got a private one, except ``keep`` (those online).
+        a message nor got a private one nor joined a room, except ``keep``
+        (those online).
         Returns how many went. Their token then closes with 4003."""
         with self._writer.atomic():
             cursor = self._writer.execute(
                 "DELETE FROM users WHERE created < ?"
                 " AND NOT EXISTS (SELECT 1 FROM messages WHERE sender = users.id)"
                 " AND NOT EXISTS (SELECT 1 FROM messages WHERE recipient = users.id)"
+                " AND NOT EXISTS (SELECT 1 FROM room_members WHERE user_id = users.id)"
                 " AND id NOT IN (SELECT value FROM json_each(?))",
                 [created_before, json.dumps(list(keep))],
             )

@@ -11,7 +11,7 @@ Users are made by the log of the same chat, as the server makes them, so
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -37,7 +37,7 @@ from quartchat.models import (
     RoomMember,
     User,
 )
-from quartchat.store import SCHEMA_VERSION, AsyncStore, Store
+from quartchat.store import SCHEMA_VERSION, AsyncStore, Store, now_ms
 from redis_server import RedisServer
 
 PREFIX = "test:"
@@ -49,6 +49,8 @@ class Identities(Protocol):
     """Where a chat's users are made (the log, on both backends)."""
 
     async def create_user(self, nick: str) -> tuple[User, str]: ...
+
+    async def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int: ...
 
 
 @dataclass
@@ -259,6 +261,17 @@ async def test_read_markers_only_move_up_per_room_and_per_conversation(chat: Cha
     assert await chat.a.direct_reads(alice) == {bob: 9}
     assert await chat.a.direct_reads(bob) == {alice: 4}
     assert [m.read_id for m in await chat.a.rooms_of(alice)] == [7, 12]  # rooms untouched
+
+
+async def test_pruning_silent_identities_spares_room_members(chat: Chat) -> None:
+    """An identity that never wrote is pruned, unless it is in a room: a
+    member's token must keep working, and their membership keep a user."""
+    creator, joiner, _ = await chat.users("creator", "joiner", "silent")
+    room = await chat.a.create(creator, "design", PUBLIC)
+    await chat.b.add_member(room.id, joiner)
+    assert await chat.log.prune_silent_users(now_ms() + 1000, keep=[]) == 1
+    assert [m.user_id for m in await chat.a.members(room.id)] == [creator, joiner]
+    assert await chat.log.prune_silent_users(now_ms() + 1000, keep=[]) == 0
 
 
 async def test_a_first_marker_at_zero_is_kept(chat: Chat) -> None:

@@ -171,7 +171,14 @@ class RedisRooms:
     async def create(self, creator: str, name: str, kind: RoomKind, topic: str = "") -> Room:
         room = Room("r" + secrets.token_hex(8), clean_room_name(name), kind, clean_topic(topic))
         await self.put_room(room, creator)
+        await self._not_silent(creator)
         return room
+
+    async def _not_silent(self, user_id: str) -> None:
+        """A member of a room is no silent identity: pruning (the log's
+        ``silent`` set, see :mod:`.redis_log`) must spare them."""
+        with self._guard.call("mark a member as not silent"):
+            await self._redis.zrem(self._key("silent"), [user_id])
 
     async def put_room(self, room: Room, owner: str | None, seq: int | None = None) -> bool:
         """Store ``room`` (as :meth:`create` does, or as an import copies
@@ -206,7 +213,10 @@ class RedisRooms:
     async def add_member(self, room_id: str, user_id: str) -> bool:
         if room_id == GENERAL:
             return False
-        return await self._change(room_id, user_id, Role.MEMBER.value, "1") == 1
+        added = await self._change(room_id, user_id, Role.MEMBER.value, "1") == 1
+        if added:
+            await self._not_silent(user_id)
+        return added
 
     async def remove_member(self, room_id: str, user_id: str) -> bool:
         if room_id == GENERAL:
