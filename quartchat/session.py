@@ -2,22 +2,20 @@
 
 A session runs two tasks in one nursery: the reader handles client frames
 (:class:`~quartchat.inbound.Inbound`, under the connection's
-:class:`~quartchat.inbound.FramePolicy`), the writer is the only task that
-writes to the socket. Everything for the client goes through one bounded
-queue (``Settings.queue_size`` frames): the broker drops live events in
-without waiting, the reader drops in replies. When the queue is full the
-client is not keeping up, and the session ends with 4008; the client resumes
-from its cursor when it reconnects. On a busy worker the writer sends at
-most one frame per flush window, holding everything queued meanwhile
-(:mod:`quartchat.pacing`).
+:class:`~quartchat.inbound.FramePolicy`), the writer
+(:class:`~quartchat.writer.Writer`) is the only task that writes to the
+socket. Everything for the client goes through one bounded queue
+(``Settings.queue_size`` frames): the broker drops live events in without
+waiting, the reader drops in replies. When the queue is full the client is
+not keeping up, and the session ends with 4008; the client resumes from its
+cursor when it reconnects.
 
 Ordering: the hub subscribes the session *before* it reads what it missed
 from the log, so nothing committed meanwhile falls between the two; the
-writer then sends the replay and skips queued messages at or below the
-replay's snapshot. After a ``member`` notice that the user joined (or was
-invited into) a room, the writer reads and sends the room's backlog up to
-the join, as a ``history`` frame: later messages of the room come live, so
-the ids of ``message`` frames still only increase.
+writer sends the replay first and skips queued messages the replay held.
+After a ``member`` notice that the user joined (or was invited into) a room,
+the session queues a :class:`~quartchat.writer.Backlog` in its place, which
+the writer reads and sends there.
 
 The session speaks to the socket only through :class:`Transport`, so tests
 can drive it with a fake and :mod:`quartchat.app` adapts Quart's websocket.
@@ -26,8 +24,7 @@ can drive it with a fake and :mod:`quartchat.app` adapts Quart's websocket.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import trio
@@ -50,32 +47,17 @@ from .inbound import FramePolicy, Inbound, Receiving, error_frame
 from .log_limits import limit
 from .outbox import Outbox
 from .protocol import Hello, ServerFrame, encode, parse_frame
+from .writer import Backlog, Sending, Writer
 
 log = logging.getLogger(__name__)
 # A store that is away fails every frame of every socket: one line per kind a second.
 limit(log)
 
-#: Largest server frame the writer builds by joining objects, in UTF-8 bytes:
-#: the 64 KiB a client may send, so a client that caps incoming frames as the
-#: server caps its own never closes for size (a replay of 2000-character
-#: messages included). One object larger than this (a welcome listing
-#: thousands of users) is sent alone, in a frame of its own.
-MAX_FRAME_BYTES = 64 * 1024
 #: Seconds a socket gets to take our close frame before we give up on it.
 CLOSE_TIMEOUT = 2.0
 
 
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    """In the queue: send the newest messages of ``room`` up to ``up_to`` here."""
-
-    room: str
-    up_to: int
-
-
-class Transport(Receiving, Protocol):
-    async def send(self, data: str) -> None: ...
-
+class Transport(Receiving, Sending, Protocol):
     async def close(self, code: int, reason: str) -> None: ...
 
 
@@ -106,8 +88,8 @@ class Session:
         self._outbox = Outbox[str | Event | Backlog](self.settings.queue_size)
         self._scope = trio.CancelScope()
         self._close: CloseConnection | None = None
-        #: The writer's task, woken early from its flush window by a reply.
-        self._writer: trio.lowlevel.Task | None = None
+        #: The only task that writes to the socket, taking from ``_outbox``.
+        self._writer = Writer(chat, transport, self._outbox)
         #: The frame-size check, the frame limit and strikes, hello included.
         self._policy = FramePolicy(self.settings)
 
@@ -167,7 +149,9 @@ class Session:
                 opening.subscription.rooms,
             )
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._guarded, self._write, lines, opening.cursor)
+                nursery.start_soon(
+                    self._guarded, self._writer.run, lines, opening.cursor, self.user_id
+                )
                 await self._guarded(inbound.read)
                 nursery.cancel_scope.cancel()
         finally:
@@ -246,8 +230,9 @@ class Session:
         """Queue an answer to the client's own frame; it goes out at once,
         not at the end of the flush window (an ack is what a sender waits for)."""
         self._queue(encode(frame))
-        if self._writer is not None:
-            self.chat.pacer.wake(self._writer)
+        task = self._writer.task
+        if task is not None:
+            self.chat.pacer.wake(task)
 
     def shut_down(self) -> None:
         """End the connection now with 1001: the server is stopping. Safe at
@@ -258,67 +243,3 @@ class Session:
         if self._close is None:
             self._close = close
         self._scope.cancel()
-
-    async def _write(self, opening: list[str], cursor: int) -> None:
-        """The only writer: welcome and replay first, then what is queued,
-        one frame per flush window (:mod:`quartchat.pacing`) at most."""
-        await self._send_lines(opening, 0)
-        opening.clear()  # sent: free it for the life of the connection
-        pacer = self.chat.pacer
-        self._writer = trio.lowlevel.current_task()
-        with pacer.pacing():
-            while True:
-                lines = []
-                messages = 0
-                for item in await self._outbox.take_all():
-                    if isinstance(item, str):
-                        lines.append(item)
-                        continue
-                    if isinstance(item, Backlog):
-                        await self._send_lines(lines, messages)
-                        lines, messages = [await self._backlog(item)], 0
-                        continue
-                    if item.message_id is not None:
-                        if item.message_id <= cursor:
-                            continue  # already sent in the replay
-                        cursor = item.message_id
-                        messages += 1
-                    lines.append(item.line)
-                await self._send_lines(lines, messages)
-                await pacer.wait_turn()
-
-    async def _backlog(self, backlog: Backlog) -> str:
-        """The room's backlog as a ``history`` frame; if the store cannot
-        say, an error naming the room (the page asks for its history)."""
-        try:
-            page = await self.chat.backlog(self.user_id, backlog.room, backlog.up_to)
-        except StoreError as exc:
-            log.debug("could not read the backlog of %s: %s", backlog.room, exc)
-            error = FrameError("unavailable", f"could not read the backlog of {backlog.room}")
-            return encode(error_frame(self.chat, error))
-        return encode(page)
-
-    async def _send_lines(self, lines: list[str], messages: int) -> None:
-        """Send ``lines`` (``messages`` of them chat messages) in as few frames
-        as :data:`MAX_FRAME_BYTES` allows."""
-        for frame in coalesce(lines):
-            await self.transport.send("\n".join(frame))
-            self.chat.frame_sent(len(frame), messages)
-            messages = 0  # counted with the first frame: the totals are what matter
-
-
-def coalesce(lines: list[str], limit: int = MAX_FRAME_BYTES) -> Iterator[list[str]]:
-    """Consecutive groups of ``lines`` whose join with newlines is at most
-    ``limit`` UTF-8 bytes (a line longer than that makes a group alone).
-    An ASCII line's length is its size; only others are encoded to measure."""
-    group: list[str] = []
-    size = -1  # the first line has no newline before it
-    for line in lines:
-        length = 1 + (len(line) if line.isascii() else len(line.encode()))
-        if group and size + length > limit:
-            yield group
-            group, size = [], -1
-        group.append(line)
-        size += length
-    if group:
-        yield group

@@ -10,7 +10,7 @@ import trio
 from trio_websocket import connect_websocket_url
 
 from conftest import Clients, StartServer
-from quartchat.session import MAX_FRAME_BYTES, coalesce
+from quartchat.writer import MAX_FRAME_BYTES, coalesce
 
 
 def test_groups_stay_within_the_byte_limit_in_order() -> None:
