@@ -17,17 +17,14 @@ Redis:
 Its parts, one job each: :mod:`quartchat.identities` (who a ``hello`` is,
 nicks), :mod:`quartchat.typing_relay`, :mod:`quartchat.leave_grace`,
 :mod:`quartchat.tail_relay`, :mod:`quartchat.online_records`,
-:mod:`quartchat.posting` and :mod:`quartchat.reading` (replays, history).
-What stays here is a session's start and end.
-
-Undoing a session (presence, typing) runs from the ``finally`` of a handler
-that may be cancelled, so :meth:`Hub.close_session` is shielded and bounded.
+:mod:`quartchat.posting`, :mod:`quartchat.reading` (replays, history) and
+:mod:`quartchat.session_door` (a session's start and end). What stays here is
+composing them and the thin calls of :class:`~quartchat.chat.Chat`.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
 import secrets
 from collections.abc import Callable, Collection
 
@@ -41,8 +38,7 @@ from .broker import Deliver, RoomSubscription
 from .chat import Opening, PostMany, Subscribe
 from .committer import Committer
 from .config import Settings
-from .errors import FrameError, StoreError
-from .identities import Identity, IdentityDesk, nick_taken
+from .identities import Identity, IdentityDesk
 from .leave_grace import LeaveGrace
 from .mention_lookup import MentionLookup
 from .metrics import Metrics
@@ -50,31 +46,13 @@ from .models import GENERAL, User
 from .online_records import OnlineRecords
 from .pacing import FlushPacer
 from .posting import Posting
-from .protocol import (
-    MAX_NICK,
-    MAX_TEXT,
-    Hello,
-    History,
-    HistoryPage,
-    Limits,
-    MessageFrame,
-    PresenceNotice,
-    ServerFrame,
-    Typing,
-    Welcome,
-    encode,
-)
+from .protocol import Hello, History, HistoryPage, ServerFrame, Typing
 from .protocol_rooms import RoomFrame
 from .reading import Reading
 from .room_desk import RoomDesk
+from .session_door import SessionDoor
 from .tail_relay import TailRelay
 from .typing_relay import TypingRelay
-
-log = logging.getLogger(__name__)
-
-#: Seconds a closing session may spend telling the presence board; past it
-#: the board finishes the job itself (an expired heartbeat, or a retry).
-CLEANUP_TIMEOUT = 5.0
 
 
 class Hub:
@@ -83,10 +61,7 @@ class Hub:
         self.backends = backends
         self.log = backends.log
         self.broker = backends.broker
-        #: Connections per user on this worker (what the metrics count as
-        #: online here; the presence board knows the whole chat).
-        self._local_users: dict[str, int] = {}
-        self.metrics = Metrics(users_online=lambda: len(self._local_users))
+        self.metrics = Metrics(users_online=lambda: self.session_door.users_here())
         #: Counts a frame written (the metrics' own method: no call between).
         self.frame_sent: Callable[[int, int], None] = self.metrics.frame_sent
         self.committer = Committer(backends.log, self.metrics)
@@ -133,16 +108,17 @@ class Hub:
         #: Names this worker's connections, so ids never clash across workers.
         self.worker_id = secrets.token_hex(4)
         self._conn_ids = itertools.count(1)
-        #: What ``welcome`` tells clients, so pages need not copy the limits.
-        self._limits = Limits(
-            text=MAX_TEXT,
-            nick=MAX_NICK,
-            send_rate=settings.send_rate,
-            send_burst=settings.send_burst,
-            frame_rate=settings.frame_rate,
-            frame_burst=settings.frame_burst,
-            frame_bytes=settings.max_frame_bytes,
-            history=settings.history_max,
+        self.session_door = SessionDoor(
+            settings,
+            backends.log,
+            backends.presence,
+            backends.rooms,
+            self.metrics,
+            self.announcer,
+            self.identity_desk,
+            self.leave_grace,
+            self.typing_relay,
+            self.reading,
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -215,119 +191,14 @@ class Hub:
         """See :meth:`quartchat.identities.IdentityDesk.identify`."""
         return await self.identity_desk.identify(hello, address)
 
-    # ----- session start and end -------------------------------------------
-
     async def open_session(
         self, conn_id: ConnId, hello: Hello, subscribe: Subscribe, address: str | None = None
     ) -> Opening:
-        """Start a session in the order that loses nothing: identify, subscribe
-        to live traffic, count the connection online, then read the replay,
-        whose snapshot id the live frames are checked against.
-
-        A ``nick_exact`` hello whose nick is taken raises ``nick_taken``
-        before anything is stored, claimed or announced. ``address`` (the
-        client's) asking for too many new identities is closed with 1008.
-        """
-        await self.identity_desk.check_exact_nick(hello)
-        identity = await self.identity_desk.identify(hello, address)
-        subscription = subscribe(identity.stored.id)
-        self.announcer.opening(conn_id)
-        try:
-            user = await self._attach(conn_id, identity, exact=hello.nick_exact)
-        except BaseException:
-            self.announcer.abandon(conn_id)
-            subscription.close()
-            raise
-        try:
-            if user.nick != identity.stored.nick:
-                await self.identity_desk.save_nick(user)
-            # After subscribing: changes relayed meanwhile apply on top.
-            memberships = await self.backends.rooms.rooms_of(user.id)
-            rooms = subscription.adopt([m.room.id for m in memberships]) | {GENERAL}
-            memberships = [m for m in memberships if m.room.id in rooms]
-            messages, last_id, recovered = await self.reading.replay(user.id, hello, rooms)
-            direct_reads = await self.backends.rooms.direct_reads(user.id)
-            standings, direct = await self.reading.standings(user.id, memberships, direct_reads)
-            self.metrics.replay_messages.observe(len(messages))
-            # The batch gathering now (perhaps with our own join) gives us
-            # only what it announces after this read of the list.
-            self.announcer.listing(conn_id)
-            online = await self.backends.presence.listed()
-        except BaseException:
-            self.announcer.abandon(conn_id)
-            await self.close_session(conn_id, user, subscription)
-            raise
-        welcome = Welcome(
-            user,
-            identity.token,
-            online,
-            last_id,
-            self.log.epoch,
-            recovered,
-            self._limits,
-            standings,
-            direct,
-        )
-        # Only encoded lines outlive this call: the welcome's online list
-        # alone is O(users), and it must not stay alive per connection. It
-        # comes encoded (one fragment per user, kept by the board), so the
-        # welcome costs a join of strings, not an encoding of everyone.
-        lines = [encode(welcome)]
-        lines += [encode(MessageFrame(m, name_general=True)) for m in messages]
-        return Opening(user, subscription, lines, last_id, identity.errors)
-
-    async def _attach(self, conn_id: ConnId, identity: Identity, *, exact: bool) -> User:
-        """Count the connection online; return the user as online now. Their
-        first connection is announced; a taken nick falls back to the stored
-        one (or a ``nick-2`` variant) with a ``nick_taken`` error, unless
-        ``exact``, where it is refused before anything is claimed."""
-        presence = self.backends.presence
-        stored, wanted = identity.stored, identity.wanted_nick
-        if wanted is not None and not await presence.is_free(wanted, stored.id):
-            if exact:
-                raise nick_taken(wanted)
-            identity.errors.append(nick_taken(wanted))
-            wanted = None
-        self.leave_grace.end(stored.id)
-        # Shielded: a client leaving now must not leave the board counting a
-        # connection nobody will count out (its answer is bounded by the
-        # backend's own timeout).
-        with trio.CancelScope(shield=True):
-            user, first = await presence.connect(conn_id, User(stored.id, wanted or stored.nick))
-        self._local_users[user.id] = self._local_users.get(user.id, 0) + 1
-        try:
-            if first:
-                self.announcer.announce(PresenceNotice("join", user), skip_user=user.id)
-            elif wanted is not None and wanted != user.nick:
-                try:
-                    user = await self.identity_desk.rename_online(user, wanted)
-                except FrameError as exc:
-                    identity.errors.append(exc)
-        except BaseException:
-            await self._count_out(conn_id, user)
-            raise
-        return user
+        """See :meth:`quartchat.session_door.SessionDoor.open`."""
+        return await self.session_door.open(conn_id, hello, subscribe, address)
 
     async def close_session(
         self, conn_id: ConnId, user: User, subscription: RoomSubscription
     ) -> None:
-        """Undo :meth:`open_session`: stop delivery and clear typing at once;
-        count the connection out, and if it was the user's last anywhere,
-        announce the leave once the grace is over. Shielded and bounded, as it
-        runs while the handler is being cancelled; never raises."""
-        subscription.close()
-        self.typing_relay.stop_connection(conn_id, user.id)
-        await self._count_out(conn_id, user)
-
-    async def _count_out(self, conn_id: ConnId, user: User) -> None:
-        """Forget a counted connection; after the user's last one anywhere, the
-        leave follows the grace. Shielded and bounded; never raises."""
-        left = self._local_users.pop(user.id, 1) - 1
-        if left:
-            self._local_users[user.id] = left
-        with trio.CancelScope(shield=True), trio.move_on_after(CLEANUP_TIMEOUT):
-            try:
-                if await self.backends.presence.disconnect(conn_id, user.id):
-                    await self.leave_grace.start(user.id)
-            except StoreError as exc:  # the board finishes it once it can
-                log.warning("could not count connection %s out: %s", conn_id, exc)
+        """See :meth:`quartchat.session_door.SessionDoor.close`."""
+        await self.session_door.close(conn_id, user, subscription)
