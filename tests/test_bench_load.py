@@ -125,6 +125,26 @@ async def test_receivers_spread_over_processes_are_checked_as_exactly(
     assert "generator (3 processes, added up)" in output
 
 
+async def test_a_run_in_rooms_reaches_each_rooms_members_only(chat: Served, tmp_path: Path) -> None:
+    """--rooms: 24 receivers in 4 rooms, 2 senders; every message reaches
+    exactly the 6 receivers of its room (and the other sender when it is in
+    it), and none reaches a client outside its room."""
+    status, res, output = await bench(
+        chat,
+        tmp_path,
+        *("--rooms", "4", "--receivers", "24", "--senders", "2", "--rate", "20"),
+        *("--duration", "2", "--drain", "300"),
+    )
+    assert status == 0, output
+    assert res["config"]["rooms"] == 4, output
+    assert res["clients"]["receivers_connected"] == 24, output
+    assert_every_delivery_exact(res, output)
+    assert res["deliveries"]["leaked"] == 0, output
+    # Message i goes to room i mod 4 from sender i mod 2: each room has one sender.
+    assert res["deliveries"]["expected_receivers"] == res["sending"]["acked"] * 6, output
+    assert res["deliveries"]["expected_senders"] == 0, output
+
+
 async def test_ingest_acks_every_send_of_a_closed_loop(chat: Served, tmp_path: Path) -> None:
     _, res, output = await bench(chat, tmp_path, "--ingest", "--duration", "1", "--drain", "300")
     assert res["config"]["receivers"] == 10, output
