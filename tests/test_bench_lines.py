@@ -16,10 +16,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchlib.connections import WELCOME_HEAD, _token_of, count_objects
+from benchlib.connections import WELCOME_HEAD, _token_of, count_objects, listed_online
 from benchlib.lines import FrameReader, make_payload, parse_payload
-from quartchat.models import Message, User
+from quartchat.models import Membership, Message, Role, Room, RoomKind, User
 from quartchat.protocol import Ack, Limits, MessageFrame, PresenceNotice, Welcome, encode
+from quartchat.protocol_rooms import DirectStanding, RoomStanding
 
 RUN = "bench|abc123|"
 OTHER_RUN = "bench|ffffff|"
@@ -197,7 +198,7 @@ def frame_of(*frames: object) -> str:
 
 @given(st.lists(st.sampled_from(["join", "leave", "nick", "message", "ack"]), max_size=30))
 def test_objects_are_counted_by_type_as_decoding_them_would(kinds: list[str]) -> None:
-    frames = []
+    frames: list[MessageFrame | Ack | PresenceNotice] = []
     for i, kind in enumerate(kinds):
         user = User(id=f"u{i}", nick=TRICKY.nick if i % 2 else f"n{i}")
         if kind == "message":
@@ -220,6 +221,20 @@ def test_a_welcome_token_is_found_without_decoding_the_online_list() -> None:
     welcome = Welcome(TRICKY, "s3cr3t", [TRICKY] * 3, 0, "e", False, limits)
     assert _token_of(encode(welcome)) == json.loads(encode(welcome))["token"] == "s3cr3t"
     assert encode(welcome).startswith(WELCOME_HEAD)
+
+
+def test_a_welcome_lists_its_online_users_and_not_its_rooms_or_conversations() -> None:
+    """Protocol 1.1's welcome holds room and user objects after the online list."""
+    limits = Limits(2000, 32, 1, 1, 1, 1, 65536, 200)
+    rooms = [
+        RoomStanding(Membership(Room(f"r{i}", f"n{i}", RoomKind.PUBLIC, ""), Role.MEMBER, 0), 0, 0)
+        for i in range(3)
+    ]
+    direct = [DirectStanding(User(id="u-9", nick="z"), 0, 1)]
+    online = [User(id=f"u{i}", nick=TRICKY.nick) for i in range(4)]
+    for extra in ({}, {"rooms": rooms, "direct": direct}):
+        welcome = encode(Welcome(TRICKY, "t", online, 0, "e", False, limits, **extra))  # type: ignore[arg-type]
+        assert listed_online(welcome) == len(json.loads(welcome)["online"]) == 4
 
 
 @pytest.mark.parametrize("room", ["general", "r0123456789ab"])

@@ -110,8 +110,7 @@ async def greet(url: str, hello: dict[str, Any], deflate: bool) -> tuple[Held, s
                     count_objects(text, held.objects)
                     continue
                 held.objects["welcome"] += 1
-                # One {"id": per user: the welcome's own "user", then the list.
-                held.listed = first.count('{"id":') - 1
+                held.listed = listed_online(first)
                 token = _token_of(first)
                 if rest:
                     count_objects(rest, held.objects)
@@ -128,6 +127,16 @@ def parse_object(line: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return obj if isinstance(obj, dict) else None
+
+
+def listed_online(welcome: str) -> int:
+    """How many users a welcome line lists online, without decoding it: one
+    ``{"id":`` per user, the welcome's own ``user`` first, then the list, up
+    to ``"last_id"``, the key after it (protocol 1.1's ``rooms`` and
+    ``direct``, further on, hold objects with an ``id`` too). A quote inside
+    a string is escaped, so neither pattern matches inside a nick."""
+    end = welcome.find(',"last_id":')
+    return welcome.count('{"id":', 0, end if end >= 0 else len(welcome)) - 1
 
 
 def _token_of(welcome: str) -> str | None:
