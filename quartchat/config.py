@@ -53,6 +53,12 @@ class Settings:
     #: messages read per second per core, a burst is some 0.15 s of one core.
     history_rate: float = 200.0
     history_burst: int = 5000
+    #: Rooms one user may create and invitations they may send, per second
+    #: (over all their sockets and workers), and the burst: each makes a row
+    #: that outlives the connection, so a flood is bounded by what it stores.
+    #: One a minute, 20 at once: a team set up in a sitting, not a script.
+    room_rate: float = 1 / 60
+    room_burst: int = 20
     #: Server frames (one JSON object each) queued for one connection before it is
     #: cut with 4008. At ~300 bytes a message that is about 300 KiB per client.
     queue_size: int = 1000
@@ -135,6 +141,8 @@ class Settings:
             history_max=reader.get("QUARTCHAT_HISTORY_MAX", _positive, d.history_max),
             history_rate=reader.get("QUARTCHAT_HISTORY_RATE", _rate, d.history_rate),
             history_burst=reader.get("QUARTCHAT_HISTORY_BURST", _positive, d.history_burst),
+            room_rate=reader.get("QUARTCHAT_ROOM_RATE", _rate, d.room_rate),
+            room_burst=reader.get("QUARTCHAT_ROOM_BURST", _positive, d.room_burst),
             queue_size=reader.get("QUARTCHAT_QUEUE_SIZE", _positive, d.queue_size),
             flush_budget=reader.get("QUARTCHAT_FLUSH_BUDGET", _rate, d.flush_budget),
             flush_window_max=reader.get(

@@ -89,7 +89,13 @@ class Hub:
         self.tail_relay = TailRelay(backends.log, backends.broker, self.mention_lookup.forget)
         self.reading = Reading(settings, backends.log, backends.limits, backends.identities)
         self.room_desk = RoomDesk(
-            backends.rooms, backends.log, backends.identities, backends.presence, backends.bus
+            backends.rooms,
+            backends.log,
+            backends.identities,
+            backends.presence,
+            backends.bus,
+            backends.limits,
+            settings,
         )
         self.posting = Posting(
             settings,

@@ -15,6 +15,7 @@ A private room one is not in answers as a room that does not exist
 from __future__ import annotations
 
 import logging
+import math
 
 from .backends.base import (
     EventBus,
@@ -23,9 +24,11 @@ from .backends.base import (
     MemberEventKind,
     MessageLog,
     PresenceBoard,
+    RateLimits,
     RoomDirectory,
 )
 from .broker import Event
+from .config import Settings
 from .errors import FORBIDDEN, NOT_MEMBER, UNKNOWN_ROOM, FrameError, RoomRefused
 from .models import GENERAL, Role, Room, RoomKind, User
 from .protocol import ServerFrame
@@ -59,12 +62,16 @@ class RoomDesk:
         identities: Identities,
         presence: PresenceBoard,
         bus: EventBus,
+        limits: RateLimits,
+        settings: Settings,
     ) -> None:
         self._directory = self.directory = directory
         self._log = log
         self._identities = identities
         self._presence = presence
         self._bus = bus
+        self._limits = limits
+        self._settings = settings
 
     async def handle(self, conn_id: str, user: User, frame: RoomFrame) -> ServerFrame | None:
         """Serve ``frame`` of ``user``'s connection ``conn_id``; the answer to
@@ -80,6 +87,7 @@ class RoomDesk:
     async def _handle(self, conn_id: str, user: User, frame: RoomFrame) -> ServerFrame | None:
         match frame:
             case RoomCreate():
+                await self._spend(user.id)
                 room = await self._directory.create(user.id, frame.name, frame.kind, frame.topic)
                 await self._note("join", room, user, user, conn_id, frame.ref)
                 return None
@@ -132,6 +140,7 @@ class RoomDesk:
             raise RoomRefused(NOT_MEMBER, "you are not in that room")
         if room.kind is RoomKind.PRIVATE and role not in INVITERS:
             raise RoomRefused(FORBIDDEN, "only the owner and moderators invite into a private room")
+        await self._spend(user.id)
         guest = await self._identities.get_user(frame.user)
         if guest is None:
             raise FrameError("unknown_user", "no user with that id")
@@ -171,6 +180,21 @@ class RoomDesk:
         # The user's other connections, on every worker, move their badges too.
         self._bus.publish(Event.of(notice, only_users=frozenset((user.id,)), skip_conn=conn_id))
         return ReadNotice(marker, frame.room, frame.with_user, frame.ref)
+
+    async def _spend(self, user_id: str) -> None:
+        """Pay for a room made or an invitation sent (each stores a row for
+        good) from the user's budget; ``rate_limited`` when it is spent."""
+        settings = self._settings
+        wait = await self._limits.spend(
+            f"rooms:{user_id}", settings.room_rate, settings.room_burst, 1
+        )
+        if wait > 0:
+            retry_after = math.ceil(wait * 100) / 100
+            raise FrameError(
+                "rate_limited",
+                f"making rooms and invitations too fast; retry in {retry_after:.0f} s",
+                retry_after=retry_after,
+            )
 
     async def _note(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from chatclient import ChatClient
-from conftest import Clients, RunningServer
+from conftest import Clients, RunningServer, StartServer
 
 
 async def create_room(
@@ -230,3 +230,24 @@ async def test_welcome_lists_unread_private_conversations_until_read(
     assert (read["with"], read["id"], read["ref"]) == (alice.user["id"], last, "r")
     third, _ = await clients.join(server, token=bob.welcome["token"])
     assert third.welcome["direct"] == []
+
+
+async def test_making_rooms_and_invitations_is_paid_from_one_budget(
+    start_server: StartServer, clients: Clients
+) -> None:
+    """Each room made or invitation sent is a row kept for good: a client
+    looping on room_create stores at most the burst."""
+    server = await start_server(room_rate=0.01, room_burst=3)
+    alice, _ = await clients.join(server, nick="alice")
+    bob, _ = await clients.join(server, nick="bob")
+    first = await create_room(alice, "one")
+    await create_room(alice, "two", ref="c2")
+    await alice.send(type="room_invite", room=first["id"], user=bob.user["id"], ref="i")
+    assert (await alice.expect("member"))["ref"] == "i"
+    await alice.send(type="room_create", name="four", kind="public", ref="c4")
+    refused = await alice.expect("error")
+    assert (refused["code"], refused["ref"]) == ("rate_limited", "c4")
+    assert refused["retry_after"] > 0
+    await bob.send(type="rooms")
+    listed = await bob.expect("rooms", ignore=frozenset({"presence", "member", "history"}))
+    assert sorted(r["name"] for r in listed["rooms"]) == ["general", "one", "two"]
