@@ -73,6 +73,9 @@ BENCH_ENV = {
     # Every bench client is a new identity from 127.0.0.1.
     "QUARTCHAT_NEW_IDENTITY_RATE": "10000",
     "QUARTCHAT_NEW_IDENTITY_BURST": "100000",
+    # One setup client makes every room of a --rooms run.
+    "QUARTCHAT_ROOM_RATE": "10000",
+    "QUARTCHAT_ROOM_BURST": "100000",
 }
 
 
