@@ -125,7 +125,12 @@ const ERRORS = {
 export function onRefError(frame) {
   const ask = takePending(frame.ref);
   if (!ask) return false;
-  const text = ERRORS[frame.code] || (frame.message ? `The server refused: ${frame.message}` : "The server refused that.");
+  let text = ERRORS[frame.code] || (frame.message ? `The server refused: ${frame.message}` : "The server refused that.");
+  const wait = Number(frame.retry_after);
+  if (frame.code === "rate_limited" && wait > 0) {
+    // New rooms and invitations share a small budget per person.
+    text = `Too many new rooms and invitations: try again in ${wait < 90 ? `${Math.ceil(wait)} seconds` : `${Math.ceil(wait / 60)} minutes`}.`;
+  }
   if (ask.kind === "create") {
     const detail = frame.code === "bad_room_name" && frame.message ? `${ERRORS.bad_room_name} (${frame.message})` : text;
     showRoomError(detail);

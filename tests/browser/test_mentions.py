@@ -5,6 +5,7 @@ notifies them while their tab is hidden (the permission granted beforehand)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from playwright.sync_api import expect
@@ -75,7 +76,7 @@ def test_at_suggests_members_and_is_picked_with_the_keyboard(users: Users) -> No
 
 
 @pytest.mark.parametrize("size", [{}, PHONE], ids=["desktop", "phone"])
-def test_a_mention_notifies_a_hidden_tab(users: Users, size: dict[str, object]) -> None:
+def test_a_mention_notifies_a_hidden_tab(users: Users, size: dict[str, Any]) -> None:
     alice = users.new("alice", join=False, permissions=["notifications"], **size)
     alice.context.add_init_script(RECORDER.replace("PERMISSION", "granted"))
     a = alice.join()

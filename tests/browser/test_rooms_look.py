@@ -5,6 +5,8 @@ rooms-dark.png and rooms-phone.png."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -52,6 +54,9 @@ def busy_rooms(users: Users) -> tuple[User, User]:
     return alice, bob
 
 
+SCHEMES: tuple[Literal["light", "dark"], ...] = ("light", "dark")
+
+
 def check(page: Page, where: str, found: list[str]) -> None:
     found += violations(page, where)
 
@@ -61,11 +66,11 @@ def test_rooms_ui_passes_axe_and_is_photographed(users: Users) -> None:
     a, b = alice.page, bob.page
     # The toast about bob's invitation would cover the drawer's foot.
     b.evaluate("document.getElementById('toast').hidden = true")
-    for scheme in ("light", "dark"):
+    for scheme in SCHEMES:
         a.emulate_media(color_scheme=scheme)
         alice.screenshot(f"rooms-{scheme}")
     found: list[str] = []
-    for scheme in ("light", "dark"):
+    for scheme in SCHEMES:
         a.emulate_media(color_scheme=scheme)
         b.emulate_media(color_scheme=scheme, reduced_motion="reduce")
         check(a, f"desktop {scheme}, room list", found)
