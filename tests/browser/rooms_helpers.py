@@ -107,6 +107,8 @@ def invite(user: User, nick: str) -> None:
     expect(page.locator("#members-list li").filter(has_text=nick)).to_have_count(1, timeout=TIMEOUT)
     page.locator("#members-close").click()
     expect(dialog).to_be_hidden()
+    # Focus goes back to the button that opened the dialog (once it closed).
+    expect(page.locator("#room-members")).to_be_focused()
 
 
 #: Opens a socket of its own as the page's user (its stored token), sends
