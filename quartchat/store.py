@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 #: full disk fails every send, and a line each would fill the log.
 FAILURE_LINES = limit(log)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 READERS = 4
 #: Seconds a connection waits for another process's write lock.
 BUSY_TIMEOUT_MS = 10_000
@@ -115,6 +115,10 @@ UNREAD_CAP = 999
 _NO_BOUND = 2**63 - 1
 
 
+#: How the ``token_hash`` of a user without a token starts: never a hash.
+_NO_TOKEN = "none:"
+
+
 def hash_token(token: str) -> str:
     """Tokens are stored only as this hash."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -160,6 +164,8 @@ def migrate(db: sqlite_utils.Database) -> str:
                 _create_v2(db)
             if version < 3:
                 _create_v3(db)
+            if version < 4:
+                _create_v4(db)
             if _epoch(db) is None:
                 db.table("meta").insert({"key": "epoch", "value": secrets.token_hex(8)})
             _pragma(db, f"user_version = {SCHEMA_VERSION}")
@@ -317,6 +323,19 @@ def _create_v3(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+def _create_v4(db: sqlite_utils.Database) -> None:
+    """Logins vouched for by a JWT (issue 22): each user's ``subject`` (the
+    ``sub`` of the deployment's account; NULL for an anonymous identity),
+    unique, so one account is one user on every start. Idempotent."""
+    if "subject" not in db.table("users").columns_dict:
+        db.execute("ALTER TABLE users ADD COLUMN subject TEXT")
+    # Partial: the anonymous identities, most rows, take no entry.
+    db.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS users_by_subject ON users (subject)"
+        " WHERE subject IS NOT NULL"
+    )
+
+
 def _import_tutorial(db: sqlite_utils.Database) -> None:
     """Keep the tutorial's messages (ids included) under one 'tutorial' user."""
     legacy = "u-tutorial"
@@ -443,6 +462,12 @@ class Store:
 
     def set_nick(self, user_id: str, nick: str) -> None:
         self.users.set_nick(user_id, nick)
+
+    def user_by_subject(self, subject: str) -> User | None:
+        return self.users.user_by_subject(subject)
+
+    def user_for_subject(self, subject: str, nick: str) -> User:
+        return self.users.user_for_subject(subject, nick)
 
     def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
         return self.users.prune_silent_users(created_before, keep)
@@ -574,10 +599,35 @@ class UserRows:
             self._writer.execute("UPDATE users SET nick = ? WHERE id = ?", [nick, user_id])
         self._wal.after_commit()
 
+    def user_by_subject(self, subject: str) -> User | None:
+        """The user of a deployment's account, if it logged in before."""
+        with self._reader() as db:
+            row = _one(db.execute("SELECT id, nick FROM users WHERE subject = ?", [subject]))
+        return None if row is None else User(row[0], row[1])
+
+    def user_for_subject(self, subject: str, nick: str) -> User:
+        """The user of a deployment's account, made with ``nick`` if it is
+        new. Such a user has no token: its ``token_hash`` is a value no
+        token hashes to (a SHA-256 is hex digits only)."""
+        user_id, no_token = "u" + secrets.token_hex(8), _NO_TOKEN + secrets.token_hex(16)
+        with self._writer.atomic():
+            self._writer.execute(
+                "INSERT INTO users (id, nick, token_hash, created, subject)"
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (subject) WHERE subject IS NOT NULL DO NOTHING",
+                [user_id, nick, no_token, now_ms(), subject],
+            )
+            row = _one(
+                self._writer.execute("SELECT id, nick FROM users WHERE subject = ?", [subject])
+            )
+        self._wal.after_commit()
+        return User(row[0], row[1])
+
     def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
         """Delete users created before ``created_before`` (ms) who never sent
         a message nor got a private one nor joined a room, except ``keep``
-        (those online).
+        (those online). A deployment's account (a user with a subject) is
+        never pruned: its id must stay the one its ``sub`` maps to.
         Returns how many went. Their token then closes with 4003."""
         with self._writer.atomic():
             cursor = self._writer.execute(
@@ -585,6 +635,7 @@ class UserRows:
                 " AND NOT EXISTS (SELECT 1 FROM messages WHERE sender = users.id)"
                 " AND NOT EXISTS (SELECT 1 FROM messages WHERE recipient = users.id)"
                 " AND NOT EXISTS (SELECT 1 FROM room_members WHERE user_id = users.id)"
+                " AND subject IS NULL"
                 " AND id NOT IN (SELECT value FROM json_each(?))",
                 [created_before, json.dumps(list(keep))],
             )
@@ -1006,6 +1057,13 @@ class AsyncStore:
 
     async def get_user(self, user_id: str) -> User | None:
         return await self._on_reader(self.sync.get_user, user_id)
+
+    async def user_for_subject(self, subject: str, nick: str) -> User:
+        """Read first: a returning account costs no write."""
+        user = await self._on_reader(self.sync.user_by_subject, subject)
+        if user is None:
+            user = await self._on_writer(self.sync.user_for_subject, subject, nick)
+        return user
 
     async def last_id(self) -> int:
         return await self._on_reader(self.sync.last_id)

@@ -257,6 +257,12 @@ class Identities(Protocol):
 
     async def set_nick(self, user_id: str, nick: str) -> None: ...
 
+    async def user_for_subject(self, subject: str, nick: str) -> User:
+        """The user of an account at the deployment (a JWT's ``sub``): got,
+        or made with ``nick`` the first time, atomically, so two workers
+        meeting a new subject at once make one user. The same subject is the
+        same user for good: such a user has no token and is never pruned."""
+
     async def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
         """Delete identities created before ``created_before`` (ms since the
         epoch) that never sent nor received a message, except ``keep`` (those

@@ -40,6 +40,9 @@ empty for none).
     it followed). Capped at about :data:`CHANGES_KEPT` entries.
 ``user:<id>``, ``token:<sha256>``, ``epoch``
     Identities (tokens kept only as hashes) and the log's epoch.
+``sub:<subject>``
+    The user id of a deployment's account (a JWT's ``sub``), set once by the
+    script that makes the user: such a user has no token and is never silent.
 ``silent``
     A sorted set of the users who never sent nor received a message, by
     creation time: the ones pruning may delete. An append takes its sender
@@ -367,6 +370,25 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
 """
 
+# The user of a deployment's account, made the first time it is met: one
+# script, so two workers meeting a new subject at once make one user.
+# KEYS: sub:<subject>, user:<new id>. ARGV: new id, nick, created, the key
+# prefix of users. A subject whose user hash is gone gets it again, same id.
+_USER_FOR_SUBJECT = """
+local id = redis.call('GET', KEYS[1])
+if not id then
+    redis.call('SET', KEYS[1], ARGV[1])
+    redis.call('HSET', KEYS[2], 'nick', ARGV[2], 'created', ARGV[3])
+    return {ARGV[1], ARGV[2]}
+end
+local nick = redis.call('HGET', ARGV[4] .. id, 'nick')
+if not nick then
+    nick = ARGV[2]
+    redis.call('HSET', ARGV[4] .. id, 'nick', nick, 'created', ARGV[3])
+end
+return {id, nick}
+"""
+
 _SET_NICK = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'nick', ARGV[1]) end
 """
@@ -548,6 +570,9 @@ class RedisLog:
     async def set_nick(self, user_id: str, nick: str) -> None:
         await self.users.set_nick(user_id, nick)
 
+    async def user_for_subject(self, subject: str, nick: str) -> User:
+        return await self.users.user_for_subject(subject, nick)
+
     async def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
         return await self.users.prune_silent_users(created_before, keep)
 
@@ -675,6 +700,7 @@ class RedisUsers:
         self._import_user_script = LuaScript(redis, _IMPORT_USER)
         self._set_nick_script = LuaScript(redis, _SET_NICK)
         self._prune_script = LuaScript(redis, _PRUNE)
+        self._for_subject_script = LuaScript(redis, _USER_FOR_SUBJECT)
 
     async def create_user(self, nick: str) -> tuple[User, str]:
         token = secrets.token_urlsafe(32)
@@ -712,6 +738,16 @@ class RedisUsers:
     async def set_nick(self, user_id: str, nick: str) -> None:
         with self._call("change a nick"):
             await self._set_nick_script(keys=[self._key("user", user_id)], args=[nick])
+
+    async def user_for_subject(self, subject: str, nick: str) -> User:
+        """Got or made in one script; never added to ``silent``, so never pruned."""
+        new_id = "u" + secrets.token_hex(8)
+        keys = [self._key("sub", subject), self._key("user", new_id)]
+        with self._call("find a user"):
+            found: list[str] = await self._for_subject_script(
+                keys=keys, args=[new_id, nick, now_ms(), self._key("user", "")]
+            )
+        return User(str(found[0]), str(found[1]))
 
     async def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
         kept = set(keep)

@@ -214,6 +214,9 @@ class SqliteLog:
     async def set_nick(self, user_id: str, nick: str) -> None:
         await self.store.set_nick(user_id, nick)
 
+    async def user_for_subject(self, subject: str, nick: str) -> User:
+        return await self.store.user_for_subject(subject, nick)
+
     async def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
         return await self.store.prune_silent_users(created_before, keep)
 
