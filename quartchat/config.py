@@ -16,6 +16,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .jwt_identity import check_secret, read_public_key
 
 T = TypeVar("T")
 
@@ -127,6 +128,17 @@ class Settings:
     #: worker killed outright has its users go offline (with a leave) within
     #: this plus a quarter of it.
     redis_heartbeat_ttl: float = 10.0
+    #: Logins vouched for by the deployment's backend (``hello`` with ``jwt``):
+    #: an HS256 shared secret, or instead a PEM public key's file (RS256 for
+    #: an RSA key, ES256 for an EC P-256 one). Neither: no JWT is accepted.
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key: Path | None = None
+    #: ``aud`` and ``iss`` every JWT must carry, when set.
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    #: Anonymous identities (a ``hello`` without ``jwt``); off, such a hello
+    #: closes with 4003, and a JWT is the only way in.
+    guests: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -176,7 +188,13 @@ class Settings:
             redis_heartbeat_ttl=reader.get(
                 "QUARTCHAT_REDIS_HEARTBEAT_TTL", _seconds, d.redis_heartbeat_ttl
             ),
+            jwt_secret=reader.secret("QUARTCHAT_JWT_SECRET", check_secret, d.jwt_secret),
+            jwt_public_key=reader.get("QUARTCHAT_JWT_PUBLIC_KEY", _public_key, d.jwt_public_key),
+            jwt_audience=reader.get("QUARTCHAT_JWT_AUDIENCE", str, d.jwt_audience),
+            jwt_issuer=reader.get("QUARTCHAT_JWT_ISSUER", str, d.jwt_issuer),
+            guests=reader.get("QUARTCHAT_GUESTS", _flag, d.guests),
         )
+        _check_jwt(settings)
         if settings.history_burst < settings.history_max:
             raise ConfigError(
                 f"QUARTCHAT_HISTORY_BURST={settings.history_burst}: must be at least "
@@ -185,6 +203,29 @@ class Settings:
         if not (settings.static_dir / "index.html").is_file():
             raise ConfigError(f"QUARTCHAT_STATIC_DIR: no index.html in {settings.static_dir}")
         return settings
+
+
+def _check_jwt(settings: Settings) -> None:
+    """The JWT settings make sense together: one key, and the rest only with it."""
+    has_key = settings.jwt_secret is not None or settings.jwt_public_key is not None
+    if settings.jwt_secret is not None and settings.jwt_public_key is not None:
+        raise ConfigError(
+            "QUARTCHAT_JWT_SECRET and QUARTCHAT_JWT_PUBLIC_KEY are both set: set one"
+            " (the secret for HS256, or the key's file for RS256/ES256)"
+        )
+    for name, value in (
+        ("QUARTCHAT_JWT_AUDIENCE", settings.jwt_audience),
+        ("QUARTCHAT_JWT_ISSUER", settings.jwt_issuer),
+    ):
+        if value is not None and not has_key:
+            raise ConfigError(
+                f"{name}={value!r}: needs QUARTCHAT_JWT_SECRET or QUARTCHAT_JWT_PUBLIC_KEY"
+            )
+    if not settings.guests and not has_key:
+        raise ConfigError(
+            "QUARTCHAT_GUESTS=0 needs QUARTCHAT_JWT_SECRET or QUARTCHAT_JWT_PUBLIC_KEY:"
+            " without guests, a JWT is the only way in"
+        )
 
 
 class _Reader:
@@ -199,6 +240,16 @@ class _Reader:
             return parse(raw.strip())
         except ValueError as exc:
             raise ConfigError(f"{name}={raw!r}: {exc}") from None
+
+    def secret(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        """As :meth:`get`, but an error never shows the value."""
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
 
 
 def _count(raw: str) -> int:
@@ -264,6 +315,13 @@ def _public_origins(raw: str) -> tuple[str, ...]:
             raise ValueError(f"{origin!r} is not an origin like https://chat.example.org")
         origins.append(origin.lower())
     return tuple(origins)
+
+
+def _public_key(raw: str) -> Path:
+    """A PEM public key's file, read now so a bad one stops the start."""
+    path = Path(raw)
+    read_public_key(path)
+    return path
 
 
 def _flag(raw: str) -> bool:

@@ -1,7 +1,9 @@
 """Who a ``hello`` is, and what they are called.
 
-A ``hello`` with a token is looked up; one without makes a new identity
-(counted against its address's allowance). Nicks are cleaned here, claimed
+A ``hello`` with a token is looked up; one with a ``jwt`` is the user of
+the account the deployment's backend vouches for (:mod:`.jwt_identity`);
+one with neither makes a new identity (counted against its address's
+allowance), unless guests are off. Nicks are cleaned here, claimed
 on the presence board (unique among online users), announced, then stored.
 Identities that never said anything are pruned, as every tokenless ``hello``
 makes one.
@@ -18,7 +20,15 @@ import trio
 from .announcer import Announcer
 from .backends.base import Identities, PresenceBoard, RateLimits
 from .config import Settings
-from .errors import POLICY_VIOLATION, UNKNOWN_TOKEN, CloseConnection, FrameError, StoreError
+from .errors import (
+    POLICY_VIOLATION,
+    UNKNOWN_TOKEN,
+    CloseConnection,
+    ConfigError,
+    FrameError,
+    StoreError,
+)
+from .jwt_identity import JwtVerifier, refused
 from .models import User
 from .protocol import Hello, PresenceNotice, clean_nick
 from .store import BUSY_TIMEOUT_MS, now_ms
@@ -37,9 +47,13 @@ class Identity:
     """Who a ``hello`` turned out to be, before they are counted online."""
 
     stored: User
-    token: str
+    #: The welcome's token; None for a user who came with a JWT, whom only a
+    #: JWT logs in (a token would outlive the JWT's ``exp``).
+    token: str | None
     wanted_nick: str | None
     errors: list[FrameError] = field(default_factory=list)
+    #: The JWT's ``roles`` holds ``admin``: a chat-wide admin for this session.
+    admin: bool = False
 
 
 class IdentityDesk:
@@ -56,19 +70,26 @@ class IdentityDesk:
         self._presence = presence
         self._limits = limits
         self._announcer = announcer
+        try:
+            self._jwt = JwtVerifier.configured(
+                settings.jwt_secret,
+                settings.jwt_public_key,
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"JWT settings: {exc}") from None
 
     async def identify(self, hello: Hello, address: str | None) -> Identity:
         """Look up or create the user of a ``hello``; 4003 for an unknown token,
-        1008 when ``address`` asked for too many new identities."""
+        a refused JWT, or no JWT when guests are off; 1008 when ``address``
+        asked for too many new identities."""
+        if hello.jwt is not None:
+            return await self._identify_jwt(hello, hello.jwt)
+        if not self._settings.guests:
+            raise CloseConnection(UNKNOWN_TOKEN, "this chat takes logins by jwt only")
         errors: list[FrameError] = []
-        wanted: str | None = None
-        if hello.nick is not None:
-            try:
-                wanted = clean_nick(hello.nick)
-            except FrameError as exc:
-                if hello.nick_exact:
-                    raise
-                errors.append(exc)
+        wanted = _wanted_nick(hello.nick, hello.nick_exact, errors)
         if hello.token is not None:
             user = await self._identities.user_by_token(hello.token)
             if user is None:
@@ -83,10 +104,33 @@ class IdentityDesk:
         user, token = await self._identities.create_user(nick)
         return Identity(user, token, wanted, errors)
 
+    async def _identify_jwt(self, hello: Hello, token: str) -> Identity:
+        """The user of the account a JWT vouches for, made at its first login.
+        The token's ``name`` is the nick wanted (the hello's ``nick`` when it
+        has none), under the usual nick rules. Nothing is stored unless the
+        token is good; a hello with a ``token`` too is refused, as it names
+        two identities."""
+        if hello.token is not None:
+            raise CloseConnection(UNKNOWN_TOKEN, "a hello takes a token or a jwt, not both")
+        if self._jwt is None:
+            raise refused("this chat is not set up for JWTs")
+        claims = self._jwt.verify(token)
+        errors: list[FrameError] = []
+        raw = claims.name if claims.name is not None else hello.nick
+        wanted = _wanted_nick(raw, hello.nick_exact, errors)
+        nick = wanted if wanted is not None else f"user-{secrets.token_hex(2)}"
+        user = await self._identities.user_for_subject(claims.subject, nick)
+        return Identity(user, None, wanted, errors, admin=claims.admin)
+
     async def check_exact_nick(self, hello: Hello) -> None:
         """Raise ``nick_taken`` for a new user's ``nick_exact`` hello whose nick
         is held, before anything is stored, claimed or announced."""
-        if hello.nick_exact and hello.nick is not None and hello.token is None:
+        if (
+            hello.nick_exact
+            and hello.nick is not None
+            and hello.token is None
+            and hello.jwt is None
+        ):
             nick = clean_nick(hello.nick)
             if not await self._presence.is_free(nick, None):
                 raise nick_taken(nick)
@@ -141,6 +185,20 @@ class IdentityDesk:
                 if pruned:
                     log.info("pruned %d users who never sent a message", pruned)
             await trio.sleep(min(ttl, PRUNE_INTERVAL))
+
+
+def _wanted_nick(raw: str | None, exact: bool, errors: list[FrameError]) -> str | None:
+    """``raw`` cleaned by the nick rules, or None; a bad one raises when
+    ``exact``, else its error goes into ``errors`` and no nick is wanted."""
+    if raw is None:
+        return None
+    try:
+        return clean_nick(raw)
+    except FrameError as exc:
+        if exact:
+            raise
+        errors.append(exc)
+        return None
 
 
 def nick_taken(nick: str) -> FrameError:

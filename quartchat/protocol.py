@@ -38,6 +38,9 @@ from .text import is_blank
 
 MAX_TEXT = 2000
 MAX_NICK = 32
+#: The longest ``jwt`` a ``hello`` may carry (a token with a few claims is
+#: some hundreds of characters; an RS256 signature alone is 342).
+MAX_JWT = 8192
 OFFSET_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 #: Error codes that are the client's own fault, the only ones that count as
 #: strikes toward the 1008 close. Server failures (``internal``), the send
@@ -73,6 +76,9 @@ class Hello:
     epoch: str | None
     #: Addition to v1: refuse a taken or bad nick instead of starting with another.
     nick_exact: bool = False
+    #: Addition in 1.1: a JSON Web Token from the deployment's backend, in
+    #: place of ``token`` (checked by :mod:`quartchat.jwt_identity`).
+    jwt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +164,7 @@ def parse_frame(raw: str, *, history_max: int = 200, rooms: bool = False) -> Cli
             last_id=fields.optional_int("last_id", 0),
             epoch=fields.optional_str("epoch", MAX_ID_LEN),
             nick_exact=obj.get("nick_exact") is True,
+            jwt=fields.optional_str("jwt", MAX_JWT),
         )
     if kind == "nick":
         nick = fields.wanted_name("nick")
@@ -343,7 +350,8 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class Welcome:
     user: User
-    token: str
+    #: None for a user who came with a ``jwt``: only a JWT logs them in.
+    token: str | None
     #: Everyone online, the user included: records, or already encoded.
     online: Sequence[User] | EncodedUsers
     last_id: int
