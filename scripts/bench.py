@@ -37,7 +37,9 @@ N`` (N idle welcomed tabs of one user; reports server RSS per connection).
 ``--deflate`` makes the storm and idle clients offer permessage-deflate as
 browsers do. The server's limits apply: raise ``QUARTCHAT_SEND_RATE`` and
 ``QUARTCHAT_SEND_BURST`` for ``--ingest``, and
-``QUARTCHAT_NEW_IDENTITY_BURST`` for many new users from this one address.
+``QUARTCHAT_NEW_IDENTITY_BURST`` for many new users from this one address,
+and ``QUARTCHAT_ROOM_RATE`` and ``QUARTCHAT_ROOM_BURST`` for ``--rooms``
+(one user creates them all).
 The pieces live in ``scripts/benchlib/``.
 
 ``--rooms N`` runs the open loop in N public rooms instead of general: a

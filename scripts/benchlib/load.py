@@ -750,7 +750,10 @@ async def setup_rooms(bench: Bench) -> bool:
             cfg.urls[0], hello_frame(f"setup-{bench.run}"), bench.run, cfg.rooms
         )
     except (*SOCKET_ERRORS, Closed, trio.TooSlowError, RoomSetupFailed) as exc:
-        bench.setup_error = f"creating the rooms failed: {failure_label(exc)}"
+        why = failure_label(exc)
+        if why.endswith("rate_limited"):
+            why += " (raise QUARTCHAT_ROOM_RATE and QUARTCHAT_ROOM_BURST for the server)"
+        bench.setup_error = f"creating the rooms failed: {why}"
         return False
     return True
 
