@@ -167,8 +167,8 @@ async def copy(db: sqlite3.Connection, log: RedisLog) -> str:
     done = new_users = 0
     after_user = ""
     while users := await read(user_batch, db, after_user):
-        for user, token_hash, created in users:
-            new_users += await log.import_user(user, token_hash, created)
+        for user, token_hash, created, subject in users:
+            new_users += await log.import_user(user, token_hash, created, subject)
         done += len(users)
         after_user = users[-1][0].id
         print(f"users: {done:,}/{total_users:,}", file=sys.stderr)
@@ -246,15 +246,14 @@ def _one(db: sqlite3.Connection, query: str) -> tuple[object, ...]:
     return row
 
 
-def user_batch(db: sqlite3.Connection, after_id: str) -> list[tuple[User, str, int]]:
-    """The next users by id after ``after_id``, with their token hash and creation time."""
+def user_batch(db: sqlite3.Connection, after_id: str) -> list[tuple[User, str, int, str | None]]:
+    """The next users by id after ``after_id``, with their token hash, creation
+    time and deployment account (a JWT's ``sub``, or None)."""
     rows = db.execute(
-        "SELECT id, nick, token_hash, created FROM users WHERE id > ? ORDER BY id LIMIT ?",
+        "SELECT id, nick, token_hash, created, subject FROM users WHERE id > ? ORDER BY id LIMIT ?",
         [after_id, BATCH],
     ).fetchall()
-    return [
-        (User(user_id, nick), token_hash, created) for user_id, nick, token_hash, created in rows
-    ]
+    return [(User(row[0], row[1]), row[2], row[3], row[4]) for row in rows]
 
 
 def message_batch(db: sqlite3.Connection, after_id: int) -> list[tuple[Message, str]]:

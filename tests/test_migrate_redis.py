@@ -263,3 +263,19 @@ async def test_rooms_members_roles_and_read_markers_move_to_redis_once(
         assert [r.room for r in await moved.listing(carol.id)][-1] == later
         await moved.aclose()
     await store_again.aclose()
+
+
+async def test_a_deployment_account_is_the_same_user_after_the_move(
+    tmp_path: Path, redis_server: RedisServer, nursery: trio.Nursery
+) -> None:
+    """A user who logged in by JWT on SQLite (a subject) is that same user
+    on Redis: their next login there must not make a new one."""
+    store = Store(tmp_path / "chat.db")
+    account = store.user_for_subject("acct-42", "dana")
+    store.close()
+    moved = await trio.to_thread.run_sync(migrate, tmp_path / "chat.db", redis_server.url)
+    assert moved.returncode == 0, moved.stderr
+    log = RedisLog(redis_server.url, prefix="moved:")
+    await nursery.start(log.run)
+    assert await log.user_for_subject("acct-42", "someone else") == account
+    await log.aclose()

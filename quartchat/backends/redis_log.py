@@ -356,6 +356,7 @@ _IMPORT_USER = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'nick', ARGV[2], 'token_hash', ARGV[3], 'created', ARGV[4])
 redis.call('SET', KEYS[2], ARGV[1])
+if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'NX') end
 return 1
 """
 
@@ -564,8 +565,10 @@ class RedisLog:
     async def get_user(self, user_id: str) -> User | None:
         return await self.users.get_user(user_id)
 
-    async def import_user(self, user: User, token_hash: str, created: int) -> bool:
-        return await self.users.import_user(user, token_hash, created)
+    async def import_user(
+        self, user: User, token_hash: str, created: int, subject: str | None = None
+    ) -> bool:
+        return await self.users.import_user(user, token_hash, created, subject)
 
     async def set_nick(self, user_id: str, nick: str) -> None:
         await self.users.set_nick(user_id, nick)
@@ -725,14 +728,17 @@ class RedisUsers:
             nick = await self._redis.hget(self._key("user", user_id), "nick")
         return None if nick is None else User(user_id, nick)
 
-    async def import_user(self, user: User, token_hash: str, created: int) -> bool:
-        """Copy an identity kept elsewhere (its token only as its hash);
-        False, and nothing changed, when Redis already knows the user."""
+    async def import_user(
+        self, user: User, token_hash: str, created: int, subject: str | None = None
+    ) -> bool:
+        """Copy an identity kept elsewhere (its token only as its hash, and
+        the deployment account it is, if any); False, and nothing changed,
+        when Redis already knows the user."""
         keys = [self._key("user", user.id), self._key("token", token_hash)]
+        keys.append(self._key("sub", subject or ""))
+        args = [user.id, user.nick, token_hash, created, subject or ""]
         with self._call("import a user"):
-            fresh: Any = await self._import_user_script(
-                keys=keys, args=[user.id, user.nick, token_hash, created]
-            )
+            fresh: Any = await self._import_user_script(keys=keys, args=args)
         return bool(fresh)
 
     async def set_nick(self, user_id: str, nick: str) -> None:
