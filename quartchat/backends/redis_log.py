@@ -736,7 +736,7 @@ class RedisUsers:
         when Redis already knows the user."""
         keys = [self._key("user", user.id), self._key("token", token_hash)]
         keys.append(self._key("sub", subject or ""))
-        args = [user.id, user.nick, token_hash, created, subject or ""]
+        args: list[str | int] = [user.id, user.nick, token_hash, created, subject or ""]
         with self._call("import a user"):
             fresh: Any = await self._import_user_script(keys=keys, args=args)
         return bool(fresh)
