@@ -20,6 +20,10 @@ from .jwt_identity import check_secret, read_public_key
 
 T = TypeVar("T")
 
+#: Characters the server API's key must have at least: 32 random hex digits
+#: are 128 bits, beyond guessing through a network.
+MIN_API_KEY = 32
+
 
 def _shipped_static_dir() -> Path:
     """The page and its assets, found through the package, never the working
@@ -139,6 +143,9 @@ class Settings:
     #: Anonymous identities (a ``hello`` without ``jwt``); off, such a hello
     #: closes with 4003, and a JWT is the only way in.
     guests: bool = True
+    #: The server API's bearer key (``POST /api/messages``, :mod:`quartchat.api`);
+    #: unset, the API answers 404. At least :data:`MIN_API_KEY` characters.
+    api_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -193,6 +200,7 @@ class Settings:
             jwt_audience=reader.get("QUARTCHAT_JWT_AUDIENCE", str, d.jwt_audience),
             jwt_issuer=reader.get("QUARTCHAT_JWT_ISSUER", str, d.jwt_issuer),
             guests=reader.get("QUARTCHAT_GUESTS", _flag, d.guests),
+            api_key=reader.secret("QUARTCHAT_API_KEY", _api_key, d.api_key),
         )
         _check_jwt(settings)
         if settings.history_burst < settings.history_max:
@@ -322,6 +330,15 @@ def _public_key(raw: str) -> Path:
     path = Path(raw)
     read_public_key(path)
     return path
+
+
+def _api_key(raw: str) -> str:
+    """A bearer key a backend can send in a header, and long enough not to be guessed."""
+    if len(raw) < MIN_API_KEY:
+        raise ValueError(f"must be at least {MIN_API_KEY} characters (try: openssl rand -hex 32)")
+    if not all("!" <= ch <= "~" for ch in raw):
+        raise ValueError("must be printable ASCII without spaces (it travels in a header)")
+    return raw
 
 
 def _flag(raw: str) -> bool:
