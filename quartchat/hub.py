@@ -38,15 +38,16 @@ from .broker import Deliver, RoomSubscription
 from .chat import Opening, PostMany, Subscribe
 from .committer import Committer
 from .config import Settings
+from .errors import FrameError, StoreError
 from .identities import Identity, IdentityDesk
 from .leave_grace import LeaveGrace
 from .mention_lookup import MentionLookup
 from .metrics import Metrics
-from .models import GENERAL, User
+from .models import GENERAL, Posted, User
 from .online_records import OnlineRecords
 from .pacing import FlushPacer
 from .posting import Posting
-from .protocol import Hello, History, HistoryPage, ServerFrame, Typing
+from .protocol import Hello, History, HistoryPage, Send, ServerFrame, Typing
 from .protocol_rooms import RoomFrame
 from .reading import Reading
 from .room_desk import RoomDesk
@@ -192,6 +193,15 @@ class Hub:
         """See :meth:`quartchat.room_desk.RoomDesk.handle`."""
         user = await self.online.get(user_id) or User(user_id, "")
         return await self.room_desk.handle(conn_id, user, frame)
+
+    async def post_api(
+        self, subject: str, nick: str, send: Send
+    ) -> Posted | FrameError | StoreError:
+        """A send of the server API (:mod:`quartchat.api`) as the user of the
+        deployment's account ``subject`` (a JWT's ``sub``), made with ``nick``
+        the first time; see :meth:`quartchat.posting.Posting.post_as`."""
+        user = await self.backends.identities.user_for_subject(subject, nick)
+        return await self.posting.post_as(user, send)
 
     async def identify(self, hello: Hello, address: str | None) -> Identity:
         """See :meth:`quartchat.identities.IdentityDesk.identify`."""

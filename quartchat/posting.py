@@ -88,6 +88,29 @@ class Posting:
             await self._relay.relayed_past(max(m.id for m in stored))
         return outcomes
 
+    async def post_as(self, user: User, send: Send) -> Posted | FrameError | StoreError:
+        """Store one send of ``user`` that came through no connection (the
+        server API): what :meth:`post_many` does for a connection's send,
+        with the same checks (the room's membership is read from the
+        directory), the same send limit and the same dedup on
+        ``client_offset``; every connection that may see it gets it, as no
+        connection sent it. The user need not be online; when they are,
+        the message carries their nick of now."""
+        sender = await self._online.get(user.id) or user
+        settings = self._settings
+        bucket = Bucket(f"send:{user.id}", settings.send_rate, settings.send_burst)
+        try:
+            draft = await self._draft("", sender, send, ())
+        except FrameError as exc:
+            return exc
+        [result] = await self._committer.post_many([(draft, bucket)])
+        outcome = _refused_if_limited(result, draft)
+        if isinstance(outcome, Posted):
+            if outcome.message.recipient is not None:
+                await self._markers.opened(outcome.message)
+            await self._relay.relayed_past(outcome.message.id)
+        return outcome
+
     async def _draft(
         self, conn_id: ConnId, sender: User, send: Send, rooms: Collection[str]
     ) -> Draft:
