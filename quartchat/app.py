@@ -1,4 +1,5 @@
-"""The ASGI app: the page, ``/healthz`` and the ``/ws`` chat socket.
+"""The ASGI app: the page, ``/healthz``, the ``/ws`` chat socket and the
+server API (:mod:`quartchat.api`, ``POST /api/messages``).
 
 The only module that imports Quart. It reads the settings, opens the
 backends they name, starts the hub in the app's nursery, and adapts Quart's websocket to the
@@ -21,6 +22,7 @@ from quart.globals import websocket_ctx
 from quart.wrappers import Websocket
 from quart_trio import QuartTrio
 
+from .api import ServerApi
 from .backends import open_backends
 from .backends.sqlite_log import WritesChecked
 from .config import Settings
@@ -131,11 +133,13 @@ def announces_body(headers: list[tuple[bytes, bytes]]) -> bool:
     return False
 
 
-def refuse_bodies(asgi_app: ASGIApp) -> ASGIApp:
+def refuse_bodies(asgi_app: ASGIApp, api: ServerApi | None = None) -> ASGIApp:
     """ASGI middleware: answer 413 at once, and close, to any HTTP request
-    that announces a body, before reading any of it.
+    that announces a body, before reading any of it; requests to ``api``'s
+    path go to ``api`` instead, which reads a bounded body itself
+    (:mod:`quartchat.api`: in size and in time).
 
-    No route of quartchat takes a body, and reading one is unbounded in
+    No other route of quartchat takes a body, and reading one is unbounded in
     time: a POST announcing 10**9 bytes sent a byte every 5 s (within
     hypercorn's read timeout) held its connection for ever, and ~1,010 of them
     used up the file descriptors of a process limited to 1,024. The answer
@@ -143,6 +147,9 @@ def refuse_bodies(asgi_app: ASGIApp) -> ASGIApp:
     as it is written; the body is never read."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
+        if api is not None and api.serves(scope):
+            await api(scope, receive, send)
+            return
         if scope["type"] != "http" or not announces_body(scope["headers"]):
             await asgi_app(scope, receive, send)
             return
@@ -272,13 +279,13 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     sessions = app.extensions[SESSIONS_KEY] = OpenSessions()
     trimmer = TrimAfterCloses(TRIM_EVERY_CLOSES)
 
-    app.asgi_app = refuse_bodies(  # type: ignore[method-assign,assignment]
-        keep_asgi_send(app.asgi_app)
-    )
-
     def hub() -> Hub:
         found: Hub = app.extensions[HUB_KEY]
         return found
+
+    app.asgi_app = refuse_bodies(  # type: ignore[method-assign,assignment]
+        keep_asgi_send(app.asgi_app), ServerApi(settings, hub)
+    )
 
     @app.before_serving
     async def start_hub() -> None:
