@@ -114,6 +114,12 @@ class Writer:
     async def _send_lines(self, lines: list[str], messages: int) -> None:
         """Send ``lines`` (``messages`` of them chat messages) in as few frames
         as :data:`MAX_FRAME_BYTES` allows."""
+        if len(lines) == 1 and 4 * len(lines[0]) <= MAX_FRAME_BYTES:
+            # The common frame on a quiet connection: one line, surely small
+            # enough (a code point is at most 4 bytes), sent as it is.
+            await self._transport.send(lines[0])
+            self._chat.frame_sent(1, messages)
+            return
         for frame in coalesce(lines):
             await self._transport.send("\n".join(frame))
             self._chat.frame_sent(len(frame), messages)
