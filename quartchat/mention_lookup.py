@@ -12,11 +12,13 @@ mentions cost no store call each.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import trio
 
 from .backends.base import Identities, PresenceBoard, RoomDirectory
 from .mentions import MentionIndex
-from .models import GENERAL, User
+from .models import GENERAL, RoomMember, User
 
 #: Seconds a room's member list is kept for resolving mentions.
 MEMBERS_TTL = 5.0
@@ -59,9 +61,18 @@ class MentionLookup:
         online = {user.id: user for user in await self._presence.online()}
         if room == GENERAL:
             return list(online.values())
-        members: list[User] = []
-        for member in await self._directory.members(room):
-            user = online.get(member.user_id) or await self._identities.get_user(member.user_id)
-            if user is not None:
-                members.append(user)
-        return members
+        listed = await member_users(self._directory, self._identities, room, online)
+        return [user for user, _ in listed]
+
+
+async def member_users(
+    directory: RoomDirectory, identities: Identities, room: str, online: Mapping[str, User]
+) -> list[tuple[User, RoomMember]]:
+    """The room's members as users, in the directory's order: as online now
+    (``online``, by id) or as stored; members whose identity is gone are left out."""
+    found: list[tuple[User, RoomMember]] = []
+    for member in await directory.members(room):
+        user = online.get(member.user_id) or await identities.get_user(member.user_id)
+        if user is not None:
+            found.append((user, member))
+    return found

@@ -30,6 +30,7 @@ from .backends.base import (
 from .broker import Event
 from .config import Settings
 from .errors import FORBIDDEN, NOT_MEMBER, UNKNOWN_ROOM, FrameError, RoomRefused
+from .mention_lookup import member_users
 from .models import GENERAL, Role, Room, RoomKind, User
 from .protocol import ServerFrame
 from .protocol_rooms import (
@@ -152,15 +153,10 @@ class RoomDesk:
 
     async def _members(self, user: User, frame: MembersRequest) -> ServerFrame:
         room = await self.member_of(frame.room, user.id)
-        listed = await self._directory.members(room.id)
         online = {u.id: u for u in await self._presence.online()}
-        entries: list[RoomMemberEntry] = []
-        seen: set[str] = set()
-        for member in listed:
-            shown = online.get(member.user_id) or await self._identities.get_user(member.user_id)
-            if shown is not None:
-                entries.append(RoomMemberEntry(shown, member.role, member.user_id in online))
-                seen.add(member.user_id)
+        listed = await member_users(self._directory, self._identities, room.id, online)
+        entries = [RoomMemberEntry(u, m.role, u.id in online) for u, m in listed]
+        seen = {u.id for u, _ in listed}
         if room.id == GENERAL:  # everyone is in it: those online are listed
             entries += [
                 RoomMemberEntry(u, Role.MEMBER, True) for u in online.values() if u.id not in seen

@@ -1,7 +1,7 @@
 // Who is online: the sidebar list and presence frames (join, leave, nick change).
 
 import { storage } from "./storage.js";
-import { avatar, el } from "./util.js";
+import { avatar, el, icon } from "./util.js";
 import { isMe, state } from "./state.js";
 import { dom } from "./dom.js";
 import { clearTyping, renderTyping } from "./typing.js";
@@ -15,22 +15,12 @@ function nickEl(nick) {
   return node;
 }
 
-const SVG = "http://www.w3.org/2000/svg";
 
 /** A speech bubble shown on hover and focus: this person can be messaged privately. */
 function privateHint() {
   const hint = el("span", "user-hint");
   hint.setAttribute("aria-hidden", "true");
-  const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("viewBox", "0 0 24 24");
-  svg.setAttribute("width", "14");
-  svg.setAttribute("height", "14");
-  svg.setAttribute("focusable", "false");
-  const path = document.createElementNS(SVG, "path");
-  path.setAttribute("fill", "currentColor");
-  path.setAttribute("d", "M5 4h14a2 2 0 0 1 2 2v9a2 2 0 0 1-2 2h-8l-5 4v-4H5a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z");
-  svg.append(path);
-  hint.append(svg);
+  hint.append(icon("M5 4h14a2 2 0 0 1 2 2v9a2 2 0 0 1-2 2h-8l-5 4v-4H5a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z"));
   return hint;
 }
 

@@ -3,26 +3,16 @@
 // General is a room too; its view keeps the key "all" (the "Everyone" tab).
 
 import { storage } from "./storage.js";
-import { el } from "./util.js";
+import { el, icon } from "./util.js";
 import { state } from "./state.js";
 import { dom } from "./dom.js";
 import { makeConv, renderBadge, roomIdOf, roomKey, updateMarker } from "./conversations.js";
 
 const GENERAL = { id: "general", name: "general", kind: "public", topic: "", role: "member" };
-const SVG = "http://www.w3.org/2000/svg";
 
 /** A small padlock, drawn for private rooms. */
 function lockIcon() {
-  const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("viewBox", "0 0 24 24");
-  svg.setAttribute("width", "14");
-  svg.setAttribute("height", "14");
-  svg.setAttribute("focusable", "false");
-  const path = document.createElementNS(SVG, "path");
-  path.setAttribute("fill", "currentColor");
-  path.setAttribute("d", "M7 10V8a5 5 0 0 1 10 0v2h1a1 1 0 0 1 1 1v9a1 1 0 0 1-1 1H6a1 1 0 0 1-1-1v-9a1 1 0 0 1 1-1h1zm2 0h6V8a3 3 0 0 0-6 0v2z");
-  svg.append(path);
-  return svg;
+  return icon("M7 10V8a5 5 0 0 1 10 0v2h1a1 1 0 0 1 1 1v9a1 1 0 0 1-1 1H6a1 1 0 0 1-1-1v-9a1 1 0 0 1 1-1h1zm2 0h6V8a3 3 0 0 0-6 0v2z");
 }
 
 /** Only what a room object from the server may hold, as plain strings. */

@@ -80,3 +80,19 @@ export function avatar(id, nick) {
   a.style.setProperty("--h", String(hue(id)));
   return a;
 }
+
+const SVG = "http://www.w3.org/2000/svg";
+
+/** A 14-pixel icon of one path (``d``), drawn in the text's colour. */
+export function icon(d) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "14");
+  svg.setAttribute("height", "14");
+  svg.setAttribute("focusable", "false");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("fill", "currentColor");
+  path.setAttribute("d", d);
+  svg.append(path);
+  return svg;
+}
