@@ -28,9 +28,24 @@ class Draft:
     room: str | None = None
     #: Ids of the room's members its text names as ``@nick``.
     mentions: tuple[str, ...] = ()
+    #: Above 0, an edit: ``text`` replaces the text of message ``target``,
+    #: whose room and recipient this draft must copy (the log checks that
+    #: the target is a live message of ``sender``'s).
+    target: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "room", room_of(self.room, self.recipient))
+
+
+class Kind(StrEnum):
+    """What an entry of the log is: a message, or a change to one. Edits and
+    deletes are entries of their own (an id each, in the log's order), so
+    they reach live connections, replays and every worker's tail as
+    messages do, to the same audience as the message they change."""
+
+    MESSAGE = "message"
+    EDIT = "edit"
+    DELETE = "delete"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +61,17 @@ class Message:
     room: str | None = None
     #: Ids of the room's members its text names as ``@nick``.
     mentions: tuple[str, ...] = ()
+    #: A message, an edit of one (``text`` its new text) or a delete of one
+    #: (``text`` ""). An edit or a delete has the sender, recipient and room
+    #: of the message it changes, ``target``.
+    kind: Kind = Kind.MESSAGE
+    target: int = 0
+    #: A message as it is now: when its text was last edited (None: never).
+    edited_ts: int | None = None
+    #: A message as it is now: deleted (its text is gone: ``text`` is "").
+    deleted: bool = False
+    #: A delete: who deleted (the author, a moderator, an admin).
+    by: User | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "room", room_of(self.room, self.recipient))

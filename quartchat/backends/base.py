@@ -102,6 +102,14 @@ class RateLimited(Exception):
     had no token left, so nothing of it was stored."""
 
 
+class EditRefused(Exception):
+    """In an edit's place in :meth:`MessageLog.append`'s results: its target
+    is not a live message of its sender's (no such message, an edit or a
+    delete entry, trimmed, deleted, or someone else's), so nothing of it was
+    stored. Checked in the same step as the append, so an edit racing a
+    delete never brings a deleted text back."""
+
+
 @dataclass(frozen=True, slots=True)
 class Replay:
     """What a connection is owed when it starts."""
@@ -178,7 +186,31 @@ class MessageLog(Protocol):
         its own. A draft whose bucket is empty is :class:`RateLimited` in its
         place, nothing of it stored; a retry (a duplicate) spends a token
         too. The backend keeps the buckets where :class:`RateLimits` keeps
-        them (in-process, or in Redis), on the same keys."""
+        them (in-process, or in Redis), on the same keys.
+
+        A draft with ``target`` is an edit: stored as an entry of kind
+        ``EDIT`` (its own id, its text, the target's room and recipient,
+        dedup on its sender's ``client_offset`` as any draft), and the
+        target's text as it is now becomes the edit's, with ``edited_ts``
+        the edit's ts. A target that is not a live message of the sender's
+        is :class:`EditRefused` in its place, nothing stored."""
+
+    async def get(self, message_id: int) -> Message | None:
+        """The message with that id as it is now (its last text and
+        ``edited_ts``; ``deleted`` with text "" when deleted), or None when
+        there is none: never stored, trimmed, or an edit or delete entry."""
+
+    async def delete(self, target: int, by: User, origin: ConnId = "") -> Message | None:
+        """Delete message ``target``: its text and the text of every edit of
+        it are wiped from the store (not hidden: no page of the SQLite file,
+        of its WAL after the next checkpoint, nor any Redis key holds them;
+        SQLite checkpoints with TRUNCATE within 5 s of a delete), it reads
+        as ``deleted`` from now on, and an entry of kind ``DELETE`` is
+        appended (the next id; the target's sender, recipient and room;
+        ``by``; text "") for every tail to hand out, with ``origin``.
+        Returns that entry, or None when ``target`` is no live message (never
+        stored, trimmed, an edit or delete entry, deleted already). Who may
+        delete is the caller's rule."""
 
     async def read_after(
         self,
@@ -190,9 +222,12 @@ class MessageLog(Protocol):
         """The messages of ``rooms`` and ``viewer``'s private messages with
         ids above ``after_id`` (or the newest ``limit`` when None), at most
         ``limit`` (the newest), in id order, with the snapshot id; nothing
-        of any other room. Which rooms the viewer is in is the caller's
-        knowledge (the room directory's). Its cost grows with the number of
-        ``rooms`` and ``limit``, never with other rooms' traffic."""
+        of any other room. Edit and delete entries are among them (they
+        count toward ``limit``), seen by whoever may see their target;
+        messages come as they are now (see :meth:`get`). Which rooms the
+        viewer is in is the caller's knowledge (the room directory's). Its
+        cost grows with the number of ``rooms`` and ``limit``, never with
+        other rooms' traffic."""
 
     async def history(
         self,
@@ -207,7 +242,9 @@ class MessageLog(Protocol):
         private conversation between ``viewer`` and ``with_user``, or, when
         neither is given, of ``general`` and the viewer's private messages
         (what version 1 shows). Both at once is a ValueError. Whether the
-        viewer may read ``room`` is the caller's rule."""
+        viewer may read ``room`` is the caller's rule. Only messages (no
+        edit or delete entry), each as it is now (see :meth:`get`): a
+        deleted one stays in its place, ``deleted``, with no text."""
 
     async def unread(
         self, viewer: str, rooms: Mapping[str, int], direct: Mapping[str, int]
@@ -221,7 +258,8 @@ class MessageLog(Protocol):
         looks at the first ``4 * UNREAD_CAP`` messages after the marker at
         most (a reader who wrote most of those sees fewer counted than there
         are). A self-mention is not counted; mentions in private messages
-        are kept with the message but not counted."""
+        are kept with the message but not counted. Edit and delete entries
+        are not counted (an edit is no new message)."""
 
     async def note_change(self, change: MemberChange) -> MemberChange:
         """Place ``change`` in the log after the newest committed message, for
@@ -230,8 +268,9 @@ class MessageLog(Protocol):
         tail that has handed it out never disagrees with the directory."""
 
     def tail(self, after_id: int) -> AsyncIterator[list[LogEntry]]:
-        """Every message committed with an id above ``after_id``, by anyone,
-        and every change noted since, in log order and in batches, for
+        """Every message committed with an id above ``after_id``, by anyone
+        (edit and delete entries included, as :meth:`append` and
+        :meth:`delete` stored them), and every change noted since, in log order and in batches, for
         ever; across an outage of the backend it resumes where it stopped.
         One per worker, not per socket."""
 
