@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .backends.base import Bucket, MessageLog, RateLimited
+from .backends.base import Bucket, EditRefused, MessageLog, RateLimited
 from .errors import StoreError, Unavailable
 from .metrics import Metrics
 from .models import Draft, Posted
@@ -35,9 +35,9 @@ class _Pending:
     error: Exception | None = None
 
 
-def _outcome(pending: _Pending) -> Posted | RateLimited | StoreError:
-    if isinstance(pending.error, RateLimited):
-        return RateLimited()
+def _outcome(pending: _Pending) -> Posted | RateLimited | EditRefused | StoreError:
+    if isinstance(pending.error, RateLimited | EditRefused):
+        return pending.error
     if isinstance(pending.error, Unavailable):
         away = Unavailable("the log cannot be reached; retry")
         away.__cause__ = pending.error
@@ -68,11 +68,11 @@ class Committer:
 
     async def post_many(
         self, items: Sequence[tuple[Draft, Bucket | None]]
-    ) -> list[Posted | RateLimited | StoreError]:
+    ) -> list[Posted | RateLimited | EditRefused | StoreError]:
         """Store several drafts, queued together so that they share commits;
         return once all are committed, each with its own outcome, in order:
         what was stored (or found), or why not (:class:`RateLimited`,
-        :class:`~quartchat.errors.Unavailable`, :class:`StoreError`)."""
+        :class:`EditRefused`, :class:`~quartchat.errors.Unavailable`, :class:`StoreError`)."""
         pendings = [_Pending(draft, bucket) for draft, bucket in items]
         for pending in pendings:
             # All queued before the committer runs (an await would let it

@@ -172,7 +172,7 @@ class MessageLog(Protocol):
 
     async def append(
         self, drafts: Sequence[Draft], buckets: Sequence[Bucket | None] = ()
-    ) -> list[Posted | StoreError | RateLimited]:
+    ) -> list[Posted | StoreError | RateLimited | EditRefused]:
         """Store drafts atomically each: dedup ``(sender, client_offset)``
         (a known one gives back the stored message, ``duplicate=True``, and no
         new id), give new ones the next ids, commit; results in draft order.
