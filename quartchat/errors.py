@@ -40,6 +40,7 @@ class FrameError(QuartchatError):
         *,
         retry_after: float | None = None,
         ref: str | None = None,
+        until: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -49,6 +50,9 @@ class FrameError(QuartchatError):
         self.retry_after = retry_after
         #: The refused frame's ``ref`` (protocol 1.1), echoed on the error frame.
         self.ref = ref
+        #: For :data:`MUTED` only: when the mute ends, in ms since the epoch
+        #: (None: for good); the error frame shows it for that code alone.
+        self.until = until
 
 
 class RoomRefused(FrameError):
@@ -63,6 +67,13 @@ BAD_ROOM_NAME = "bad_room_name"
 UNKNOWN_ROOM = "unknown_room"
 NOT_MEMBER = "not_member"
 FORBIDDEN = "forbidden"
+
+# Error codes of moderation (docs/protocol.md, Moderation and identity).
+#: A send or an edit from a user muted where it goes; the error carries ``until``.
+MUTED = "muted"
+#: An edit or a delete of a message that is not there (never stored,
+#: trimmed, deleted already, or not a message but an edit or delete entry).
+UNKNOWN_MESSAGE = "unknown_message"
 
 
 class CloseConnection(QuartchatError):
@@ -83,3 +94,6 @@ INTERNAL_ERROR = 1011
 NO_HELLO = 4001
 UNKNOWN_TOKEN = 4003
 TOO_SLOW = 4008
+#: Protocol 1.1: the user is banned (a ``hello`` while the ban lasts, and
+#: every connection of theirs when it is imposed).
+BANNED = 4009

@@ -111,6 +111,33 @@ class Fields:
             )
         return value
 
+    def required_int(self, name: str, low: int, high: int = MAX_ID) -> int:
+        """An integer in ``low..high`` that must be there: not null, not a
+        bool, not a float (``600.0`` included), not a string."""
+        value = self.nullable_int(name, low, high)
+        if value is None:
+            raise FrameError("bad_request", f"field '{name}' is required")
+        return value
+
+    def nullable_int(self, name: str, low: int, high: int = MAX_ID) -> int | None:
+        """An integer in ``low..high``, or null; the field itself must be
+        there, so a null is always meant (a ban for good, say), never a
+        field forgotten."""
+        self.require(name)
+        value = self.obj[name]
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise FrameError(
+                "bad_request", f"field '{name}' must be an integer from {low} to {high}"
+            )
+        return value
+
+    def require(self, name: str) -> None:
+        """``bad_request`` unless the frame has the field (null counts as there)."""
+        if name not in self.obj:
+            raise FrameError("bad_request", f"field '{name}' is required")
+
 
 def user_wire(user: User) -> dict[str, str]:
     """A user as every server frame carries them: ``{"id": .., "nick": ..}``."""

@@ -1,12 +1,13 @@
-"""Protocol v1 (and 1.1's rooms) without I/O: parse and validate client
-frames, encode server frames.
+"""Protocol v1 (and 1.1's rooms and moderation) without I/O: parse and
+validate client frames, encode server frames.
 
 Everything here is synchronous and pure, so the rules of docs/protocol.md are
 tested without a socket. A client frame becomes one of the frozen dataclasses
-below (or of :mod:`quartchat.protocol_rooms` for the rooms' own frames) or
-raises :class:`~quartchat.errors.FrameError` with the protocol's code; a
-server frame is one of the frozen records at the end, and :func:`encode`
-makes it one line of JSON. :func:`parse_frame` is the one entry point.
+below (or of :mod:`quartchat.protocol_rooms` for the rooms' own frames, of
+:mod:`quartchat.protocol_moderation` for moderation's) or raises
+:class:`~quartchat.errors.FrameError` with the protocol's code; a server
+frame is one of the frozen records at the end, and :func:`encode` makes it
+one line of JSON. :func:`parse_frame` is the one entry point.
 """
 
 from __future__ import annotations
@@ -17,12 +18,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from .errors import FrameError
+from .errors import MUTED, FrameError
 from .frame_fields import MAX_ID as MAX_ID
 from .frame_fields import MAX_ID_LEN as MAX_ID_LEN
 from .frame_fields import Fields, clean_name, user_wire
 from .frame_fields import is_scalar_text as is_scalar_text
-from .models import GENERAL, Message, User, room_of
+from .models import GENERAL, Kind, Message, User, room_of
+from .protocol_moderation import (
+    CLIENT_FRAMES_OF_MODERATION,
+    BanNotice,
+    ModerationFrame,
+    MuteNotice,
+    RoleNotice,
+)
 from .protocol_rooms import (
     CLIENT_FRAMES_OF_ROOMS,
     DirectStanding,
@@ -49,7 +57,9 @@ OFFSET_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 #: Nor are ``unknown_room``, ``not_member`` and ``forbidden``: a page that
 #: was right a moment ago meets them after a kick or a change of role (its
 #: outbox still holding sends to the room), and a private room answers a
-#: non-member as if it did not exist.
+#: non-member as if it did not exist. Nor moderation's ``muted`` (someone
+#: else's doing) and ``unknown_message``: a message deleted a moment ago
+#: meets an honest page's edit or delete still on its way.
 CLIENT_FAULTS = frozenset(
     {
         "bad_json",
@@ -66,6 +76,9 @@ CLIENT_FAULTS = frozenset(
 ROOM_ERROR_CODES = frozenset(
     {"unknown_room", "not_member", "forbidden", "room_taken", "bad_room_name"}
 )
+#: Error codes of moderation (protocol 1.1), beside those; ``forbidden`` is
+#: the rooms' (a frame its sender may not send).
+MODERATION_ERROR_CODES = frozenset({"muted", "unknown_message"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +102,10 @@ class Send:
     #: Addition in 1.1: the room, ``general`` when absent or null; None for a
     #: private message (``to`` set), which is in no room.
     room: str | None = None
+    #: Addition in 1.1: above 0, an ``edit`` of message ``target``, whose
+    #: new text is ``text``. Its room and recipient are the target's: an
+    #: edit names neither, so ``to`` is None and ``room`` ``general`` here.
+    target: int = 0
 
     def __post_init__(self) -> None:
         _set(self, "room", room_of(self.room, self.to))
@@ -132,7 +149,8 @@ class Ping:
     pass
 
 
-ClientFrame = Hello | Send | Nick | Typing | History | Ping | RoomFrame
+ClientFrame = Hello | Send | Nick | Typing | History | Ping | RoomFrame | ModerationFrame
+FrameOf1_1 = RoomFrame | ModerationFrame
 
 _set = object.__setattr__
 
@@ -141,10 +159,11 @@ def parse_frame(raw: str, *, history_max: int = 200, rooms: bool = False) -> Cli
     """Turn one client text frame into a dataclass, or raise ``FrameError``.
 
     ``rooms`` is whether the server serves rooms (protocol 1.1). Until it
-    does, the rooms' own frame types are unknown types, as in version 1, and
-    a ``room`` other than ``general`` on a ``send``, ``typing`` or
-    ``history`` is ``unknown_room``: it is refused rather than read as
-    ``general``, so nothing meant for a room goes to everyone."""
+    does, 1.1's own frame types (the rooms', moderation's and ``edit``) are
+    unknown types, as in version 1, and a ``room`` other than ``general``
+    on a ``send``, ``typing`` or ``history`` is ``unknown_room``: it is
+    refused rather than read as ``general``, so nothing meant for a room
+    goes to everyone."""
     try:
         obj = json.loads(raw)
     except (ValueError, RecursionError):
@@ -188,14 +207,25 @@ def parse_frame(raw: str, *, history_max: int = 200, rooms: bool = False) -> Cli
         )
     if kind == "ping":
         return Ping()
-    parse_room_frame = CLIENT_FRAMES_OF_ROOMS.get(kind) if rooms else None
-    if parse_room_frame is None:
+    if rooms and kind == "edit":
+        return _parse_edit(fields)
+    parse_frame_of_1_1 = _CLIENT_FRAMES_OF_1_1.get(kind) if rooms else None
+    if parse_frame_of_1_1 is None:
         raise FrameError("bad_request", f"unknown frame type {kind[:40]!r}")
-    return _parse_with_ref(parse_room_frame, fields)
+    return _parse_with_ref(parse_frame_of_1_1, fields)
 
 
-def _parse_with_ref(parse: Callable[[Fields, str | None], RoomFrame], fields: Fields) -> RoomFrame:
-    """A rooms frame parsed by ``parse``; a refusal carries the frame's
+#: The frame types of 1.1 that carry a ``ref``, and their parsers.
+_CLIENT_FRAMES_OF_1_1: dict[str, Callable[[Fields, str | None], FrameOf1_1]] = {
+    **CLIENT_FRAMES_OF_ROOMS,
+    **CLIENT_FRAMES_OF_MODERATION,
+}
+
+
+def _parse_with_ref(
+    parse: Callable[[Fields, str | None], FrameOf1_1], fields: Fields
+) -> FrameOf1_1:
+    """A frame of 1.1 parsed by ``parse``; a refusal carries the frame's
     ``ref`` (read first, so even a frame refused for another field echoes it)."""
     ref = parse_ref(fields)
     try:
@@ -228,6 +258,36 @@ def _room_field(
 
 
 def _parse_send(fields: Fields, rooms: bool) -> Send:
+    offset = _client_offset(fields)
+    text = _text(fields, offset)
+    to = fields.obj.get("to")
+    if to is not None and (
+        not isinstance(to, str) or not 0 < len(to) <= MAX_ID_LEN or not is_scalar_text(to)
+    ):
+        raise FrameError("bad_request", "field 'to' must be a user id or null", offset)
+    room = _room_field(fields, to, "to", rooms, offset)
+    return Send(client_offset=offset, text=text, to=to, room=room)
+
+
+def _parse_edit(fields: Fields) -> Send:
+    """``edit``: a send with a ``target`` (a message id), acked and refused as
+    a send is. It names no room and no recipient (the target's are used):
+    a ``room`` or ``to`` other than null is ``bad_request``, rather than
+    ignored while the client believes it edits elsewhere."""
+    offset = _client_offset(fields)
+    try:
+        target = fields.required_int("target", 1)
+    except FrameError as exc:
+        raise FrameError(exc.code, exc.message, offset) from None
+    text = _text(fields, offset)
+    for name in ("room", "to"):
+        if fields.obj.get(name) is not None:
+            raise FrameError("bad_request", f"an edit takes no '{name}': the target's", offset)
+    return Send(client_offset=offset, text=text, to=None, target=target)
+
+
+def _client_offset(fields: Fields) -> str:
+    """A send's (or an edit's) ``client_offset``; ``bad_offset`` when unusable."""
     offset = fields.obj.get("client_offset")
     if not isinstance(offset, str) or not OFFSET_RE.fullmatch(offset):
         raise FrameError(
@@ -238,6 +298,11 @@ def _parse_send(fields: Fields, rooms: bool) -> Send:
             if isinstance(offset, str) and len(offset) <= 64 and is_scalar_text(offset)
             else None,
         )
+    return offset
+
+
+def _text(fields: Fields, offset: str) -> str:
+    """A send's (or an edit's) text, trimmed and checked; refusals name ``offset``."""
     text = fields.obj.get("text")
     if not isinstance(text, str):
         raise FrameError("bad_request", "field 'text' must be a string", offset)
@@ -251,13 +316,7 @@ def _parse_send(fields: Fields, rooms: bool) -> Send:
         raise FrameError("empty", "text is empty", offset)
     if len(text) > MAX_TEXT:
         raise FrameError("too_long", f"text over {MAX_TEXT} characters", offset)
-    to = fields.obj.get("to")
-    if to is not None and (
-        not isinstance(to, str) or not 0 < len(to) <= MAX_ID_LEN or not is_scalar_text(to)
-    ):
-        raise FrameError("bad_request", "field 'to' must be a user id or null", offset)
-    room = _room_field(fields, to, "to", rooms, offset)
-    return Send(client_offset=offset, text=text, to=to, room=room)
+    return text
 
 
 def clean_nick(raw: str) -> str:
@@ -314,23 +373,65 @@ class EncodedUsers:
 
 def _message(message: Message, name_general: bool) -> dict[str, Any]:
     """A message as ``message`` and ``history`` frames carry it (no ``type``):
-    version 1's fields, then 1.1's ``room`` and ``mentions`` (absent when it
-    names no one). A private message has no ``room``; a message of
-    ``general`` names it only with ``name_general`` (see :class:`MessageFrame`)."""
+    version 1's fields, then 1.1's ``room``, ``mentions`` (absent when it
+    names no one) and ``edited_ts`` (absent when never edited). A private
+    message has no ``room``; a message of ``general`` names it only with
+    ``name_general`` (see :class:`MessageFrame`). A deleted message is
+    ``{"id", "deleted": true, "from", "to", "ts", "room"}``: no text, and
+    nothing that came of it (mentions, edits)."""
     recipient = message.recipient
-    wire = {
-        "id": message.id,
-        "from": _user(message.sender),
-        "to": None if recipient is None else _user(recipient),
-        "text": message.text,
-        "ts": message.ts,
-    }
+    to = None if recipient is None else _user(recipient)
+    wire: dict[str, Any]
+    if message.deleted:
+        wire = {"id": message.id, "deleted": True, "from": _user(message.sender), "to": to}
+    else:
+        wire = {"id": message.id, "from": _user(message.sender), "to": to, "text": message.text}
+    wire["ts"] = message.ts
     room = message.room
     if room is not None and (name_general or room != GENERAL):
         wire["room"] = room
+    if message.deleted:
+        return wire
     if message.mentions:
         wire["mentions"] = message.mentions
+    if message.edited_ts is not None:
+        wire["edited_ts"] = message.edited_ts
     return wire
+
+
+def _edited(entry: Message) -> dict[str, Any]:
+    """An edit entry of the log as its ``edited`` frame. ``room`` is always
+    there (null for a private message, ``general`` named): a 1.1 frame
+    has no version-1 bytes to keep. ``text`` is "" when the target has
+    been deleted since (a ``deleted`` frame follows it)."""
+    recipient = entry.recipient
+    return {
+        "type": "edited",
+        "id": entry.id,
+        "target": entry.target,
+        "text": entry.text,
+        "room": entry.room,
+        "ts": entry.ts,
+        "from": _user(entry.sender),
+        "to": None if recipient is None else _user(recipient),
+    }
+
+
+def _deleted(entry: Message) -> dict[str, Any]:
+    """A delete entry of the log as its ``deleted`` frame (``room`` as in
+    :func:`_edited`); ``from`` is the author, ``by`` who deleted (the author
+    when the entry names no one)."""
+    recipient = entry.recipient
+    return {
+        "type": "deleted",
+        "id": entry.id,
+        "target": entry.target,
+        "room": entry.room,
+        "by": _user(entry.sender if entry.by is None else entry.by),
+        "ts": entry.ts,
+        "from": _user(entry.sender),
+        "to": None if recipient is None else _user(recipient),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +463,9 @@ class Welcome:
     rooms: Sequence[RoomStanding] | None = None
     #: Addition in 1.1: private conversations with unread messages; absent when None.
     direct: Sequence[DirectStanding] | None = None
+    #: Addition in 1.1: the user is a chat-wide admin. ``"admin": true`` is
+    #: sent only then, so every other welcome keeps its bytes.
+    admin: bool = False
 
     def wire(self) -> dict[str, Any]:
         online = self.online
@@ -389,6 +493,8 @@ class Welcome:
             wire["rooms"] = [standing.wire() for standing in self.rooms]
         if self.direct is not None:
             wire["direct"] = [standing.wire() for standing in self.direct]
+        if self.admin:
+            wire["admin"] = True
         return wire
 
     def line(self) -> str:
@@ -404,7 +510,10 @@ class Welcome:
 
 @dataclass(frozen=True, slots=True)
 class MessageFrame:
-    """A committed message, live or replayed; encoded once per broadcast.
+    """A committed entry of the log, live or replayed; encoded once per
+    broadcast. A message is a ``message`` frame; an edit entry an ``edited``
+    frame and a delete entry a ``deleted`` frame (protocol 1.1), whatever
+    path hands them out.
 
     A message of ``general`` carries ``"room": "general"`` only with
     ``name_general``: without it, version-1 traffic is encoded byte for byte
@@ -416,7 +525,12 @@ class MessageFrame:
     name_general: bool = False
 
     def wire(self) -> dict[str, Any]:
-        return {"type": "message", **_message(self.message, self.name_general)}
+        message = self.message
+        if message.kind is Kind.EDIT:
+            return _edited(message)
+        if message.kind is Kind.DELETE:
+            return _deleted(message)
+        return {"type": "message", **_message(message, self.name_general)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,9 +549,16 @@ class HistoryPage:
 
     def wire(self) -> dict[str, Any]:
         name_general = self.name_general
+        # A page holds messages alone (the log's history gives no edit or
+        # delete entry): one that slipped in would show as a message.
+        messages = [
+            _message(message, name_general)
+            for message in self.messages
+            if message.kind is Kind.MESSAGE
+        ]
         wire = {
             "type": "history",
-            "messages": [_message(message, name_general) for message in self.messages],
+            "messages": messages,
             "has_more": self.has_more,
             "before_id": self.before_id,
             "with": self.with_user,
@@ -470,15 +591,20 @@ class ErrorFrame:
     retry_after: float | None = None
     #: Addition in 1.1: the refused frame's ``ref``; absent when it had none.
     ref: str | None = None
+    #: Addition in 1.1, for code ``muted`` alone (and always there for it):
+    #: when the mute ends, in ms since the epoch; None (``null``) for good.
+    until: int | None = None
 
     @classmethod
     def of(cls, exc: FrameError) -> ErrorFrame:
-        return cls(exc.code, exc.message, exc.client_offset, exc.retry_after, exc.ref)
+        return cls(exc.code, exc.message, exc.client_offset, exc.retry_after, exc.ref, exc.until)
 
     def wire(self) -> dict[str, Any]:
         frame: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
         if self.client_offset is not None:
             frame["client_offset"] = self.client_offset
+        if self.code == MUTED:
+            frame["until"] = self.until
         if self.retry_after is not None:
             frame["retry_after"] = self.retry_after
         if self.ref is not None:
@@ -539,4 +665,7 @@ ServerFrame = (
     | MembersAnswer
     | MemberNotice
     | ReadNotice
+    | RoleNotice
+    | MuteNotice
+    | BanNotice
 )
