@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import html
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -319,7 +320,14 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
 
     @app.get("/")
     async def index() -> Response:
-        return await send_from_directory(settings.static_dir, "index.html")
+        """The page; with a JWT URL set, it names that URL in a meta tag (the
+        page's JWT hook), where the page's script reads it."""
+        if settings.jwt_url is None:
+            return await send_from_directory(settings.static_dir, "index.html")
+        page = await trio.Path(settings.static_dir / "index.html").read_text(encoding="utf-8")
+        meta = f'<meta name="quartchat-jwt-url" content="{html.escape(settings.jwt_url)}">'
+        page = page.replace("</head>", f"  {meta}\n</head>", 1)
+        return Response(page, content_type="text/html; charset=utf-8")
 
     @app.get("/healthz")
     async def healthz() -> tuple[dict[str, Any], int]:

@@ -8,6 +8,7 @@ typo never turns into a silently different server.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -146,6 +147,11 @@ class Settings:
     #: The server API's bearer key (``POST /api/messages``, :mod:`quartchat.api`);
     #: unset, the API answers 404. At least :data:`MIN_API_KEY` characters.
     api_key: str | None = field(default=None, repr=False)
+    #: The page's JWT hook: a path on the chat's own origin (``/auth/chat-jwt``)
+    #: that answers ``{"jwt": "..."}`` for the visitor logged in to the
+    #: deployment's site. The page reads it from index.html and logs in with
+    #: that JWT, never putting it in a URL. Unset: anonymous tokens only.
+    jwt_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -201,6 +207,7 @@ class Settings:
             jwt_issuer=reader.get("QUARTCHAT_JWT_ISSUER", str, d.jwt_issuer),
             guests=reader.get("QUARTCHAT_GUESTS", _flag, d.guests),
             api_key=reader.secret("QUARTCHAT_API_KEY", _api_key, d.api_key),
+            jwt_url=reader.get("QUARTCHAT_JWT_URL", _jwt_url, d.jwt_url),
         )
         _check_jwt(settings)
         if settings.history_burst < settings.history_max:
@@ -229,6 +236,11 @@ def _check_jwt(settings: Settings) -> None:
             raise ConfigError(
                 f"{name}={value!r}: needs QUARTCHAT_JWT_SECRET or QUARTCHAT_JWT_PUBLIC_KEY"
             )
+    if settings.jwt_url is not None and not has_key:
+        raise ConfigError(
+            f"QUARTCHAT_JWT_URL={settings.jwt_url!r}: needs QUARTCHAT_JWT_SECRET or"
+            " QUARTCHAT_JWT_PUBLIC_KEY to check the JWTs it hands out"
+        )
     if not settings.guests and not has_key:
         raise ConfigError(
             "QUARTCHAT_GUESTS=0 needs QUARTCHAT_JWT_SECRET or QUARTCHAT_JWT_PUBLIC_KEY:"
@@ -338,6 +350,24 @@ def _api_key(raw: str) -> str:
         raise ValueError(f"must be at least {MIN_API_KEY} characters (try: openssl rand -hex 32)")
     if not all("!" <= ch <= "~" for ch in raw):
         raise ValueError("must be printable ASCII without spaces (it travels in a header)")
+    return raw
+
+
+#: What a JWT URL may hold: a path (and query) of URL characters, nothing the
+#: page's HTML or a browser could read as something else.
+_JWT_URL = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*")
+MAX_JWT_URL = 2000
+
+
+def _jwt_url(raw: str) -> str:
+    """A path on the chat's own origin: the page's content security policy
+    lets it fetch nothing else, and a relative path cannot send the visitor's
+    cookies to another site."""
+    if len(raw) > MAX_JWT_URL or not _JWT_URL.fullmatch(raw):
+        raise ValueError(
+            "must be a path on the chat's own origin, like /auth/chat-jwt"
+            " (starting with one /, URL characters only)"
+        )
     return raw
 
 
