@@ -79,6 +79,15 @@ class MemberEvent(Event):
         return self.answer if conn_id == self.skip_conn else None
 
 
+@dataclass(frozen=True, slots=True)
+class CloseOrder(Event):
+    """Not a frame: every connection of ``only_users`` on this worker ends
+    with close code ``code`` (a ban's 4009). ``line`` is unused ("")."""
+
+    code: int = 0
+    reason: str = ""
+
+
 Deliver = Callable[[Event], None]
 
 

@@ -20,6 +20,7 @@ from .errors import FrameError, StoreError
 from .models import Posted, User
 from .pacing import FlushPacer
 from .protocol import Hello, History, HistoryPage, Send, ServerFrame, Typing
+from .protocol_moderation import ModerationFrame
 from .protocol_rooms import RoomFrame
 
 #: Subscribes the session once the hub knows whose it is (so its filter
@@ -95,6 +96,12 @@ class Chat(Protocol):
         self, conn_id: ConnId, user_id: str, frame: RoomFrame
     ) -> ServerFrame | None:
         """Serve a rooms frame: the answer, or None when the log's tail brings it."""
+
+    async def moderation_frame(
+        self, conn_id: ConnId, user_id: str, frame: ModerationFrame
+    ) -> ServerFrame | None:
+        """Serve a delete, role, kick, mute or ban: the answer, or None when
+        the log's tail brings it."""
 
     async def typing(
         self, conn_id: ConnId, user_id: str, request: Typing, rooms: Collection[str]

@@ -38,19 +38,22 @@ from .broker import Deliver, RoomSubscription
 from .chat import Opening, PostMany, Subscribe
 from .committer import Committer
 from .config import Settings
-from .errors import FrameError, StoreError
+from .errors import FORBIDDEN, FrameError, StoreError
 from .identities import Identity, IdentityDesk
 from .leave_grace import LeaveGrace
 from .mention_lookup import MentionLookup
 from .metrics import Metrics
 from .models import GENERAL, Posted, User
+from .moderation_desk import ModerationDesk
 from .online_records import OnlineRecords
 from .pacing import FlushPacer
 from .posting import Posting
 from .protocol import Hello, History, HistoryPage, Send, ServerFrame, Typing
+from .protocol_moderation import ModerationFrame
 from .protocol_rooms import RoomFrame
 from .reading import Reading
 from .room_desk import RoomDesk
+from .sanctions import SanctionsView
 from .session_door import SessionDoor
 from .tail_relay import TailRelay
 from .typing_relay import TypingRelay
@@ -98,6 +101,17 @@ class Hub:
             backends.limits,
             settings,
         )
+        #: The mutes, bans and admins in force, as this worker knows them.
+        self.sanctions = SanctionsView(backends.moderation, backends.broker)
+        self.moderation_desk = ModerationDesk(
+            self.room_desk,
+            backends.rooms,
+            backends.log,
+            backends.identities,
+            backends.moderation,
+            self.sanctions,
+            backends.bus,
+        )
         self.posting = Posting(
             settings,
             self.committer,
@@ -108,6 +122,8 @@ class Hub:
             self.tail_relay,
             self.room_desk,
             self.mention_lookup,
+            backends.log,
+            self.sanctions,
         )
         #: Posts a run of sends (:meth:`Posting.post_many` itself: a send's
         #: path gets no extra call and await through the hub).
@@ -126,12 +142,14 @@ class Hub:
             self.leave_grace,
             self.typing_relay,
             self.reading,
+            self.moderation_desk,
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The backends, the committer, the tail relay and the timers; until cancelled."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.backends.run)
+            await nursery.start(self.sanctions.run)
             await nursery.start(self.committer.run)
             await nursery.start(self.tail_relay.run)
             await nursery.start(self.pacer.run)
@@ -194,6 +212,13 @@ class Hub:
         user = await self.online.get(user_id) or User(user_id, "")
         return await self.room_desk.handle(conn_id, user, frame)
 
+    async def moderation_frame(
+        self, conn_id: ConnId, user_id: str, frame: ModerationFrame
+    ) -> ServerFrame | None:
+        """See :meth:`quartchat.moderation_desk.ModerationDesk.handle`."""
+        user = await self.online.get(user_id) or User(user_id, "")
+        return await self.moderation_desk.handle(conn_id, user, frame)
+
     async def post_api(
         self, subject: str, nick: str, send: Send
     ) -> Posted | FrameError | StoreError:
@@ -201,6 +226,8 @@ class Hub:
         deployment's account ``subject`` (a JWT's ``sub``), made with ``nick``
         the first time; see :meth:`quartchat.posting.Posting.post_as`."""
         user = await self.backends.identities.user_for_subject(subject, nick)
+        if self.sanctions.banned(user.id) is not None:
+            return FrameError(FORBIDDEN, "that user is banned", send.client_offset)
         return await self.posting.post_as(user, send)
 
     async def identify(self, hello: Hello, address: str | None) -> Identity:

@@ -45,6 +45,7 @@ from .protocol import (
     Typing,
     parse_frame,
 )
+from .protocol_moderation import MODERATION_FRAMES
 from .protocol_rooms import ROOM_FRAMES
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ class Inbound:
     def _refuse(self, frame: object, exc: FrameError | StoreError) -> None:
         """Answer ``frame``, which failed with ``exc``, with an error frame."""
         offset = frame.client_offset if isinstance(frame, Send) else None
-        ref = frame.ref if isinstance(frame, ROOM_FRAMES) else None
+        ref = frame.ref if isinstance(frame, ROOM_FRAMES + MODERATION_FRAMES) else None
         if isinstance(exc, FrameError):
             if exc.code in CLIENT_FAULTS:
                 self._policy.strike()
@@ -260,6 +261,10 @@ class Inbound:
                 raise FrameError("bad_request", "hello was already received")
             case _ if isinstance(frame, ROOM_FRAMES):
                 answer = await self._chat.rooms_frame(self._conn_id, self._user_id, frame)
+                if answer is not None:
+                    self._reply(answer)
+            case _ if isinstance(frame, MODERATION_FRAMES):
+                answer = await self._chat.moderation_frame(self._conn_id, self._user_id, frame)
                 if answer is not None:
                     self._reply(answer)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from .announcer import Announcer
-from .backends.base import Bucket, ConnId, Identities, RateLimited
+from .backends.base import Bucket, ConnId, EditRefused, Identities, MessageLog, RateLimited
 from .committer import Committer
 from .config import Settings
 from .direct_markers import DirectMarkers
@@ -16,7 +16,9 @@ from .mention_lookup import MentionLookup
 from .models import GENERAL, Draft, Posted, User
 from .online_records import OnlineRecords
 from .protocol import Send
+from .protocol_moderation import muted_error
 from .room_desk import RoomDesk
+from .sanctions import SanctionsView
 from .tail_relay import TailRelay
 from .typing_relay import TypingRelay
 
@@ -33,6 +35,8 @@ class Posting:
         relay: TailRelay,
         desk: RoomDesk,
         mentions: MentionLookup,
+        log: MessageLog,
+        sanctions: SanctionsView,
     ) -> None:
         self._settings = settings
         self._committer = committer
@@ -44,6 +48,8 @@ class Posting:
         self._desk = desk
         self._mentions = mentions
         self._markers = DirectMarkers(desk.directory)
+        self._log = log
+        self._sanctions = sanctions
 
     async def post_many(
         self,
@@ -116,7 +122,10 @@ class Posting:
     ) -> Draft:
         """What to store for ``send``; raises ``unknown_user`` for a private
         message to nobody, ``not_member`` or ``unknown_room`` for a room the
-        sender is not in."""
+        sender is not in, ``muted`` for a room (or a chat) they are muted in;
+        an edit (``send.target``) also ``unknown_message`` and ``forbidden``."""
+        if send.target:
+            return await self._edit_draft(conn_id, sender, send, rooms)
         recipient = None
         if send.to is not None:
             recipient = await self._online.get(send.to) or await self._identities.get_user(send.to)
@@ -124,11 +133,8 @@ class Posting:
                 raise FrameError("unknown_user", "no user with that id", send.client_offset)
         elif send.room != GENERAL and send.room not in rooms:
             assert send.room is not None
-            try:  # the connection may not have seen its join relayed yet
-                await self._desk.member_of(send.room, sender.id)
-            except FrameError as exc:
-                exc.client_offset = send.client_offset
-                raise
+            await self._member_of(send.room, sender.id, send.client_offset)
+        self._check_muted(sender.id, send.room, send.client_offset)
         mentions = await self._mentions.find(send.room, send.text)
         self._typing.stop((sender.id, send.to, send.room))
         self._announcer.before_frames_of(sender.id)  # their join before their message
@@ -142,11 +148,59 @@ class Posting:
             mentions=mentions,
         )
 
+    async def _edit_draft(
+        self, conn_id: ConnId, sender: User, send: Send, rooms: Collection[str]
+    ) -> Draft:
+        """An edit of the sender's own message, in its room (or its private
+        conversation), which the sender must still be in. The log checks
+        the target again as it stores the edit (a delete may come between)."""
+        target = await self._log.get(send.target)
+        if target is None or target.deleted:
+            raise _unknown_message(send.client_offset)
+        if target.room is None:
+            assert target.recipient is not None
+            if sender.id not in (target.sender.id, target.recipient.id):
+                raise _unknown_message(send.client_offset)
+        elif target.room != GENERAL and target.room not in rooms:
+            await self._member_of(target.room, sender.id, send.client_offset)
+        if target.sender.id != sender.id:
+            raise FrameError("forbidden", "only its author edits a message", send.client_offset)
+        self._check_muted(sender.id, target.room, send.client_offset)
+        mentions = () if target.room is None else await self._mentions.find(target.room, send.text)
+        return Draft(
+            sender,
+            send.client_offset,
+            send.text,
+            target.recipient,
+            origin=conn_id,
+            room=target.room,
+            mentions=mentions,
+            target=target.id,
+        )
+
+    async def _member_of(self, room: str, user_id: str, client_offset: str) -> None:
+        try:  # the connection may not have seen its join relayed yet
+            await self._desk.member_of(room, user_id)
+        except FrameError as exc:
+            exc.client_offset = client_offset
+            raise
+
+    def _check_muted(self, user_id: str, room: str | None, client_offset: str) -> None:
+        mute = self._sanctions.muted(user_id, room)
+        if mute is not None:
+            raise muted_error(mute.room, mute.until, client_offset)
+
+
+def _unknown_message(client_offset: str) -> FrameError:
+    return FrameError("unknown_message", "no such message", client_offset)
+
 
 def _refused_if_limited(
-    result: Posted | RateLimited | StoreError, draft: Draft
+    result: Posted | RateLimited | EditRefused | StoreError, draft: Draft
 ) -> Posted | FrameError | StoreError:
     """The answer to a stored draft's send: a spent send limit is the client's ``rate_limited``."""
     if isinstance(result, RateLimited):
         return FrameError("rate_limited", "sending too fast; retry shortly", draft.client_offset)
+    if isinstance(result, EditRefused):
+        return _unknown_message(draft.client_offset)
     return result

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import trio
 
-from .broker import Event, MemberEvent, RoomSubscription
+from .broker import CloseOrder, Event, MemberEvent, RoomSubscription
 from .chat import Chat, Opening
 from .errors import (
     GOING_AWAY,
@@ -211,6 +211,9 @@ class Session:
     def _deliver(self, event: Event) -> None:
         """Broker callback: queue ``event`` if it is for us; never blocks."""
         if event.is_for(self.conn_id, self.user_id):
+            if type(event) is CloseOrder:
+                self._cut(CloseConnection(event.code, event.reason))
+                return
             self._queue(event)
         elif (part := event.part_for(self.conn_id)) is not None:
             self._queue(part)

@@ -23,6 +23,7 @@ from .identities import Identity, IdentityDesk, nick_taken
 from .leave_grace import LeaveGrace
 from .metrics import Metrics
 from .models import GENERAL, User
+from .moderation_desk import ModerationDesk
 from .protocol import (
     MAX_NICK,
     MAX_TEXT,
@@ -58,8 +59,10 @@ class SessionDoor:
         leave_grace: LeaveGrace,
         typing_relay: TypingRelay,
         reading: Reading,
+        moderation: ModerationDesk,
     ) -> None:
         self._log = log
+        self._moderation = moderation
         self._presence = presence
         self._rooms = rooms
         self._metrics = metrics
@@ -103,8 +106,12 @@ class SessionDoor:
         subscription = subscribe(identity.stored.id)
         self._announcer.opening(conn_id)
         try:
+            # After subscribing: a ban read after this check closes the
+            # subscription's connection, so none slips between the two.
+            admin = await self._moderation.admit(conn_id, identity)
             user = await self._attach(conn_id, identity, exact=hello.nick_exact)
         except BaseException:
+            self._moderation.closed(conn_id)
             self._announcer.abandon(conn_id)
             subscription.close()
             raise
@@ -137,6 +144,7 @@ class SessionDoor:
             self._limits,
             standings,
             direct,
+            admin=admin,
         )
         # Only encoded lines outlive this call: the welcome's online list
         # alone is O(users), and it must not stay alive per connection. It
@@ -184,6 +192,7 @@ class SessionDoor:
         the leave once the grace is over. Shielded and bounded, as it runs
         while the handler is being cancelled; never raises."""
         subscription.close()
+        self._moderation.closed(conn_id)
         self._typing_relay.stop_connection(conn_id, user.id)
         await self._count_out(conn_id, user)
 
