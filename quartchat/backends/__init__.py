@@ -17,6 +17,7 @@ from ..broker import LocalBroker
 from ..config import Settings
 from ..errors import ConfigError
 from .base import EventBus, Identities, MessageLog, PresenceBoard, RateLimits, RoomDirectory
+from .moderation import ModerationBoard
 
 Service = Callable[..., Awaitable[None]]
 
@@ -35,6 +36,9 @@ class Backends:
     broker: LocalBroker
     #: Rooms, memberships, roles and read markers (SQLite beside the log, or Redis).
     rooms: RoomDirectory
+    #: Mutes, bans, admins granted by ``quartchat admin``, and the audit
+    #: (SQLite in the chat's file, or Redis).
+    moderation: ModerationBoard
     #: Runs the backends' own tasks (``nursery.start``); ready once all answer.
     run: Service
     #: Releases what ``open_backends`` took (after ``log.aclose``).
@@ -54,6 +58,7 @@ async def _open_embedded(settings: Settings, broker: LocalBroker) -> Backends:
     from .local_limits import LocalLimits
     from .local_presence import LocalPresence
     from .sqlite_log import SqliteLog
+    from .sqlite_moderation import SqliteModeration
     from .sqlite_rooms import SqliteRooms
 
     release = hold_single_writer(settings.db_path)
@@ -64,11 +69,18 @@ async def _open_embedded(settings: Settings, broker: LocalBroker) -> Backends:
         release()
         raise
     bus, presence = LocalBus(broker), LocalPresence()
-    rooms = SqliteRooms(log.store)  # the same file and threads as the log
+    # The same file and threads as the log.
+    rooms = SqliteRooms(log.store)
+    try:
+        moderation = await SqliteModeration.open(log.store)
+    except BaseException:
+        await log.aclose()
+        release()
+        raise
 
     async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            for service in (log.run, bus.run, presence.run, rooms.run):
+            for service in (log.run, bus.run, presence.run, rooms.run, moderation.run):
                 await nursery.start(service)
             task_status.started()
 
@@ -80,6 +92,7 @@ async def _open_embedded(settings: Settings, broker: LocalBroker) -> Backends:
         limits=limits,
         broker=broker,
         rooms=rooms,
+        moderation=moderation,
         run=run,
         release=release,
     )
@@ -90,21 +103,23 @@ def _open_redis(settings: Settings, url: str, broker: LocalBroker) -> Backends:
     from .redis_client import redis_client
     from .redis_limits import RedisLimits
     from .redis_log import RedisLog
+    from .redis_moderation import RedisModeration
     from .redis_presence import RedisPresence
     from .redis_rooms import RedisRooms
 
     prefix = settings.redis_prefix
     log = RedisLog(url, prefix=prefix, max_messages=settings.redis_max_messages)
     # The log holds its own pool (its tail blocks on a connection); presence,
-    # events, limits and rooms share this one.
+    # events, limits, rooms and moderation share this one.
     shared = redis_client(url)
     bus = RedisBus(shared, broker, prefix)
     presence = RedisPresence(shared, prefix, heartbeat_ttl=settings.redis_heartbeat_ttl)
     rooms = RedisRooms(shared, prefix)
+    moderation = RedisModeration(shared, prefix)
 
     async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with shared, trio.open_nursery() as nursery:
-            for service in (log.run, bus.run, presence.run, rooms.run):
+            for service in (log.run, bus.run, presence.run, rooms.run, moderation.run):
                 await nursery.start(service)
             task_status.started()
 
@@ -117,6 +132,7 @@ def _open_redis(settings: Settings, url: str, broker: LocalBroker) -> Backends:
         limits=limits,
         broker=broker,
         rooms=rooms,
+        moderation=moderation,
         run=run,
         release=lambda: None,
     )
