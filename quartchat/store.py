@@ -40,7 +40,7 @@ import trio
 
 from .errors import StoreError
 from .log_limits import limit
-from .models import GENERAL, Draft, Message, Posted, RoomKind, User
+from .models import GENERAL, Draft, Kind, Message, Posted, RoomKind, User
 from .text import nick_keys
 
 T = TypeVar("T")
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 #: full disk fails every send, and a line each would fill the log.
 FAILURE_LINES = limit(log)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 READERS = 4
 #: Seconds a connection waits for another process's write lock.
 BUSY_TIMEOUT_MS = 10_000
@@ -66,6 +66,10 @@ BUSY_TIMEOUT_MS = 10_000
 #: (``bench.py --ingest``) acked about 14% fewer messages than with no bound;
 #: at 1 MiB it is within the runs' spread of that.
 WAL_CHECKPOINT_BYTES = 1024 * 1024
+#: Milliseconds a TRUNCATE checkpoint after a delete (:meth:`WalBound.fold`)
+#: waits for readers on an older snapshot before giving up for now; it holds
+#: the writer meanwhile, so sends wait no longer than this for it.
+FOLD_BUSY_MS = 50
 #: Seconds between two probe writes of :meth:`AsyncStore.check_writes` while
 #: writes fail: health checks cannot make it commit more often than this.
 WRITE_PROBE_INTERVAL = 1.0
@@ -78,7 +82,14 @@ PROBE_FREE_BYTES = WAL_CHECKPOINT_BYTES
 #: broken constraint): they fail that message, never the batch it came in.
 _REFUSED_ROW = (sqlite3.IntegrityError, sqlite3.DataError, ValueError, OverflowError)
 
-_COLUMNS = "m.id, m.sender, m.nick, m.recipient, m.recipient_nick, m.text, m.ts, m.room, m.mentions"
+_COLUMNS = (
+    "m.id, m.sender, m.nick, m.recipient, m.recipient_nick, m.text, m.ts, m.room, m.mentions,"
+    " m.kind, m.target, m.edited_ts, m.deleted, m.by_user, m.by_nick"
+)
+#: How ``messages.kind`` stores a :class:`~quartchat.models.Kind` (its index here).
+_KINDS = (Kind.MESSAGE, Kind.EDIT, Kind.DELETE)
+#: What a history page adds to each arm: messages only, no edit or delete entry.
+_MESSAGES_ONLY = " AND m.kind = 0"
 #: A page (replay or history) reads the messages in one id range of a few
 #: "arms", each one indexed range: a room (``messages_by_room``), the
 #: private messages to the viewer (``recipient``), those the viewer sent
@@ -138,6 +149,10 @@ def connect(path: Path | str) -> sqlite_utils.Database:
     _pragma(db, "synchronous = FULL")
     _pragma(db, "foreign_keys = ON")
     _pragma(db, f"journal_size_limit = {WAL_CHECKPOINT_BYTES}")
+    # A deleted message's text is overwritten where it lay (its cell, a freed
+    # overflow page), not only unlinked: with the WAL folded in (see
+    # :meth:`WalBound.fold`), no byte of the file holds it any more.
+    _pragma(db, "secure_delete = ON")
     return db
 
 
@@ -166,6 +181,8 @@ def migrate(db: sqlite_utils.Database) -> str:
                 _create_v3(db)
             if version < 4:
                 _create_v4(db)
+            if version < 5:
+                _create_v5(db)
             if _epoch(db) is None:
                 db.table("meta").insert({"key": "epoch", "value": secrets.token_hex(8)})
             _pragma(db, f"user_version = {SCHEMA_VERSION}")
@@ -336,6 +353,49 @@ def _create_v4(db: sqlite_utils.Database) -> None:
     )
 
 
+#: The columns schema 5 adds to ``messages`` (see :func:`_create_v5`).
+_V5_COLUMNS = (
+    ("kind", "INTEGER NOT NULL DEFAULT 0"),
+    ("target", "INTEGER"),
+    ("edited_ts", "INTEGER"),
+    ("deleted", "INTEGER NOT NULL DEFAULT 0"),
+    ("by_user", "TEXT"),
+    ("by_nick", "TEXT"),
+)
+#: Schema 3's indexes as schema 5 has them: with ``kind`` and ``deleted``,
+#: so an unread count (messages only, none deleted) still reads the index alone.
+_V5_INDEXES = {
+    "messages_by_room": "ON messages (room, id, sender, kind, deleted) WHERE room IS NOT NULL",
+    "messages_private_pairs": "ON messages (recipient, sender, id, kind, deleted)"
+    " WHERE recipient IS NOT NULL",
+}
+
+
+def _create_v5(db: sqlite_utils.Database) -> None:
+    """Edits and deletes as entries of the log (issue 22). Each row gains its
+    ``kind`` (0 a message, 1 an edit, 2 a delete: the index in
+    :data:`_KINDS`), the ``target`` message an entry changes (NULL for a
+    message), a message's ``edited_ts`` and ``deleted`` (as it is now), and
+    who deleted (``by_user``, ``by_nick``, on a delete entry). An entry has
+    its target's room and recipient, so the indexes a page reads by show it
+    to whoever may see its target. ``messages_by_target`` finds a message's
+    edits when it is deleted. Every row so far is a message. Adding columns
+    rewrites no row; the two indexes are rebuilt once. Idempotent."""
+    columns = db.table("messages").columns_dict
+    for column, definition in _V5_COLUMNS:
+        if column not in columns:
+            db.execute(f"ALTER TABLE messages ADD COLUMN {column} {definition}")
+    for name, definition in _V5_INDEXES.items():
+        indexed = [row[2] for row in db.execute(f"PRAGMA index_info({name})").fetchall()]
+        if "kind" not in indexed:
+            db.execute(f"DROP INDEX IF EXISTS {name}")
+            db.execute(f"CREATE INDEX {name} {definition}")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS messages_by_target ON messages (target)"
+        " WHERE target IS NOT NULL"
+    )
+
+
 def _import_tutorial(db: sqlite_utils.Database) -> None:
     """Keep the tutorial's messages (ids included) under one 'tutorial' user."""
     legacy = "u-tutorial"
@@ -366,7 +426,9 @@ def _one(cursor: sqlite3.Cursor) -> Any:
 
 
 def _row_to_message(row: Sequence[Any]) -> Message:
-    msg_id, sender, nick, recipient, recipient_nick, text, ts, room, mentions = row
+    """A row of :data:`_COLUMNS` as a message (or an edit or delete entry)."""
+    msg_id, sender, nick, recipient, recipient_nick, text, ts, room, mentions = row[:9]
+    kind, target, edited_ts, deleted, by_user, by_nick = row[9:]
     return Message(
         id=msg_id,
         sender=User(sender, nick),
@@ -375,6 +437,11 @@ def _row_to_message(row: Sequence[Any]) -> Message:
         ts=ts,
         room=room if recipient is None else None,
         mentions=() if mentions is None else tuple(json.loads(mentions)),
+        kind=_KINDS[kind],
+        target=target or 0,
+        edited_ts=edited_ts,
+        deleted=bool(deleted),
+        by=None if by_user is None else User(by_user, by_nick),
     )
 
 
@@ -388,7 +455,8 @@ class Store:
     The store owns the connections (one writer, a pool of readers) and hands
     them to its parts, one job each: :class:`WalBound` keeps the WAL small,
     :class:`UserRows` keeps the identities, :class:`MessageRows` the
-    messages. Its own methods are theirs, so callers need know only it."""
+    messages (with :class:`ChangeRows`, their edits and deletes). Its own
+    methods are theirs, so callers need know only it."""
 
     def __init__(self, path: Path | str) -> None:
         """Open (creating or migrating) the file; :class:`StoreError` names the
@@ -474,8 +542,17 @@ class Store:
 
     # ----- messages (see MessageRows) ------------------------------------
 
-    def insert(self, drafts: Iterable[Draft]) -> list[Posted | StoreError]:
+    def insert(self, drafts: Iterable[Draft]) -> list[Posted | StoreError | None]:
         return self.messages.insert(drafts)
+
+    def get(self, message_id: int) -> Message | None:
+        return self.messages.get(message_id)
+
+    def delete(self, target: int, by: User) -> Message | None:
+        return self.messages.changes.delete(target, by)
+
+    def fold_wal(self) -> bool:
+        return self.wal.fold()
 
     def last_id(self) -> int:
         return self.messages.last_id()
@@ -538,6 +615,19 @@ class WalBound:
             _pragma(self._writer, "wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:
             self.checkpoint_failure = exc
+
+    def fold(self) -> bool:
+        """Fold the whole WAL into the database file and cut it to nothing (a
+        TRUNCATE checkpoint), so no frame still holds a page as it was before
+        a delete wiped a text (see :func:`connect`'s ``secure_delete``).
+        Waits at most :data:`FOLD_BUSY_MS` for readers on an older snapshot;
+        False when they kept it from finishing (call again shortly)."""
+        _pragma(self._writer, f"busy_timeout = {FOLD_BUSY_MS}")
+        try:
+            blocked = _pragma(self._writer, "wal_checkpoint(TRUNCATE)")
+        finally:
+            _pragma(self._writer, f"busy_timeout = {BUSY_TIMEOUT_MS}")
+        return not blocked
 
     def probe_write(self) -> None:
         """Commit a small change (the time of this probe, in ``meta``), then
@@ -651,10 +741,13 @@ class MessageRows:
         self._writer = writer
         self._reader = readers
         self._wal = wal
+        self.changes = ChangeRows(writer, wal)
 
-    def insert(self, drafts: Iterable[Draft]) -> list[Posted | StoreError]:
+    def insert(self, drafts: Iterable[Draft]) -> list[Posted | StoreError | None]:
         """Store drafts in one transaction; a known ``(sender, client_offset)``
-        gives back the original message, marked ``duplicate``.
+        gives back the original message, marked ``duplicate``. A draft with a
+        ``target`` is an edit (see :meth:`ChangeRows.edit`): None in its place
+        when its target is not a live message of its sender's.
 
         A row SQLite refuses (a value it cannot take, a broken constraint)
         fails that draft alone, as a :class:`StoreError` in its place: SQLite
@@ -663,7 +756,7 @@ class MessageRows:
         (locked, disk full) fails the whole batch.
         """
         ts = now_ms()
-        out: list[Posted | StoreError] = []
+        out: list[Posted | StoreError | None] = []
         with self._writer.atomic():
             for d in drafts:
                 try:
@@ -675,10 +768,11 @@ class MessageRows:
         self._wal.after_commit()
         return out
 
-    def _insert_one(self, d: Draft, ts: int) -> Posted:
+    def _insert_one(self, d: Draft, ts: int) -> Posted | None:
         # Looked up first rather than left to ON CONFLICT: a conflicting
         # INSERT on an AUTOINCREMENT key still spends an id, so retries would
-        # leave gaps in the ids.
+        # leave gaps in the ids. A retried edit is found here too, before its
+        # target is checked: it was stored, whatever became of the target.
         conn = self._writer.conn
         old = _one(
             conn.execute(
@@ -688,6 +782,8 @@ class MessageRows:
         )
         if old is not None:
             return Posted(_row_to_message(old), duplicate=True)
+        if d.target > 0:
+            return self.changes.edit(d, ts)
         to_id = None if d.recipient is None else d.recipient.id
         to_nick = None if d.recipient is None else d.recipient.nick
         mentions = json.dumps(list(d.mentions)) if d.mentions else None
@@ -701,13 +797,20 @@ class MessageRows:
                 ],
             )
         )
-        if d.room is not None and d.mentions:
-            conn.executemany(
-                "INSERT OR IGNORE INTO mentions (user_id, room, message_id) VALUES (?, ?, ?)",
-                [(user, d.room, row[0]) for user in d.mentions if user != d.sender.id],
-            )
+        _note_mentions(conn, d.room, row[0], d.sender.id, d.mentions)
         message = Message(row[0], d.sender, d.recipient, d.text, ts, d.room, d.mentions)
         return Posted(message, duplicate=False)
+
+    def get(self, message_id: int) -> Message | None:
+        """The message as it is now; None for no message (or an entry)."""
+        with self._reader() as db:
+            row = _one(
+                db.execute(
+                    f"SELECT {_COLUMNS} FROM messages m WHERE m.id = ? AND m.kind = 0",
+                    [message_id],
+                )
+            )
+        return None if row is None else _row_to_message(row)
 
     def last_id(self) -> int:
         with self._reader() as db:
@@ -722,8 +825,10 @@ class MessageRows:
     ) -> tuple[list[Message], int, bool]:
         """What ``viewer`` may see after ``after_id`` (or the newest ``limit``
         when ``after_id`` is None): the messages of ``rooms`` and the
-        viewer's private ones, oldest first; the store's newest id; and
-        whether the list is complete (no visible message was left out)."""
+        viewer's private ones, with the edit and delete entries among them
+        (an entry has its target's room and recipient), oldest first, each
+        as it is now; the store's newest id; and whether the list is
+        complete (nothing visible was left out)."""
         arms, params = _visible(viewer, rooms)
         params.update(after=after_id or 0, before=_NO_BOUND)
         with self._reader() as db, db.atomic():  # one snapshot for both reads
@@ -742,8 +847,8 @@ class MessageRows:
         """Up to ``limit`` messages below ``before_id``, oldest first, and
         whether older ones exist: of ``room``, or of the private conversation
         ``with_user``, or (neither given) of ``general`` and the viewer's
-        private messages. Whether the viewer may read ``room`` is the
-        caller's rule."""
+        private messages. Messages only (no edit or delete entry), as they
+        are now. Whether the viewer may read ``room`` is the caller's rule."""
         if with_user is not None and room is not None:
             raise ValueError("a page is of one room or one private conversation")
         if with_user is not None:
@@ -755,7 +860,7 @@ class MessageRows:
             arms, params = _visible(viewer, (GENERAL,))
         params.update(after=0, before=before_id if before_id is not None else _NO_BOUND)
         with self._reader() as db:
-            return _newest(db, arms, params, limit)
+            return _newest(db, [arm + _MESSAGES_ONLY for arm in arms], params, limit)
 
     def unread(
         self, viewer: str, rooms: Mapping[str, int], direct: Mapping[str, int]
@@ -764,9 +869,10 @@ class MessageRows:
         there): how many messages after the marker came from others, and how
         many of them mention the viewer; for each private conversation of
         ``direct`` (the other's id to the marker): how many messages the
-        other sent the viewer after it. Every count stops at
-        :data:`UNREAD_CAP`, and reads indexes only; a room's unread count
-        looks at no more than ``4 * UNREAD_CAP`` messages after the marker."""
+        other sent the viewer after it. Edit and delete entries and deleted
+        messages count nowhere. Every count stops at :data:`UNREAD_CAP`, and
+        reads indexes only; a room's unread count looks at no more than
+        ``4 * UNREAD_CAP`` entries after the marker."""
         with self._reader() as db, db.atomic():  # one snapshot for every count
             in_rooms = {
                 room: (
@@ -782,14 +888,137 @@ class MessageRows:
         return in_rooms, private
 
     def committed_after(self, after_id: int, limit: int) -> list[Message]:
-        """Up to ``limit`` messages with ids above ``after_id``, whoever may
-        see them, oldest first: what a log's tail re-reads when it fell behind."""
+        """Up to ``limit`` entries (messages, edits, deletes) with ids above
+        ``after_id``, whoever may see them, oldest first, as they are now:
+        what a log's tail re-reads when it fell behind."""
         with self._reader() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM messages m WHERE m.id > ? ORDER BY m.id LIMIT ?",
                 [after_id, limit],
             ).fetchall()
         return [_row_to_message(r) for r in rows]
+
+
+class ChangeRows:
+    """Edits and deletes: entries of the log (an id each, in the log's order,
+    with the sender, recipient and room of the message they change), and
+    that message's row kept as it is now (text, ``edited_ts``, ``deleted``).
+    On the writer only."""
+
+    def __init__(self, writer: sqlite_utils.Database, wal: WalBound) -> None:
+        self._writer = writer
+        self._wal = wal
+
+    def _live_target(self, target: int) -> Any:
+        """The row (:data:`_COLUMNS`) of ``target`` if it is a message not
+        deleted; else None."""
+        return _one(
+            self._writer.conn.execute(
+                f"SELECT {_COLUMNS} FROM messages m"
+                " WHERE m.id = ? AND m.kind = 0 AND m.deleted = 0",
+                [target],
+            )
+        )
+
+    def edit(self, d: Draft, ts: int) -> Posted | None:
+        """Store draft ``d`` (``target`` set, not a retry) as an edit entry,
+        and give its target the new text, ``edited_ts`` and mentions, in the
+        caller's transaction; None (nothing stored) when the target is not a
+        live message of ``d``'s sender. The entry takes the target's room and
+        recipient, whatever the draft says."""
+        conn = self._writer.conn
+        row = self._live_target(d.target)
+        if row is None or row[1] != d.sender.id:
+            return None
+        old = _row_to_message(row)
+        mentions = json.dumps(list(d.mentions)) if d.mentions else None
+        entry = _one(
+            conn.execute(
+                "INSERT INTO messages (sender, nick, recipient, recipient_nick, text, ts,"
+                " client_offset, room, mentions, kind, target)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) RETURNING id",
+                [
+                    *(d.sender.id, d.sender.nick, *row[3:5], d.text, ts, d.client_offset),
+                    *(row[7], mentions, d.target),
+                ],
+            )
+        )
+        conn.execute(
+            "UPDATE messages SET text = ?, edited_ts = ?, mentions = ? WHERE id = ?",
+            [d.text, ts, mentions, d.target],
+        )
+        _forget_mentions(conn, old)
+        _note_mentions(conn, old.room, d.target, d.sender.id, d.mentions)
+        message = Message(
+            entry[0], d.sender, old.recipient, d.text, ts, old.room, d.mentions,
+            kind=Kind.EDIT, target=d.target,
+        )  # fmt: skip
+        return Posted(message, duplicate=False)
+
+    def delete(self, target: int, by: User) -> Message | None:
+        """Delete message ``target`` in one transaction: wipe its text and
+        its edit entries' texts (and their mentions), mark it deleted, and
+        append a delete entry; that entry, or None (nothing written) when
+        the target is no live message. ``secure_delete`` overwrites the old
+        texts in the pages; the caller folds the WAL in soon after
+        (:meth:`WalBound.fold`), where earlier copies of those pages lie."""
+        ts = now_ms()
+        with self._writer.atomic():
+            conn = self._writer.conn
+            row = self._live_target(target)
+            if row is None:
+                return None
+            old = _row_to_message(row)
+            conn.execute(
+                "UPDATE messages SET text = '', mentions = NULL, deleted = 1 WHERE id = ?",
+                [target],
+            )
+            conn.execute(
+                "UPDATE messages SET text = '', mentions = NULL WHERE target = ? AND kind = 1",
+                [target],
+            )
+            _forget_mentions(conn, old)
+            # The entry's offset has a '#', which no client's may hold: it
+            # never meets a send's in the (sender, client_offset) key.
+            entry = _one(
+                conn.execute(
+                    "INSERT INTO messages (sender, nick, recipient, recipient_nick, text, ts,"
+                    " client_offset, room, kind, target, by_user, by_nick)"
+                    " VALUES (?, ?, ?, ?, '', ?, ?, ?, 2, ?, ?, ?) RETURNING id",
+                    [*row[1:5], ts, f"delete#{target}", row[7], target, by.id, by.nick],
+                )
+            )
+        self._wal.after_commit()
+        return Message(
+            entry[0], old.sender, old.recipient, "", ts, old.room,
+            kind=Kind.DELETE, target=target, by=by,
+        )  # fmt: skip
+
+
+def _note_mentions(
+    conn: sqlite3.Connection,
+    room: str | None,
+    message_id: int,
+    sender: str,
+    mentions: Sequence[str],
+) -> None:
+    """Index a message's mentions in a room for the mention counts (not the
+    sender's own; none for a private message)."""
+    if room is not None and mentions:
+        conn.executemany(
+            "INSERT OR IGNORE INTO mentions (user_id, room, message_id) VALUES (?, ?, ?)",
+            [(user, room, message_id) for user in mentions if user != sender],
+        )
+
+
+def _forget_mentions(conn: sqlite3.Connection, message: Message) -> None:
+    """Take ``message``'s mentions (as stored) out of the mention counts,
+    each by its key (the table has no index by message)."""
+    if message.room is not None and message.mentions:
+        conn.executemany(
+            "DELETE FROM mentions WHERE user_id = ? AND room = ? AND message_id = ?",
+            [(user, message.room, message.id) for user in message.mentions],
+        )
 
 
 def _free_bytes(folder: Path) -> float:
@@ -834,18 +1063,24 @@ def _newest(
 
 
 _MENTIONS_IN_ROOM = "SELECT 1 FROM mentions WHERE user_id = ? AND room = ? AND message_id > ?"
-_UNREAD_FROM = "SELECT 1 FROM messages WHERE recipient = ? AND sender = ? AND id > ?"
+_UNREAD_FROM = (
+    "SELECT 1 FROM messages WHERE recipient = ? AND sender = ? AND id > ?"
+    " AND kind = 0 AND deleted = 0"
+)
 
 
 def _unread_in_room(db: sqlite_utils.Database, room: str, after: int, viewer: str) -> int:
-    """Messages from others among the first ``4 * UNREAD_CAP`` of ``room``
-    after ``after``, up to :data:`UNREAD_CAP`: the viewer's own are skipped,
-    yet a viewer who wrote thousands cannot make the count read more (the
-    Redis log's script reads the same entries)."""
+    """Messages from others among the first ``4 * UNREAD_CAP`` entries of
+    ``room`` after ``after``, up to :data:`UNREAD_CAP`: the viewer's own,
+    edit and delete entries and deleted messages are skipped, yet a viewer
+    who wrote thousands cannot make the count read more (the Redis log's
+    script reads the same entries). ``messages_by_room`` holds every column
+    it reads."""
     found = _one(
         db.execute(
-            "SELECT COUNT(*) FROM (SELECT sender FROM messages WHERE room = ? AND id > ?"
-            f" ORDER BY id LIMIT {4 * UNREAD_CAP}) WHERE sender <> ?",
+            "SELECT COUNT(*) FROM (SELECT sender, kind, deleted FROM messages"
+            f" WHERE room = ? AND id > ? ORDER BY id LIMIT {4 * UNREAD_CAP})"
+            " WHERE sender <> ? AND kind = 0 AND deleted = 0",
             [room, after, viewer],
         )
     )
@@ -1049,8 +1284,19 @@ class AsyncStore:
     async def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
         return await self._on_writer(self.sync.prune_silent_users, created_before, keep)
 
-    async def insert(self, drafts: Sequence[Draft]) -> list[Posted | StoreError]:
+    async def insert(self, drafts: Sequence[Draft]) -> list[Posted | StoreError | None]:
+        """None in an edit's place: its target is no live message of its sender's."""
         return await self._on_writer(self.sync.insert, drafts)
+
+    async def get(self, message_id: int) -> Message | None:
+        return await self._on_reader(self.sync.get, message_id)
+
+    async def delete(self, target: int, by: User) -> Message | None:
+        return await self._on_writer(self.sync.delete, target, by)
+
+    async def fold_wal(self) -> bool:
+        """:meth:`WalBound.fold` on the writer's thread: True once done."""
+        return await self._on_writer(self.sync.fold_wal)
 
     async def user_by_token(self, token: str) -> User | None:
         return await self._on_reader(self.sync.user_by_token, token)

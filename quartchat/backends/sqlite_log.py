@@ -12,6 +12,12 @@ directory holds the memberships in force. A tail so far behind that the ring
 no longer holds a change it missed would miss that change; the one tail is
 this process's relay, which never falls 4096 entries behind while the event
 loop runs.
+
+Edits and deletes are entries of the log like messages (ids, the ring, the
+tails). A delete wipes the texts in the file (``secure_delete``); the WAL
+still holds the pages as they were until it is folded into the file and cut
+to nothing, which :meth:`SqliteLog.run` does soon after each delete (see
+:data:`FOLD_AFTER_DELETE`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from .base import (
     GENERAL_ONLY,
     Bucket,
     Committed,
+    EditRefused,
     LogEntry,
     MemberChange,
     RateLimited,
@@ -49,6 +56,15 @@ from .local_limits import LocalLimits
 #: this size), where their origin is no longer known: the sender's own
 #: connection may then get its message echoed once (the client drops it by id).
 RING_SIZE = 4096
+#: Seconds from a delete to the TRUNCATE checkpoint that takes its text out
+#: of the WAL: the deletes within them share one checkpoint (a moderator
+#: clearing spam costs one, not one each). Well inside the 5 s promised.
+FOLD_AFTER_DELETE = 0.5
+#: Seconds between two tries of that checkpoint while a reader on an older
+#: snapshot keeps it from finishing (a reader's query takes milliseconds).
+FOLD_RETRY = 0.1
+#: Seconds before trying again after the checkpoint failed (a full disk).
+FOLD_RETRY_AFTER_FAILURE = 1.0
 
 
 @runtime_checkable
@@ -82,6 +98,8 @@ class SqliteLog:
         # Appends commit and publish one at a time, so the ring is in id order.
         self._appending = trio.Lock()
         self._closing = False
+        #: Set by a delete; :meth:`run` then folds the WAL in.
+        self._deleted = trio.Event()
 
     @classmethod
     async def open(cls, path: Path | str, limits: RateLimits | None = None) -> SqliteLog:
@@ -89,9 +107,27 @@ class SqliteLog:
         return cls(store, await store.last_id(), limits)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Nothing to serve in the background: the store answers on demand."""
+        """Fold the WAL into the file after deletes, so the texts they wiped
+        leave the disk within :data:`FOLD_AFTER_DELETE` (plus the tries a
+        busy reader costs); everything else the store answers on demand."""
         task_status.started()
-        await trio.sleep_forever()
+        while True:
+            await self._deleted.wait()
+            await trio.sleep(FOLD_AFTER_DELETE)
+            self._deleted = trio.Event()  # a delete from now on asks for another fold
+            await self._fold()
+
+    async def _fold(self) -> None:
+        """One TRUNCATE checkpoint that finishes, tried until it does (or the
+        log closes: closing the store checkpoints with TRUNCATE too)."""
+        while not self._closing:
+            try:
+                if await self.store.fold_wal():
+                    return
+                pause = FOLD_RETRY
+            except StoreError:  # logged by the store
+                pause = FOLD_RETRY_AFTER_FAILURE
+            await trio.sleep(pause)
 
     async def aclose(self) -> None:
         """End the tails, then close the store (after its running calls)."""
@@ -111,7 +147,7 @@ class SqliteLog:
 
     async def append(
         self, drafts: Sequence[Draft], buckets: Sequence[Bucket | None] = ()
-    ) -> list[Posted | StoreError | RateLimited]:
+    ) -> list[Posted | StoreError | RateLimited | EditRefused]:
         async with self._appending:
             # One process: spending in-process, just before the insert, is
             # as atomic as Redis's script (no other writer in between).
@@ -130,7 +166,21 @@ class SqliteLog:
                 ]
             )
         results = iter(posted)
-        return [RateLimited() if refused else next(results) for refused in limited]
+        return [RateLimited() if refused else _refused_edit(next(results)) for refused in limited]
+
+    async def get(self, message_id: int) -> Message | None:
+        return await self.store.get(message_id)
+
+    async def delete(self, target: int, by: User, origin: str = "") -> Message | None:
+        """The delete entry, published as a message would be; :meth:`run`
+        then folds the WAL in."""
+        async with self._appending:
+            entry = await self.store.delete(target, by)
+            if entry is not None:
+                self._publish([Committed(entry, origin)])
+        if entry is not None:
+            self._deleted.set()
+        return entry
 
     async def note_change(self, change: MemberChange) -> MemberChange:
         async with self._appending:  # after every message committed so far
@@ -219,6 +269,11 @@ class SqliteLog:
 
     async def prune_silent_users(self, created_before: int, keep: Collection[str]) -> int:
         return await self.store.prune_silent_users(created_before, keep)
+
+
+def _refused_edit(result: Posted | StoreError | None) -> Posted | StoreError | EditRefused:
+    """The store's answer to a draft, with an edit it refused (None) as the seam says it."""
+    return EditRefused() if result is None else result
 
 
 def _place(item: tuple[tuple[int, int], LogEntry]) -> tuple[int, int]:
