@@ -60,12 +60,17 @@ STOP_POLL_INTERVAL = 0.1
 
 def main(argv: list[str] | None = None) -> int:
     """Check everything, then serve until stopped; the exit status.
-    ``quartchat migrate ...`` copies a chat to Redis instead (:mod:`.migrate`)."""
+    ``quartchat migrate ...`` copies a chat to Redis instead (:mod:`.migrate`);
+    ``quartchat admin ...`` grants admins and reads the audit (:mod:`.admin_cli`)."""
     arguments = sys.argv[1:] if argv is None else argv
     if arguments[:1] == ["migrate"]:
         from .migrate import main as migrate
 
         return migrate(arguments[1:])
+    if arguments[:1] == ["admin"]:
+        from .admin_cli import main as admin
+
+        return admin(arguments[1:])
     if arguments[:1] == ["serve"]:  # the default, also said out loud
         arguments = arguments[1:]
     args = _parser().parse_args(arguments)
@@ -117,7 +122,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve the chat (settings: QUARTCHAT_* variables, see the README).",
         epilog=(
             "Copy a chat from its SQLite file to Redis, with the server stopped:\n"
-            "  quartchat migrate --to redis://host:6379/0   (see quartchat migrate --help)"
+            "  quartchat migrate --to redis://host:6379/0   (see quartchat migrate --help)\n"
+            "Grant or revoke the admin role, list the admins, read the moderation audit\n"
+            "(the server may be running):\n"
+            "  quartchat admin grant USER_ID | revoke USER_ID | list | audit"
+            "   (see quartchat admin --help)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
