@@ -143,6 +143,33 @@ class LeanConnection:
         self._loaded.add(sha)
         return reply
 
+    async def script_after_wait(
+        self,
+        wait: Sequence[str | int | float],
+        script: str,
+        keys: Sequence[str],
+        args: Sequence[str | int | float],
+        blocks_for: float,
+    ) -> object:
+        """Send ``wait`` (a blocking read, whose answer only says that
+        something came or the block ran out) and the script behind it in one
+        write: Redis runs the script once the wait is over, so the pair
+        costs one round trip. The script's answer."""
+        sha = _sha1(script)
+        run = ("EVALSHA", sha) if sha in self._loaded else ("EVAL", script)
+        request = command(*wait) + command(*run, len(keys), *keys, *args)
+        async with self._lock:
+            woken, reply = await self._send_once_more_if_stale(request, blocks_for, replies=2)
+        if isinstance(woken, hiredis.ReplyError):
+            raise refused(self._purpose, woken)
+        if isinstance(reply, hiredis.ReplyError):
+            if not str(reply).startswith("NOSCRIPT"):
+                raise refused(self._purpose, reply)
+            self._loaded.discard(sha)
+            return await self.run_script(script, keys, args)
+        self._loaded.add(sha)
+        return reply
+
     async def call(self, *args: str | int | float, blocks_for: float = 0.0) -> object:
         """Send one command and return its answer. ``blocks_for``: seconds
         the command may wait inside Redis (a blocking read) before the usual
@@ -154,19 +181,23 @@ class LeanConnection:
         a read, and an append deduplicated by client offset."""
         request = command(*args)
         async with self._lock:
-            reply = await self._send_once_more_if_stale(request, blocks_for)
+            (reply,) = await self._send_once_more_if_stale(request, blocks_for)
         if isinstance(reply, hiredis.ReplyError):
             if str(reply).startswith("NOSCRIPT"):
                 raise _NoScript(str(reply))
             raise refused(self._purpose, reply)
         return reply
 
-    async def _send_once_more_if_stale(self, request: bytes, blocks_for: float) -> object:
+    async def _send_once_more_if_stale(
+        self, request: bytes, blocks_for: float, replies: int = 1
+    ) -> list[object]:
+        """The ``replies`` answers to ``request`` (that many commands)."""
         while True:
             reused = self._stream is not None
             try:
                 with trio.fail_after(blocks_for + ANSWER_TIMEOUT):
-                    return await self._exchange(self._stream or await self._connect(), request)
+                    stream = self._stream or await self._connect()
+                    return await self._exchange(stream, request, replies)
             except BaseException as exc:
                 await self.aclose()  # an answer may be half read
                 if reused and isinstance(exc, _CLOSED):
@@ -182,16 +213,21 @@ class LeanConnection:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _exchange(self, stream: trio.abc.Stream, request: bytes) -> object:
+    async def _exchange(
+        self, stream: trio.abc.Stream, request: bytes, replies: int = 1
+    ) -> list[object]:
         await stream.send_all(request)
-        while True:
+        answers: list[object] = []
+        while len(answers) < replies:
             reply = self._parser.gets()
             if reply is not False:
-                return reply
+                answers.append(reply)
+                continue
             data = await stream.receive_some(RECEIVE_SIZE)
             if not data:
                 raise trio.BrokenResourceError("Redis closed the connection")
             self._parser.feed(bytes(data))
+        return answers
 
     async def _connect(self) -> trio.abc.Stream:
         address = self._address
@@ -206,7 +242,7 @@ class LeanConnection:
                 stream = trio.SSLStream(stream, address.tls, server_hostname=address.host)
         self._stream = stream
         for setup in _login(address):
-            reply = await self._exchange(stream, setup)
+            (reply,) = await self._exchange(stream, setup)
             if isinstance(reply, hiredis.ReplyError):
                 raise refused("accept the login", reply)
         return stream

@@ -3,8 +3,19 @@
 Keys (each under the configured prefix):
 
 ``log``
-    A Stream of every message; a message's stream id is ``<message id>-0``,
-    so stream order is id order and tails read it with ``XREAD``.
+    A Stream of every entry (messages, and edits and deletes of them, see
+    :mod:`.redis_amend`); an entry's stream id is ``<id>-0``, so stream
+    order is id order and tails read it with ``XREAD``. No text is in it
+    (entries written before texts moved out have theirs in field ``t``).
+``text``
+    A hash from entry id to text (a message's as it is now, and each
+    edit's): a delete deletes them (``HDEL``), so no key holds a deleted text.
+``amend``
+    A hash from message id to its state: ``d`` (deleted), or ``e <edited
+    ts> <edit id>...`` (edited, and by which entries).
+``amends:<room>``, ``dmamends:<user>``
+    Sorted sets of the ids of edit and delete entries (score = id): of a
+    room's messages (general's too), and of a user's private messages.
 ``last_id``
     The newest id given out (``INCR``): ids increase in commit order across
     all workers because one Lua script both takes the id and appends.
@@ -22,15 +33,16 @@ Keys (each under the configured prefix):
     streams: a small one costs ~100 bytes, where a stream reserves 4 KiB.
 
 A page for a viewer merges the newest ids of the room Streams of the rooms
-asked for and ``dm:<viewer>`` (or reads one room's Stream, or one
-``dm:<a>:<b>``) and fetches just those messages, so its cost does not grow
-with the log, nor with other rooms' traffic. A message in the log Stream
+asked for and ``dm:<viewer>`` (a replay: their ``amends`` and ``dmamends``
+too; or reads one room's Stream, or one ``dm:<a>:<b>``) and fetches just
+those entries with their texts, so its cost does not grow with the log, nor
+with other rooms' traffic. A message in the log Stream
 carries its room (``rm``: empty for a private one; absent, in entries
 written before rooms: ``general``) and its mentions (``mt``: a JSON list,
 empty for none).
 ``dedup:<user>``
-    A hash from a sender's ``client_offset`` to the message id it got
-    (retention removes a trimmed message's entry with it).
+    A hash from a sender's ``client_offset`` to the message (or edit) id it
+    got (retention removes a trimmed entry's, with its text and state).
 ``floor``
     The newest id trimmed away by retention (absent: nothing trimmed).
 ``changes``
@@ -65,13 +77,13 @@ import coredis
 import trio
 
 from ..errors import StoreError
-from ..models import GENERAL, Draft, Message, Posted, User
+from ..models import GENERAL, Draft, Kind, Message, Posted, User
 from ..store import hash_token, now_ms
 from .base import (
     GENERAL_ONLY,
     UNREAD_CAP,
     Bucket,
-    Committed,
+    EditRefused,
     LogEntry,
     MemberChange,
     RateLimited,
@@ -79,23 +91,26 @@ from .base import (
     RoomUnread,
     Unread,
 )
+from .redis_amend import AMEND_LIB, RedisAmends, committed_entry, entry_message, flat_fields
 from .redis_client import CallGuard, LuaScript, redis_client, redis_errors
 from .redis_lean import LeanConnection
 from .redis_limits import KEY_PREFIX, TAKE_LIB
 from .redis_tail import RedisTail
 
 # Shared by the scripts that write messages: XADD one message (its client
-# offset too, field 'c', so trimming can drop its dedup entry) to the log, its
+# offset too, field 'c', so trimming can drop its dedup entry; its text not:
+# that goes to the hash ``text``, see :mod:`.redis_amend`) to the log, its
 # id to its indexes, and its dedup entry. KEYS[k..k+3] are the message's
 # dedup:<sender>, then dm:<sender>, dm:<recipient>, dm:<a>:<b> for a private
 # one, or its room's Stream (three times) for one in a room. ``m`` is the
-# draft's 9 values (see _APPEND); the mention sets' keys are made from
+# draft's values (see _APPEND); the mention sets' keys are made from
 # ``prefix`` (undeclared keys: fine on one Redis, not on a Redis Cluster).
 _PUT = """
 local function put(k, sid, m, ts, prefix)
   local id = string.match(sid, '^(%d+)')
   redis.call('XADD', KEYS[2], sid, 's', m[1], 'n', m[2], 'r', m[3], 'rn', m[4],
-             't', m[5], 'ts', ts, 'o', m[7], 'c', m[6], 'rm', m[8], 'mt', m[9])
+             'ts', ts, 'o', m[7], 'c', m[6], 'rm', m[8], 'mt', m[9])
+  redis.call('HSET', prefix .. 'text', id, m[5])
   if m[3] == '' then
     redis.call('XADD', KEYS[k + 1], sid, 's', m[1])
     if m[9] ~= '' then
@@ -148,13 +163,23 @@ local function trim(keep, prefix)
     local f = {}
     for j = 1, #e[2], 2 do f[e[2][j]] = e[2][j + 1] end
     gone = string.match(e[1], '^(%d+)')
-    redis.call('HDEL', prefix .. 'dedup:' .. f.s, f.c)
-    if f.r ~= '' then
+    if f.c and f.c ~= '' then redis.call('HDEL', prefix .. 'dedup:' .. f.s, f.c) end
+    redis.call('HDEL', prefix .. 'text', gone)
+    if f.k and f.k ~= '' then  -- an edit or a delete (see redis_amend)
+      if f.r ~= '' then
+        redis.call('ZREM', prefix .. 'dmamends:' .. f.s, gone)
+        redis.call('ZREM', prefix .. 'dmamends:' .. f.r, gone)
+      else
+        redis.call('ZREM', prefix .. 'amends:' .. (f.rm ~= '' and f.rm or 'general'), gone)
+      end
+    elseif f.r ~= '' then
+      redis.call('HDEL', prefix .. 'amend', gone)
       local a, b = ordered(f.s, f.r)
       redis.call('ZREM', prefix .. 'dm:' .. f.s, gone)
       redis.call('ZREM', prefix .. 'dm:' .. f.r, gone)
       redis.call('ZREM', prefix .. 'dm:' .. a .. ':' .. b, gone)
     else
+      redis.call('HDEL', prefix .. 'amend', gone)
       rooms[room_key(prefix, f.rm)] = true
       if f.mt and f.mt ~= '' then
         for _, user in ipairs(cjson.decode(f.mt)) do
@@ -171,31 +196,34 @@ end
 """
 
 # Stores each draft of a batch: spends its send token (if it has a bucket),
-# dedup, next id, put; then trims to the retention bound. KEYS: last_id, log,
-# pub, floor, then 4 per draft (see put), then one bucket per draft (any key
-# for a draft without one). ARGV: max messages (0: all), key prefix, number
-# of drafts n, then per draft: sender, nick, recipient ("" if public),
-# recipient nick, text, client offset, origin, room ("" if private),
-# mentions (a JSON list, "" for none); then per draft the bucket's rate and
-# burst ("" and "" for none). Each answer is {id, duplicate, fields}; {0, 2,
-# {}} when the bucket had no token (nothing stored).
+# dedup, next id, put (an edit: checks its target, put_change, and makes the
+# target read as edited, see redis_amend); then trims to the retention bound.
+# KEYS: last_id, log, pub, floor, then 4 per draft (see put), then one bucket
+# per draft (any key for a draft without one). ARGV: max messages (0: all),
+# key prefix, number of drafts n, then per draft: sender, nick, recipient (""
+# if public), recipient nick, text, client offset, origin, room ("" if
+# private), mentions (a JSON list, "" for none), target ("" unless an edit);
+# then per draft the bucket's rate and burst ("" and "" for none). Each
+# answer is {id, duplicate, fields, text, state}: {0, 2, {}} when the bucket
+# had no token, {0, 3, {}} for a refused edit (nothing stored); a new edit's
+# fields are its ts and its target's recipient and room.
 _APPEND = (
     _PUT
     + _ROOM_KEY
     + _TRIM
     + TAKE_LIB
+    + AMEND_LIB
     + """
-local now = redis.call('TIME')
-local ts = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
-local n = tonumber(ARGV[3])
+local ts = now_ms()
+local n, prefix = tonumber(ARGV[3]), ARGV[2]
 local out = {}
 for i = 0, n - 1 do
   local k = 5 + i * 4
-  local m = {unpack(ARGV, 4 + i * 9, 12 + i * 9)}
-  local rate = ARGV[4 + n * 9 + i * 2]
+  local m = {unpack(ARGV, 4 + i * 10, 13 + i * 10)}
+  local rate = ARGV[4 + n * 10 + i * 2]
   local limited = false
   if rate ~= '' then
-    local burst = tonumber(ARGV[5 + n * 9 + i * 2])
+    local burst = tonumber(ARGV[5 + n * 10 + i * 2])
     limited = take(KEYS[5 + n * 4 + i], tonumber(rate), burst) == 0
   end
   local old = false
@@ -206,33 +234,68 @@ for i = 0, n - 1 do
     local found = redis.call('XRANGE', KEYS[2], old .. '-0', old .. '-0')
     local fields = {}
     if #found > 0 then fields = found[1][2] end
-    out[#out + 1] = {old, 1, fields}
+    out[#out + 1] = {old, 1, fields, redis.call('HGET', prefix .. 'text', old),
+                     redis.call('HGET', prefix .. 'amend', old)}
+  elseif m[10] ~= '' then
+    local f = live_message(prefix, m[10])
+    if not f or f.s ~= m[1] then
+      out[#out + 1] = {0, 3, {}}
+    else
+      local id = redis.call('INCR', KEYS[1])
+      put_change(prefix, id, {s = m[1], n = m[2], r = f.r, rn = f.rn, ts = ts, o = m[7], c = m[6],
+                              rm = f.rm or '', mt = m[9], k = 'e', g = m[10], b = '', bn = '',
+                              text = m[5]})
+      redis.call('HSET', prefix .. 'text', m[10], m[5])
+      redis.call('HSET', prefix .. 'amend', m[10], edit_state(f.state, ts, id))
+      out[#out + 1] = {id, 0, {'ts', ts, 'r', f.r, 'rn', f.rn, 'rm', f.rm or ''}}
+    end
   else
     local id = redis.call('INCR', KEYS[1])
-    put(k, id .. '-0', m, ts, ARGV[2])
-    redis.call('ZREM', ARGV[2] .. 'silent', m[1], m[3])
+    put(k, id .. '-0', m, ts, prefix)
+    redis.call('ZREM', prefix .. 'silent', m[1], m[3])
     out[#out + 1] = {id, 0, {'ts', ts}}
   end
 end
-trim(tonumber(ARGV[1]), ARGV[2])
+trim(tonumber(ARGV[1]), prefix)
 return out
 """
 )
 
-# Copies committed messages with their own ids and times (a migration), in
+# Copies committed entries with their own ids and times (a migration), in
 # id order, skipping those at or below last_id: re-running adds nothing.
-# KEYS as for _APPEND; ARGV: the key prefix, then per message the draft's 9
-# values, id, ts. Returns how many were added.
+# KEYS as for _APPEND; ARGV: the key prefix, then per entry the draft's 10
+# values, id, ts, kind ('', 'e', 'd'), edited ts ('' for none), deleted
+# ('1' or ''), deleter's id and nick. A deleted message, or an edit of one,
+# keeps no text. Returns how many were added.
 _IMPORT = (
     _PUT
+    + AMEND_LIB
     + """
+local prefix = ARGV[1]
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local added = 0
-for i = 0, (#ARGV - 1) / 11 - 1 do
-  local m = {unpack(ARGV, 2 + i * 11, 12 + i * 11)}
-  local id = tonumber(m[10])
+for i = 0, (#ARGV - 1) / 17 - 1 do
+  local m = {unpack(ARGV, 2 + i * 17, 18 + i * 17)}
+  local id, ts, kind = tonumber(m[11]), m[12], m[13]
   if id > last then
-    put(5 + i * 4, m[10] .. '-0', m, m[11], ARGV[1])
+    if kind == '' then
+      put(5 + i * 4, m[11] .. '-0', m, ts, prefix)
+      if m[15] == '1' then
+        wipe(prefix, m[11], {r = m[3], rm = m[8], mt = m[9]})
+      elseif m[14] ~= '' then
+        redis.call('HSET', prefix .. 'amend', m[11], 'e ' .. m[14])
+      end
+    else
+      local state = redis.call('HGET', prefix .. 'amend', m[10])
+      local text = false
+      if kind == 'e' and state ~= 'd' then
+        text = m[5]
+        if state then redis.call('HSET', prefix .. 'amend', m[10], state .. ' ' .. m[11]) end
+      end
+      put_change(prefix, m[11], {s = m[1], n = m[2], r = m[3], rn = m[4], ts = ts, o = m[7],
+                                 c = m[6], rm = m[8], mt = m[9], k = kind, g = m[10],
+                                 b = m[16], bn = m[17], text = text})
+    end
     last = id
     added = added + 1
   end
@@ -242,12 +305,14 @@ return added
 """
 )
 
-# The newest ``limit`` (+1, to tell whether more exist) message ids above
+# The newest ``limit`` (+1, to tell whether more exist) entry ids above
 # ARGV[1] and at or below ARGV[2] ('+' for no bound) in the indexes, merged,
-# and those messages. KEYS: log, floor, last_id, then ARGV[4] room Streams,
-# then at most one sorted set (dm:<viewer> or one dm:<a>:<b>). Each index
-# gives at most limit + 1 ids, so a page never reads other rooms' traffic.
-# Returns {last_id, floor, more, id1, fields1, id2, fields2, ...}, newest first.
+# and those entries as they read now. KEYS: log, floor, last_id, text, amend,
+# then ARGV[4] room Streams, then sorted sets (dm:<viewer>, amends:<room>,
+# dmamends:<viewer>, or one dm:<a>:<b>). Each index gives at most limit + 1
+# ids, so a page never reads other rooms' traffic. Returns {last_id, floor,
+# more, id1, fields1, text1, state1, id2, ...}, newest first (a text or
+# state absent: nil).
 _PAGE = """
 local log = KEYS[1]
 local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -261,15 +326,14 @@ if hi == '+' or tonumber(hi) >= lo then
   local top = hi
   if hi ~= '+' then top = hi .. '-0' end
   local streams = tonumber(ARGV[4])
-  for s = 4, 3 + streams do
+  for s = 6, 5 + streams do
     for _, entry in ipairs(redis.call('XREVRANGE', KEYS[s], top, lo .. '-0', 'COUNT', limit + 1)) do
       ids[#ids + 1] = tonumber(string.match(entry[1], '^(%d+)'))
     end
   end
-  if #KEYS > 3 + streams then
-    local zhi = hi == '+' and '+inf' or hi
-    local dms = redis.call('ZREVRANGEBYSCORE', KEYS[#KEYS], zhi, lo, 'LIMIT', 0, limit + 1)
-    for _, id in ipairs(dms) do
+  local zhi = hi == '+' and '+inf' or hi
+  for s = 6 + streams, #KEYS do
+    for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', KEYS[s], zhi, lo, 'LIMIT', 0, limit + 1)) do
       ids[#ids + 1] = tonumber(id)
     end
   end
@@ -278,38 +342,41 @@ table.sort(ids, function(x, y) return x > y end)
 local more = 0
 if #ids > limit then more = 1 end
 local out = {last, floor, more}
+local function emit(sid, fields)
+  local id = string.match(sid, '^(%d+)')
+  out[#out + 1] = sid
+  out[#out + 1] = fields
+  out[#out + 1] = redis.call('HGET', KEYS[4], id)
+  out[#out + 1] = redis.call('HGET', KEYS[5], id)
+end
 local n = math.min(#ids, limit)
 if n > 0 and ids[1] - ids[n] < 2 * n then
   -- mostly adjacent (the usual page): one range read, keeping the chosen
   local chosen = {}
   for i = 1, n do chosen[ids[i]] = true end
   for _, entry in ipairs(redis.call('XREVRANGE', log, ids[1] .. '-0', ids[n] .. '-0')) do
-    if chosen[tonumber(string.match(entry[1], '^(%d+)'))] then
-      out[#out + 1] = entry[1]
-      out[#out + 1] = entry[2]
-    end
+    if chosen[tonumber(string.match(entry[1], '^(%d+)'))] then emit(entry[1], entry[2]) end
   end
 else
   -- scattered (a quiet conversation in a busy log): one lookup each
   for i = 1, n do
     local sid = ids[i] .. '-0'
     local found = redis.call('XRANGE', log, sid, sid)
-    if #found > 0 then
-      out[#out + 1] = sid
-      out[#out + 1] = found[1][2]
-    end
+    if #found > 0 then emit(sid, found[1][2]) end
   end
 end
 return out
 """
 
-# Unread counts for one viewer. KEYS: log, then per room its Stream and the
-# viewer's mention set there, then per private conversation its dm:<a>:<b>.
-# ARGV: viewer, cap, number of rooms, then per room its marker, then per
-# conversation the other's id and the marker. Each unread count looks at
-# most 4 * cap entries after the marker (the viewer's own are skipped),
-# and every count stops at cap. Returns per room {unread, mentions}, then
-# per conversation its unread count.
+# Unread counts for one viewer. KEYS: log, amend, then per room its Stream
+# and the viewer's mention set there, then per private conversation its
+# dm:<a>:<b>. ARGV: viewer, cap, number of rooms, then per room its marker,
+# then per conversation the other's id and the marker. Each unread count
+# looks at most 4 * cap entries after the marker (the viewer's own, and
+# deleted messages, are skipped), and every count stops at cap. Returns per
+# room {unread, mentions}, then per conversation its unread count. (Edits
+# and deletes are in none of these indexes; a delete takes its message's
+# mentions out of the mention sets.)
 _UNREAD = """
 local viewer, cap, rooms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local scan = 4 * cap
@@ -321,17 +388,20 @@ local function sender(sid)  -- of a message stored before its index named sender
   for j = 1, #f, 2 do if f[j] == 's' then return f[j + 1] end end
   return nil
 end
+local function deleted(id)
+  return redis.call('HGET', KEYS[2], id) == 'd'
+end
 for r = 0, rooms - 1 do
   local after = tonumber(ARGV[4 + r])
   local unread = 0
-  local index = KEYS[2 + 2 * r]
+  local index = KEYS[3 + 2 * r]
   for _, e in ipairs(redis.call('XRANGE', index, (after + 1) .. '-0', '+', 'COUNT', scan)) do
     local from = nil
     if e[2][1] == 's' then from = e[2][2] else from = sender(e[1]) end
-    if from ~= viewer then unread = unread + 1 end
+    if from ~= viewer and not deleted(string.match(e[1], '^(%d+)')) then unread = unread + 1 end
     if unread >= cap then break end
   end
-  local mentions = redis.call('ZCOUNT', KEYS[3 + 2 * r], '(' .. after, '+inf')
+  local mentions = redis.call('ZCOUNT', KEYS[4 + 2 * r], '(' .. after, '+inf')
   out[#out + 1] = {unread, math.min(mentions, cap)}
 end
 local first = 4 + rooms
@@ -339,10 +409,10 @@ for d = 0, (#ARGV - first + 1) / 2 - 1 do
   local other, after = ARGV[first + 2 * d], ARGV[first + 1 + 2 * d]
   local unread = 0
   if other ~= viewer then
-    local ids = redis.call('ZRANGEBYSCORE', KEYS[2 + 2 * rooms + d], '(' .. after, '+inf',
+    local ids = redis.call('ZRANGEBYSCORE', KEYS[3 + 2 * rooms + d], '(' .. after, '+inf',
                            'LIMIT', 0, scan)
     for _, id in ipairs(ids) do
-      if sender(id .. '-0') == other then unread = unread + 1 end
+      if sender(id .. '-0') == other and not deleted(id) then unread = unread + 1 end
       if unread >= cap then break end
     end
   end
@@ -422,10 +492,13 @@ class RedisLog:
         self._call = self._guard.call
         self.pages = RedisPages(self._redis, keys, self._guard)
         self.users = RedisUsers(self._redis, keys, self._guard)
+        self.amends = RedisAmends(self._redis, prefix, self._guard)
         self._stop = trio.Event()
         self._stopped = trio.Event()
         #: The tail of messages and membership changes (one read for both).
-        self.follower = RedisTail(self._redis, self._following, self._guard, keys.key, _committed)
+        self.follower = RedisTail(
+            self._redis, self._following, self._guard, keys.key, committed_entry
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Hold the connection pool open (it lives in this task) until closed;
@@ -457,10 +530,10 @@ class RedisLog:
 
     async def append(
         self, drafts: Sequence[Draft], buckets: Sequence[Bucket | None] = ()
-    ) -> list[Posted | StoreError | RateLimited]:
-        """One round trip for the batch: the send limits are spent in the
-        same script that stores (see ``_APPEND``)."""
-        out: list[Posted | StoreError | RateLimited] = [_REFUSED] * len(drafts)
+    ) -> list[Posted | StoreError | RateLimited | EditRefused]:
+        """One round trip for the batch: the send limits are spent, and
+        edits checked, in the same script that stores (see ``_APPEND``)."""
+        out: list[Posted | StoreError | RateLimited | EditRefused] = [_REFUSED] * len(drafts)
         storable = [i for i, d in enumerate(drafts) if _encodable(d)]
         if not storable:
             return out
@@ -489,9 +562,10 @@ class RedisLog:
         return out
 
     async def import_messages(self, messages: Sequence[tuple[Message, str]]) -> int:
-        """Copy committed messages (each with its ``client_offset``), ids and
-        times kept, in id order; those at or below the last id are skipped,
-        so copying again adds nothing. Returns how many were added."""
+        """Copy committed entries (each with its ``client_offset``) as they
+        are now, ids and times kept, in id order: messages (edited or
+        deleted), edits and deletes; those at or below the last id are
+        skipped, so copying again adds nothing. Returns how many were added."""
         drafts = [
             Draft(m.sender, offset, m.text, m.recipient, room=m.room, mentions=m.mentions)
             for m, offset in messages
@@ -500,11 +574,21 @@ class RedisLog:
         per_message = len(args) // max(len(drafts), 1)
         with_ids: list[str] = [self._prefix]
         for i, (message, _) in enumerate(messages):
-            with_ids += [*args[i * per_message : (i + 1) * per_message], str(message.id)]
-            with_ids.append(str(message.ts))
+            values = args[i * per_message : (i + 1) * per_message]
+            values[-1] = str(message.target or "")
+            by = message.by
+            with_ids += [*values, str(message.id), str(message.ts), _KIND_CODES[message.kind]]
+            with_ids.append("" if message.edited_ts is None else str(message.edited_ts))
+            with_ids += ["1" if message.deleted else "", by.id if by else "", by.nick if by else ""]
         with self._call("import messages"):
             added: Any = await self._import_script(keys=keys, args=with_ids)
         return int(added)
+
+    async def get(self, message_id: int) -> Message | None:
+        return await self.amends.get(message_id)
+
+    async def delete(self, target: int, by: User, origin: str = "") -> Message | None:
+        return await self.amends.delete(target, by, origin)
 
     # ----- reads (see RedisPages) ----------------------------------------
 
@@ -594,6 +678,10 @@ class LogKeys:
         """A room's id Stream (see the module doc: ``pub`` is general's)."""
         return self.key("pub") if room in (None, GENERAL) else self.key("pub", str(room))
 
+    def amends(self, room: str | None) -> str:
+        """A room's edit and delete entries (see :mod:`.redis_amend`)."""
+        return self.key("amends", room or GENERAL)
+
 
 class RedisPages:
     """The read side of :class:`RedisLog`: pages (a replay, a history page),
@@ -603,6 +691,7 @@ class RedisPages:
     def __init__(self, redis: coredis.Redis[str], keys: LogKeys, guard: CallGuard) -> None:
         self._key = keys.key
         self._room_key = keys.room
+        self._amends_key = keys.amends
         self._call = guard.call
         self._page_script = LuaScript(redis, _PAGE)
         self._unread_script = LuaScript(redis, _UNREAD)
@@ -610,27 +699,37 @@ class RedisPages:
     async def _page(
         self, indexes: tuple[list[str], list[str]], above: int, at_most: int | None, limit: int
     ) -> tuple[list[Message], int, int, bool]:
-        """Newest ``limit`` messages in ``indexes`` (room Streams, and at most
-        one sorted set) with ids in (above, at_most], oldest first; the last
-        id, the trim floor, and whether more matched."""
+        """Newest ``limit`` entries in ``indexes`` (room Streams, and sorted
+        sets) with ids in (above, at_most], oldest first, as they read now;
+        the last id, the trim floor, and whether more matched."""
         streams, sets = indexes
-        keys = [self._key("log"), self._key("floor"), self._key("last_id"), *streams, *sets]
+        keys = [self._key(name) for name in ("log", "floor", "last_id", "text", "amend")]
+        keys += [*streams, *sets]
         top = "+" if at_most is None else str(at_most)
         with self._call("read messages"):
             reply: list[Any] = await self._page_script(
                 keys=keys, args=[above, top, limit, len(streams)]
             )
         last, floor, more = int(reply[0]), int(reply[1]), bool(int(reply[2]))
-        pairs = zip(reply[3::2], reply[4::2], strict=True)
-        messages = [_message(sid, _fields(flat)) for sid, flat in pairs]
+        found = zip(reply[3::4], reply[4::4], reply[5::4], reply[6::4], strict=True)
+        messages = [
+            entry_message(sid, flat_fields(flat), text, state) for sid, flat, text, state in found
+        ]
         messages.reverse()
         return messages, last, floor, more
 
-    def _visible(self, viewer: str, rooms: Collection[str]) -> tuple[list[str], list[str]]:
+    def _visible(
+        self, viewer: str, rooms: Collection[str], amends: bool = False
+    ) -> tuple[list[str], list[str]]:
         """The indexes of what ``viewer`` sees: ``rooms``' Streams, and the
-        viewer's private messages."""
+        viewer's private messages; with ``amends``, the edits and deletes of
+        both too."""
         streams = sorted({self._room_key(room) for room in rooms})
-        return streams, [self._key("dm", viewer)]
+        sets = [self._key("dm", viewer)]
+        if amends:
+            sets += sorted({self._amends_key(room) for room in rooms})
+            sets.append(self._key("dmamends", viewer))
+        return streams, sets
 
     def _conversation(self, viewer: str, other: str) -> tuple[list[str], list[str]]:
         a, b = sorted((viewer, other))
@@ -644,7 +743,7 @@ class RedisPages:
         rooms: Collection[str] = GENERAL_ONLY,
     ) -> Replay:
         messages, last, floor, more = await self._page(
-            self._visible(viewer, rooms), after_id or 0, None, limit
+            self._visible(viewer, rooms, amends=True), after_id or 0, None, limit
         )
         complete = after_id is not None and not more and after_id >= floor
         return Replay(messages, last, complete)
@@ -676,7 +775,7 @@ class RedisPages:
     ) -> Unread:
         """One script call for every count (see ``_UNREAD``)."""
         room_ids, others = list(rooms), list(direct)
-        keys = [self._key("log")]
+        keys = [self._key("log"), self._key("amend")]
         for room in room_ids:
             keys += [self._room_key(room), self._key("mention", viewer, room)]
         keys += [self._conversation(viewer, other)[1][0] for other in others]
@@ -795,8 +894,13 @@ def _writing(names: LogKeys, drafts: Sequence[Draft]) -> tuple[list[str], list[s
             d.origin,
             d.room or "",
             json.dumps(list(d.mentions)) if d.mentions else "",
+            str(d.target) if d.target > 0 else "",
         ]
     return keys, args
+
+
+#: How ``import_messages`` names an entry's kind to ``_IMPORT`` (field ``k``).
+_KIND_CODES = {Kind.MESSAGE: "", Kind.EDIT: "e", Kind.DELETE: "d"}
 
 
 #: What a draft Redis cannot hold gets in its place (its strings are not
@@ -817,34 +921,23 @@ def _encodable(draft: Draft) -> bool:
     return True
 
 
-def _fields(flat: Sequence[str]) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-def _message(stream_id: str, f: Mapping[str, str]) -> Message:
-    msg_id = int(stream_id.split("-")[0])
-    recipient = User(f["r"], f["rn"]) if f["r"] else None
-    room = f.get("rm") or None  # absent before rooms: general's (see room_of)
-    mentions = tuple(json.loads(f["mt"])) if f.get("mt") else ()
-    sender = User(f["s"], f["n"])
-    return Message(msg_id, sender, recipient, f["t"], int(f["ts"]), room, mentions)
-
-
-def _committed(stream_id: str, flat: Sequence[str]) -> Committed:
-    fields = _fields(flat)
-    return Committed(_message(stream_id, fields), fields["o"])
-
-
-def _posted(draft: Draft, result: Sequence[Any]) -> Posted | RateLimited:
-    if int(result[1]) == 2:
+def _posted(draft: Draft, result: Sequence[Any]) -> Posted | RateLimited | EditRefused:
+    code = int(result[1])
+    if code == 2:
         return RateLimited()
-    msg_id, duplicate, fields = int(result[0]), bool(int(result[1])), _fields(result[2])
+    if code == 3:
+        return EditRefused()
+    msg_id, duplicate, fields = int(result[0]), bool(code), flat_fields(result[2])
     if duplicate and "s" in fields:
-        return Posted(_message(str(msg_id), fields), duplicate=True)
+        return Posted(entry_message(str(msg_id), fields, result[3], result[4]), duplicate=True)
     # New, or a retry of a message retention has since trimmed: the draft
-    # is what was stored.
+    # is what was stored (a new edit: with its target's recipient and room).
     ts = int(fields.get("ts", now_ms()))
+    to, room = draft.recipient, draft.room
+    if "r" in fields:
+        to, room = (User(fields["r"], fields["rn"]) if fields["r"] else None), fields["rm"] or None
+    kind = Kind.EDIT if draft.target > 0 else Kind.MESSAGE
     message = Message(
-        msg_id, draft.sender, draft.recipient, draft.text, ts, draft.room, draft.mentions
+        msg_id, draft.sender, to, draft.text, ts, room, draft.mentions, kind, draft.target
     )
     return Posted(message, duplicate)

@@ -4,10 +4,16 @@ keys).
 
 Changes live in their own Stream, ``changes``, each at ``<newest message
 id>-<n>`` (taken in one script with the newest id), so it sorts after the
-message it followed and before the next. One ``XREAD`` reads ``log`` and
+message it followed and before the next. One read takes ``log`` and
 ``changes`` together, one moment's view of both, and the tail merges them;
 when one Stream filled the batch, the other's entries past it wait for the
 next read, so the merge never puts a change before a message it followed.
+
+Texts are not in ``log`` (see :mod:`.redis_amend`), so the read is a script
+(``_TAIL``) that takes both Streams' entries and each entry's text and state.
+A script cannot block, so a blocking ``XREAD`` of one entry goes first, in
+the same write (pipelined): it only waits for news, and the script behind
+it runs as soon as it returns. One round trip per batch, as before.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import coredis
 import trio
@@ -44,8 +50,24 @@ local at = redis.call('GET', KEYS[1]) or '0'
 return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], at .. '-*', 'j', ARGV[1])
 """
 
-#: Decodes a ``log`` entry (stream id, flat fields) into a committed message.
-DecodeMessage = Callable[[str, Sequence[str]], Committed]
+# Reads what a tail is owed, once its XREAD said something came. KEYS: log,
+# changes, text, amend. ARGV: the log position and the changes position
+# (stream ids, exclusive), the batch size. Returns {{{stream id, flat
+# fields, text, state}...}, {{stream id, flat fields}...}} (a text or state
+# absent: nil).
+_TAIL = """
+local entries = {}
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[3])) do
+  local id = string.match(e[1], '^(%d+)')
+  entries[#entries + 1] = {e[1], e[2], redis.call('HGET', KEYS[3], id),
+                           redis.call('HGET', KEYS[4], id)}
+end
+return {entries, redis.call('XRANGE', KEYS[2], '(' .. ARGV[2], '+', 'COUNT', ARGV[3])}
+"""
+
+#: Decodes a ``log`` entry (stream id, flat fields, text, state) into a
+#: committed message (see :func:`.redis_amend.committed_entry`).
+DecodeMessage = Callable[[str, Sequence[str], str | None, str | None], Committed]
 
 
 class RedisTail:
@@ -61,6 +83,7 @@ class RedisTail:
         self._guard = guard
         self._decode = decode
         self._last_id, self._log, self._changes = key("last_id"), key("log"), key("changes")
+        self._keys = [self._log, self._changes, key("text"), key("amend")]
         self._note_script = LuaScript(redis, _NOTE_CHANGE)
         #: The reads tails are waiting in; :meth:`stop` cancels them.
         self._waiting: set[trio.CancelScope] = set()
@@ -84,15 +107,12 @@ class RedisTail:
         # directory that connections starting after read).
         changed_at = f"{after_id}-0"
         delay = RETRY_FIRST
-        log, changes = self._log, self._changes
         while not self._guard.closing:
-            found: dict[str, list[Any]] = {}
+            found: list[Any] = [[], []]
             with trio.CancelScope() as waiting:
                 self._waiting.add(waiting)
                 try:
-                    found = await self._following.xread_many(
-                        {log: f"{position}-0", changes: changed_at}, TAIL_BATCH, TAIL_BLOCK_MS
-                    )
+                    found = await self._read(f"{position}-0", changed_at)
                 except Unavailable:
                     await trio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX)
@@ -100,8 +120,8 @@ class RedisTail:
                 finally:
                     self._waiting.discard(waiting)
             delay = RETRY_FIRST
-            messages = [self._decode(*entry) for entry in found.get(log, [])]
-            noted = [(_place(sid), _change(flat)) for sid, flat in found.get(changes, [])]
+            messages = [self._decode(*entry) for entry in found[0]]
+            noted = [(_place(sid), _change(flat)) for sid, flat in found[1]]
             if not messages and not noted:
                 continue
             if len(messages) == TAIL_BATCH:  # more messages wait: changes past them too
@@ -115,6 +135,20 @@ class RedisTail:
             if noted:
                 changed_at = "{}-{}".format(*noted[-1][0])
             yield merged(messages, noted)
+
+    async def _read(self, position: str, changed_at: str) -> list[Any]:
+        """The entries of ``log`` after ``position`` with their texts and of
+        ``changes`` after ``changed_at``, waiting up to :data:`TAIL_BLOCK_MS`
+        for one (see the module doc)."""
+        wait: list[str | int] = ["XREAD", "COUNT", 1, "BLOCK", TAIL_BLOCK_MS, "STREAMS"]
+        found = await self._following.script_after_wait(
+            [*wait, self._log, self._changes, position, changed_at],
+            _TAIL,
+            self._keys,
+            [position, changed_at, TAIL_BATCH],
+            blocks_for=TAIL_BLOCK_MS / 1000,
+        )
+        return cast(list[Any], found)
 
 
 def merged(

@@ -1,0 +1,205 @@
+"""Edits and deletes in the Redis log: entries of their own, and texts kept
+where a delete can wipe them (see :mod:`.redis_log` for every key).
+
+A message's text does not live in its ``log`` entry: a stream keeps an
+entry's bytes after ``XDEL`` (the entry is only flagged inside its listpack
+node, and ``DUMP`` of the key still shows it) until the whole node goes, so
+a text in the stream could not be wiped. Texts live in the hash ``text``
+(entry id to text) instead, and a delete removes (``HDEL``) the message's and its
+edits'. A message's state lives in the hash ``amend`` (message id to ``d``
+when deleted, or ``e <edited ts> <edit id> <edit id>...`` when edited): an
+edit overwrites the message's text in ``text`` and lists itself there, so
+a delete finds every copy of the text to wipe.
+
+Edit and delete entries sit in ``log`` with the fields of a message (the
+target's sender, recipient and room) plus ``k`` (``e`` or ``d``), ``g``
+(the target's id) and, for a delete, ``b``/``bn`` (who deleted). Replays
+find them in ``amends:<room>`` (general's too) or ``dmamends:<user>`` (both
+ends of a private message), sorted sets of ids: the room Streams and the
+``dm`` sets keep messages only, so history pages and unread counts read
+what they read before.
+
+Entries written before this (a message with its text in field ``t``) read
+as before; deleting one wipes nothing of its ``t`` (the stream cannot), so
+its bytes stay until retention trims its node: see :func:`old_texts`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import coredis
+
+from ..models import Kind, Message, User
+from .base import Committed
+from .redis_client import CallGuard, LuaScript
+
+#: Lua shared by the scripts that write or check edits and deletes. Keys are
+#: made from ``prefix`` (undeclared keys: fine on one Redis, not on a Redis
+#: Cluster, as the mention sets already are).
+AMEND_LIB = """
+local function entry_fields(prefix, id)  -- the log entry of ``id`` as a table, or nil
+  local found = redis.call('XRANGE', prefix .. 'log', id .. '-0', id .. '-0')
+  if #found == 0 then return nil end
+  local f, flat = {}, found[1][2]
+  for j = 1, #flat, 2 do f[flat[j]] = flat[j + 1] end
+  return f
+end
+local function live_message(prefix, id)  -- its fields and .state, or nil if none or deleted
+  local f = entry_fields(prefix, id)
+  if not f or (f.k and f.k ~= '') then return nil end
+  local state = redis.call('HGET', prefix .. 'amend', id)
+  if state == 'd' then return nil end
+  f.state = state
+  return f
+end
+local function room_of_entry(f)  -- a public entry's room ('' or absent: general)
+  if not f.rm or f.rm == '' then return 'general' end
+  return f.rm
+end
+local function put_change(prefix, id, e)  -- an edit or delete entry, its text and indexes
+  redis.call('XADD', prefix .. 'log', id .. '-0', 's', e.s, 'n', e.n, 'r', e.r, 'rn', e.rn,
+             'ts', e.ts, 'o', e.o, 'c', e.c, 'rm', e.rm, 'mt', e.mt, 'k', e.k, 'g', e.g,
+             'b', e.b, 'bn', e.bn)
+  if e.text then redis.call('HSET', prefix .. 'text', id, e.text) end
+  if e.r == '' then
+    redis.call('ZADD', prefix .. 'amends:' .. room_of_entry(e), id, id)
+  else
+    redis.call('ZADD', prefix .. 'dmamends:' .. e.s, id, id)
+    redis.call('ZADD', prefix .. 'dmamends:' .. e.r, id, id)
+  end
+  if e.c ~= '' then redis.call('HSET', prefix .. 'dedup:' .. e.s, e.c, id) end
+end
+local function edit_state(state, ts, id)  -- a message's state once edit ``id`` at ``ts`` is in
+  local ids = ''
+  if state then ids = string.match(state, '^e %d+(.*)$') or '' end
+  return 'e ' .. ts .. ids .. ' ' .. id
+end
+local function wipe(prefix, id, f)  -- the message's text and its edits' gone, marked deleted
+  local texts = prefix .. 'text'
+  redis.call('HDEL', texts, id)
+  if f.state then
+    local at = true  -- the first number is the edit time, the rest edit ids
+    for edit in string.gmatch(f.state, '%d+') do
+      if at then at = false else redis.call('HDEL', texts, edit) end
+    end
+  end
+  redis.call('HSET', prefix .. 'amend', id, 'd')
+  if f.r == '' and f.mt and f.mt ~= '' then
+    for _, user in ipairs(cjson.decode(f.mt)) do
+      redis.call('ZREM', prefix .. 'mention:' .. user .. ':' .. room_of_entry(f), id)
+    end
+  end
+end
+local function now_ms()
+  local now = redis.call('TIME')
+  return now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
+end
+"""
+
+# Deletes a live message. KEYS: last_id. ARGV: prefix, target, deleter's id
+# and nick, origin. Returns false (no live message), or {id, ts, target's
+# flat fields} of the delete entry.
+_DELETE = (
+    AMEND_LIB
+    + """
+local prefix, target = ARGV[1], ARGV[2]
+local f = live_message(prefix, target)
+if not f then return false end
+wipe(prefix, target, f)
+local id = redis.call('INCR', KEYS[1])
+local ts = now_ms()
+put_change(prefix, id, {s = f.s, n = f.n, r = f.r, rn = f.rn, ts = ts, o = ARGV[5], c = '',
+                        rm = f.rm or '', mt = '', k = 'd', g = target, b = ARGV[3], bn = ARGV[4]})
+return {id, ts, {'s', f.s, 'n', f.n, 'r', f.r, 'rn', f.rn, 'rm', f.rm or ''}}
+"""
+)
+
+# One entry as pages read it. KEYS: log, text, amend; ARGV: the id.
+# Returns false, or {stream id, flat fields, text or false, state or false}.
+_GET = """
+local sid = ARGV[1] .. '-0'
+local found = redis.call('XRANGE', KEYS[1], sid, sid)
+if #found == 0 then return false end
+local id = ARGV[1]
+return {sid, found[1][2], redis.call('HGET', KEYS[2], id), redis.call('HGET', KEYS[3], id)}
+"""
+
+_KINDS = {"": Kind.MESSAGE, "e": Kind.EDIT, "d": Kind.DELETE}
+
+
+def entry_message(
+    stream_id: str, fields: Mapping[str, str], text: str | None, state: str | None
+) -> Message:
+    """A ``log`` entry as it reads now: ``text`` and ``state`` are its
+    entries in ``text`` and ``amend`` (None when absent)."""
+    msg_id = int(stream_id.split("-")[0])
+    kind = _KINDS[fields.get("k", "")]
+    recipient = User(fields["r"], fields["rn"]) if fields["r"] else None
+    room = fields.get("rm") or None  # absent before rooms: general's (see room_of)
+    mentions = tuple(json.loads(fields["mt"])) if fields.get("mt") else ()
+    sender = User(fields["s"], fields["n"])
+    ts, target = int(fields["ts"]), int(fields.get("g") or 0)
+    if kind is Kind.DELETE:
+        by = User(fields["b"], fields["bn"])
+        return Message(msg_id, sender, recipient, "", ts, room, (), kind, target, by=by)
+    if kind is Kind.EDIT:  # no text: its message was deleted since
+        return Message(msg_id, sender, recipient, text or "", ts, room, mentions, kind, target)
+    if state == "d":
+        return Message(msg_id, sender, recipient, "", ts, room, mentions, deleted=True)
+    edited_ts = int(state.split()[1]) if state else None
+    body = text if text is not None else fields.get("t", "")  # 't': written before texts moved
+    return Message(msg_id, sender, recipient, body, ts, room, mentions, edited_ts=edited_ts)
+
+
+def committed_entry(
+    stream_id: str, flat: Sequence[str], text: str | None, state: str | None
+) -> Committed:
+    """A ``log`` entry as the tail hands it out, with its origin."""
+    fields = flat_fields(flat)
+    return Committed(entry_message(stream_id, fields, text, state), fields["o"])
+
+
+def flat_fields(flat: Sequence[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+class RedisAmends:
+    """:meth:`~quartchat.backends.base.MessageLog.get` and
+    :meth:`~quartchat.backends.base.MessageLog.delete` for :class:`RedisLog`
+    (edits are appends: see its ``_APPEND``)."""
+
+    def __init__(self, redis: coredis.Redis[str], prefix: str, guard: CallGuard) -> None:
+        self._prefix = prefix
+        self._call = guard.call
+        self._get_script = LuaScript(redis, _GET)
+        self._delete_script = LuaScript(redis, _DELETE)
+
+    async def get(self, message_id: int) -> Message | None:
+        if message_id < 1:
+            return None
+        keys = [self._prefix + name for name in ("log", "text", "amend")]
+        with self._call("read a message"):
+            found: Any = await self._get_script(keys=keys, args=[message_id])
+        if not found:
+            return None
+        sid, flat, text, state = found
+        message = entry_message(sid, flat_fields(flat), text, state)
+        return message if message.kind is Kind.MESSAGE else None
+
+    async def delete(self, target: int, by: User, origin: str = "") -> Message | None:
+        """One script: the check, the wipe and the delete entry, atomically."""
+        if target < 1:
+            return None
+        args: list[str | int] = [self._prefix, target, by.id, by.nick, origin]
+        with self._call("delete a message"):
+            done: Any = await self._delete_script(keys=[self._prefix + "last_id"], args=args)
+        if not done:
+            return None
+        msg_id, ts, flat = int(done[0]), int(done[1]), flat_fields(done[2])
+        recipient = User(flat["r"], flat["rn"]) if flat["r"] else None
+        sender = User(flat["s"], flat["n"])
+        room = flat["rm"] or None
+        return Message(msg_id, sender, recipient, "", ts, room, (), Kind.DELETE, target, by=by)
