@@ -272,7 +272,7 @@ class Inbound:
 def _offset_of(raw: str) -> str | None:
     """The ``client_offset`` of ``raw`` if it is a valid ``send`` frame."""
     try:
-        frame = parse_frame(raw)
+        frame = parse_frame(raw, rooms=True)
     except FrameError:
         return None
     return frame.client_offset if isinstance(frame, Send) else None

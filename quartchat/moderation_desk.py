@@ -163,6 +163,8 @@ class ModerationDesk:
 
     async def _mute(self, user: User, admin: bool, frame: Mute) -> ServerFrame:
         target = await self._user(frame.user)
+        if target.id == user.id:
+            raise RoomRefused(FORBIDDEN, "not on yourself")
         if frame.room is None:
             if not admin:
                 raise RoomRefused(FORBIDDEN, "only an admin mutes across the chat")
