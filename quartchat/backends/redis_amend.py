@@ -5,11 +5,12 @@ A message's text does not live in its ``log`` entry: a stream keeps an
 entry's bytes after ``XDEL`` (the entry is only flagged inside its listpack
 node, and ``DUMP`` of the key still shows it) until the whole node goes, so
 a text in the stream could not be wiped. Texts live in the hash ``text``
-(entry id to text) instead, and a delete removes (``HDEL``) the message's and its
-edits'. A message's state lives in the hash ``amend`` (message id to ``d``
-when deleted, or ``e <edited ts> <edit id> <edit id>...`` when edited): an
-edit overwrites the message's text in ``text`` and lists itself there, so
-a delete finds every copy of the text to wipe.
+(entry id to text) instead: a message's as it was sent, and each edit's
+under the edit's id. A message's state lives in the hash ``amend``: ``d``
+when deleted, or ``e <edited ts> <edit id>...;<mentions>`` when edited (its
+edits, oldest first, and the JSON list of the mentions of its newest text,
+"" for none). A message reads as it is now with its newest edit's text; a
+delete removes (``HDEL``) its text and every edit's, found in its state.
 
 Edit and delete entries sit in ``log`` with the fields of a message (the
 target's sender, recipient and room) plus ``k`` (``e`` or ``d``), ``g``
@@ -17,7 +18,8 @@ target's sender, recipient and room) plus ``k`` (``e`` or ``d``), ``g``
 find them in ``amends:<room>`` (general's too) or ``dmamends:<user>`` (both
 ends of a private message), sorted sets of ids: the room Streams and the
 ``dm`` sets keep messages only, so history pages and unread counts read
-what they read before.
+what they read before. An edit moves its message's ``mention`` set entries
+to the users its new text mentions; a delete takes them out.
 
 Entries written before this (a message with its text in field ``t``) read
 as before; deleting one wipes nothing of its ``t`` (the stream cannot), so
@@ -59,6 +61,26 @@ local function room_of_entry(f)  -- a public entry's room ('' or absent: general
   if not f.rm or f.rm == '' then return 'general' end
   return f.rm
 end
+local function mentions_now(f)  -- the JSON list of a live message's mentions now ('' for none)
+  if f.state then return string.match(f.state, ';(.*)$') end
+  return f.mt or ''
+end
+local function set_mentions(prefix, id, f, old, new)  -- a public message's mention sets
+  if f.r ~= '' then return end
+  local room = room_of_entry(f)
+  if old ~= '' then
+    for _, user in ipairs(cjson.decode(old)) do
+      redis.call('ZREM', prefix .. 'mention:' .. user .. ':' .. room, id)
+    end
+  end
+  if new ~= '' then
+    for _, user in ipairs(cjson.decode(new)) do
+      if user ~= f.s then
+        redis.call('ZADD', prefix .. 'mention:' .. user .. ':' .. room, id, id)
+      end
+    end
+  end
+end
 local function put_change(prefix, id, e)  -- an edit or delete entry, its text and indexes
   redis.call('XADD', prefix .. 'log', id .. '-0', 's', e.s, 'n', e.n, 'r', e.r, 'rn', e.rn,
              'ts', e.ts, 'o', e.o, 'c', e.c, 'rm', e.rm, 'mt', e.mt, 'k', e.k, 'g', e.g,
@@ -72,30 +94,39 @@ local function put_change(prefix, id, e)  -- an edit or delete entry, its text a
   end
   if e.c ~= '' then redis.call('HSET', prefix .. 'dedup:' .. e.s, e.c, id) end
 end
-local function edit_state(state, ts, id)  -- a message's state once edit ``id`` at ``ts`` is in
+local function edit_state(state, ts, id, mt)  -- a message's state once edit ``id`` is in
   local ids = ''
-  if state then ids = string.match(state, '^e %d+(.*)$') or '' end
-  return 'e ' .. ts .. ids .. ' ' .. id
+  if state then ids = string.match(state, '^e %d+([%d ]*);') or '' end
+  if id ~= '' then ids = ids .. ' ' .. id end
+  return 'e ' .. ts .. ids .. ';' .. mt
 end
 local function wipe(prefix, id, f)  -- the message's text and its edits' gone, marked deleted
   local texts = prefix .. 'text'
   redis.call('HDEL', texts, id)
   if f.state then
-    local at = true  -- the first number is the edit time, the rest edit ids
-    for edit in string.gmatch(f.state, '%d+') do
-      if at then at = false else redis.call('HDEL', texts, edit) end
+    for edit in string.gmatch(string.match(f.state, '^e %d+([%d ]*);') or '', '%d+') do
+      redis.call('HDEL', texts, edit)
     end
   end
+  set_mentions(prefix, id, f, mentions_now(f), '')
   redis.call('HSET', prefix .. 'amend', id, 'd')
-  if f.r == '' and f.mt and f.mt ~= '' then
-    for _, user in ipairs(cjson.decode(f.mt)) do
-      redis.call('ZREM', prefix .. 'mention:' .. user .. ':' .. room_of_entry(f), id)
-    end
-  end
 end
 local function now_ms()
   local now = redis.call('TIME')
   return now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
+end
+"""
+
+#: Lua for the reads of messages as they are now: the text of a message
+#: (its newest edit's when edited; nil when deleted), given its state.
+TEXT_NOW_LIB = """
+local function text_now(texts, id, state)
+  if state then
+    local ids = string.match(state, '^e %d+([%d ]*);')
+    local newest = ids and string.match(ids, '(%d+)%s*$')
+    if newest then return redis.call('HGET', texts, newest) end
+  end
+  return redis.call('HGET', texts, id)
 end
 """
 
@@ -118,28 +149,38 @@ return {id, ts, {'s', f.s, 'n', f.n, 'r', f.r, 'rn', f.rn, 'rm', f.rm or ''}}
 )
 
 # One entry as pages read it. KEYS: log, text, amend; ARGV: the id.
-# Returns false, or {stream id, flat fields, text or false, state or false}.
-_GET = """
-local sid = ARGV[1] .. '-0'
+# Returns false, or {stream id, flat fields, text now or false, state or false}.
+_GET = (
+    TEXT_NOW_LIB
+    + """
+local id, sid = ARGV[1], ARGV[1] .. '-0'
 local found = redis.call('XRANGE', KEYS[1], sid, sid)
 if #found == 0 then return false end
-local id = ARGV[1]
-return {sid, found[1][2], redis.call('HGET', KEYS[2], id), redis.call('HGET', KEYS[3], id)}
+local state = redis.call('HGET', KEYS[3], id)
+return {sid, found[1][2], text_now(KEYS[2], id, state), state}
 """
+)
 
 _KINDS = {"": Kind.MESSAGE, "e": Kind.EDIT, "d": Kind.DELETE}
 
 
 def entry_message(
-    stream_id: str, fields: Mapping[str, str], text: str | None, state: str | None
+    stream_id: str,
+    fields: Mapping[str, str],
+    text: str | None,
+    state: str | None,
+    *,
+    as_now: bool = True,
 ) -> Message:
-    """A ``log`` entry as it reads now: ``text`` and ``state`` are its
-    entries in ``text`` and ``amend`` (None when absent)."""
+    """A ``log`` entry: ``text`` is its entry in ``text`` (a message's as it
+    is now when ``as_now``, else as sent; None when absent) and ``state``
+    its entry in ``amend``. Without ``as_now``, an edited message reads as
+    it was sent (a deleted one reads deleted either way: its text is gone)."""
     msg_id = int(stream_id.split("-")[0])
     kind = _KINDS[fields.get("k", "")]
     recipient = User(fields["r"], fields["rn"]) if fields["r"] else None
     room = fields.get("rm") or None  # absent before rooms: general's (see room_of)
-    mentions = tuple(json.loads(fields["mt"])) if fields.get("mt") else ()
+    mentions = _mentions(fields.get("mt"))
     sender = User(fields["s"], fields["n"])
     ts, target = int(fields["ts"]), int(fields.get("g") or 0)
     if kind is Kind.DELETE:
@@ -149,17 +190,26 @@ def entry_message(
         return Message(msg_id, sender, recipient, text or "", ts, room, mentions, kind, target)
     if state == "d":
         return Message(msg_id, sender, recipient, "", ts, room, mentions, deleted=True)
-    edited_ts = int(state.split()[1]) if state else None
     body = text if text is not None else fields.get("t", "")  # 't': written before texts moved
-    return Message(msg_id, sender, recipient, body, ts, room, mentions, edited_ts=edited_ts)
+    if not (as_now and state):
+        return Message(msg_id, sender, recipient, body, ts, room, mentions)
+    head, _, mentioned = state.partition(";")
+    edited_ts = int(head.split()[1])
+    return Message(
+        msg_id, sender, recipient, body, ts, room, _mentions(mentioned), edited_ts=edited_ts
+    )
+
+
+def _mentions(listed: str | None) -> tuple[str, ...]:
+    return tuple(json.loads(listed)) if listed else ()
 
 
 def committed_entry(
     stream_id: str, flat: Sequence[str], text: str | None, state: str | None
 ) -> Committed:
-    """A ``log`` entry as the tail hands it out, with its origin."""
+    """A ``log`` entry as the tail hands it out (as it was stored), with its origin."""
     fields = flat_fields(flat)
-    return Committed(entry_message(stream_id, fields, text, state), fields["o"])
+    return Committed(entry_message(stream_id, fields, text, state, as_now=False), fields["o"])
 
 
 def flat_fields(flat: Sequence[str]) -> dict[str, str]:

@@ -91,7 +91,14 @@ from .base import (
     RoomUnread,
     Unread,
 )
-from .redis_amend import AMEND_LIB, RedisAmends, committed_entry, entry_message, flat_fields
+from .redis_amend import (
+    AMEND_LIB,
+    TEXT_NOW_LIB,
+    RedisAmends,
+    committed_entry,
+    entry_message,
+    flat_fields,
+)
 from .redis_client import CallGuard, LuaScript, redis_client, redis_errors
 from .redis_lean import LeanConnection
 from .redis_limits import KEY_PREFIX, TAKE_LIB
@@ -179,10 +186,13 @@ local function trim(keep, prefix)
       redis.call('ZREM', prefix .. 'dm:' .. f.r, gone)
       redis.call('ZREM', prefix .. 'dm:' .. a .. ':' .. b, gone)
     else
+      local state = redis.call('HGET', prefix .. 'amend', gone)
+      local mentioned = f.mt
+      if state then mentioned = string.match(state, ';(.*)$') end  -- edited, or '' if deleted
       redis.call('HDEL', prefix .. 'amend', gone)
       rooms[room_key(prefix, f.rm)] = true
-      if f.mt and f.mt ~= '' then
-        for _, user in ipairs(cjson.decode(f.mt)) do
+      if mentioned and mentioned ~= '' then
+        for _, user in ipairs(cjson.decode(mentioned)) do
           redis.call('ZREM', prefix .. 'mention:' .. user .. ':' .. (f.rm or 'general'), gone)
         end
       end
@@ -213,6 +223,7 @@ _APPEND = (
     + _TRIM
     + TAKE_LIB
     + AMEND_LIB
+    + TEXT_NOW_LIB
     + """
 local ts = now_ms()
 local n, prefix = tonumber(ARGV[3]), ARGV[2]
@@ -234,8 +245,8 @@ for i = 0, n - 1 do
     local found = redis.call('XRANGE', KEYS[2], old .. '-0', old .. '-0')
     local fields = {}
     if #found > 0 then fields = found[1][2] end
-    out[#out + 1] = {old, 1, fields, redis.call('HGET', prefix .. 'text', old),
-                     redis.call('HGET', prefix .. 'amend', old)}
+    local state = redis.call('HGET', prefix .. 'amend', old)
+    out[#out + 1] = {old, 1, fields, text_now(prefix .. 'text', old, state), state}
   elseif m[10] ~= '' then
     local f = live_message(prefix, m[10])
     if not f or f.s ~= m[1] then
@@ -245,8 +256,8 @@ for i = 0, n - 1 do
       put_change(prefix, id, {s = m[1], n = m[2], r = f.r, rn = f.rn, ts = ts, o = m[7], c = m[6],
                               rm = f.rm or '', mt = m[9], k = 'e', g = m[10], b = '', bn = '',
                               text = m[5]})
-      redis.call('HSET', prefix .. 'text', m[10], m[5])
-      redis.call('HSET', prefix .. 'amend', m[10], edit_state(f.state, ts, id))
+      set_mentions(prefix, m[10], f, mentions_now(f), m[9])
+      redis.call('HSET', prefix .. 'amend', m[10], edit_state(f.state, ts, id, m[9]))
       out[#out + 1] = {id, 0, {'ts', ts, 'r', f.r, 'rn', f.rn, 'rm', f.rm or ''}}
     end
   else
@@ -283,14 +294,17 @@ for i = 0, (#ARGV - 1) / 17 - 1 do
       if m[15] == '1' then
         wipe(prefix, m[11], {r = m[3], rm = m[8], mt = m[9]})
       elseif m[14] ~= '' then
-        redis.call('HSET', prefix .. 'amend', m[11], 'e ' .. m[14])
+        redis.call('HSET', prefix .. 'amend', m[11], edit_state(false, m[14], '', m[9]))
       end
     else
       local state = redis.call('HGET', prefix .. 'amend', m[10])
       local text = false
       if kind == 'e' and state ~= 'd' then
         text = m[5]
-        if state then redis.call('HSET', prefix .. 'amend', m[10], state .. ' ' .. m[11]) end
+        if state then  -- its message's edited ts and mentions now are SQLite's
+          local at, mt = string.match(state, '^e (%d+)'), string.match(state, ';(.*)$')
+          redis.call('HSET', prefix .. 'amend', m[10], edit_state(state, at, m[11], mt))
+        end
       end
       put_change(prefix, m[11], {s = m[1], n = m[2], r = m[3], rn = m[4], ts = ts, o = m[7],
                                  c = m[6], rm = m[8], mt = m[9], k = kind, g = m[10],
@@ -313,7 +327,9 @@ return added
 # ids, so a page never reads other rooms' traffic. Returns {last_id, floor,
 # more, id1, fields1, text1, state1, id2, ...}, newest first (a text or
 # state absent: nil).
-_PAGE = """
+_PAGE = (
+    TEXT_NOW_LIB
+    + """
 local log = KEYS[1]
 local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -344,10 +360,11 @@ if #ids > limit then more = 1 end
 local out = {last, floor, more}
 local function emit(sid, fields)
   local id = string.match(sid, '^(%d+)')
+  local state = redis.call('HGET', KEYS[5], id)
   out[#out + 1] = sid
   out[#out + 1] = fields
-  out[#out + 1] = redis.call('HGET', KEYS[4], id)
-  out[#out + 1] = redis.call('HGET', KEYS[5], id)
+  out[#out + 1] = text_now(KEYS[4], id, state)
+  out[#out + 1] = state
 end
 local n = math.min(#ids, limit)
 if n > 0 and ids[1] - ids[n] < 2 * n then
@@ -367,6 +384,7 @@ else
 end
 return out
 """
+)
 
 # Unread counts for one viewer. KEYS: log, amend, then per room its Stream
 # and the viewer's mention set there, then per private conversation its
