@@ -49,6 +49,10 @@ class Event:
     about: tuple[str, ...] = ()
     #: Only connections in this room (None, or ``general``: everyone's).
     room: str | None = None
+    #: A sanction imposed or lifted (as JSON), for every worker's view of
+    #: them (:mod:`quartchat.sanctions`, a watcher); sent with an empty
+    #: ``only_users``, so no connection gets it.
+    sanction: str | None = None
 
     @classmethod
     def of(cls, frame: ServerFrame, **audience: Any) -> Event:

@@ -102,7 +102,7 @@ class Hub:
             settings,
         )
         #: The mutes, bans and admins in force, as this worker knows them.
-        self.sanctions = SanctionsView(backends.moderation, backends.broker)
+        self.sanctions = SanctionsView(backends.moderation, backends.broker, backends.bus)
         self.moderation_desk = ModerationDesk(
             self.room_desk,
             backends.rooms,

@@ -178,7 +178,7 @@ class ModerationDesk:
         until = now_ms() + frame.seconds * 1000
         sanction = Sanction("mute", target.id, frame.room, until, user.id)
         await self._board.impose(sanction)
-        self._view.apply(sanction)
+        self._view.announce(sanction)
         action: AuditAction = "mute" if frame.seconds else "unmute"
         await self._audit(user, action, target.id, frame.room, seconds=frame.seconds)
         shown = until if frame.seconds else 0
@@ -196,7 +196,7 @@ class ModerationDesk:
         until = None if frame.seconds is None else now + frame.seconds * 1000
         sanction = Sanction("ban", target.id, None, until, user.id)
         await self._board.impose(sanction)
-        self._view.apply(sanction)
+        self._view.announce(sanction)
         action: AuditAction = "unban" if frame.seconds == 0 else "ban"
         await self._audit(user, action, target.id, None, seconds=frame.seconds)
         shown = 0 if frame.seconds == 0 else until

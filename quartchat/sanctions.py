@@ -3,9 +3,11 @@
 A send is checked for a mute without a round trip: the view holds every
 sanction in force (there are few), read from the
 :class:`~quartchat.backends.moderation.ModerationBoard` when the worker
-starts and again every :data:`REFRESH_SECONDS`, so a mute or a ban imposed on
-another worker holds here within that time. One imposed on this worker holds
-here at once (:meth:`SanctionsView.apply`).
+starts. A sanction imposed (or lifted) on any worker is announced on the
+event bus (:meth:`SanctionsView.announce`), and every worker's view applies
+it as it arrives, before the notices published after it; and every
+:data:`REFRESH_SECONDS` each view reads the board again, so one whose
+announcement was lost (the bus is a hint) holds within that time.
 
 A ban found new at a refresh (or applied here) closes every connection of
 the user on this worker with 4009, through the broker: every worker does the
@@ -15,22 +17,31 @@ same, so the user is gone from the whole chat within a refresh, and the
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable
 
 import trio
 
+from .backends.base import EventBus
 from .backends.moderation import ModerationBoard, Sanction
-from .broker import CloseOrder, LocalBroker
+from .broker import CloseOrder, Event, LocalBroker
 from .errors import BANNED, CloseConnection, StoreError
 
 log = logging.getLogger(__name__)
 
 #: How often each worker reads the sanctions in force: the longest a ban
-#: imposed elsewhere takes to close a connection here (the issue asks for
-#: one second), and a mute to hold here.
+#: imposed elsewhere takes to close a connection here when its announcement
+#: on the bus was lost (the issue asks for one second), and a mute to hold.
 REFRESH_SECONDS = 0.5
+
+
+#: How long an announced sanction is kept to be laid over refreshes that
+#: began before it (far longer than one read of the board takes).
+APPLIED_KEPT_SECONDS = 10.0
+
+SanctionKey = tuple[str, str, str | None]
 
 
 def now_ms() -> int:
@@ -46,11 +57,16 @@ def banned_reason(ban: Sanction) -> str:
 
 
 class SanctionsView:
-    def __init__(self, board: ModerationBoard, broker: LocalBroker) -> None:
+    def __init__(self, board: ModerationBoard, broker: LocalBroker, bus: EventBus) -> None:
         self._board = board
         self._broker = broker
+        self._bus = bus
+        broker.subscribe(self._heard)
         #: (kind, user, room) to the sanction in force.
-        self._sanctions: dict[tuple[str, str, str | None], Sanction] = {}
+        self._sanctions: dict[SanctionKey, Sanction] = {}
+        #: Sanctions applied as announced, with when: a refresh that began
+        #: before one may have read the board without it.
+        self._applied: dict[SanctionKey, tuple[float, Sanction]] = {}
         self._admins: frozenset[str] = frozenset()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -66,23 +82,54 @@ class SanctionsView:
                 log.warning("could not refresh the sanctions in force: %s", exc)
 
     async def refresh(self) -> None:
+        started = trio.current_time()
         sanctions = await self._board.in_force(now_ms())
         self._admins = frozenset(await self._board.admins())
-        self._replace(sanctions)
+        self._replace(sanctions, started)
 
-    def _replace(self, sanctions: Iterable[Sanction]) -> None:
-        fresh: dict[tuple[str, str, str | None], Sanction] = {
-            (s.kind, s.user, s.room): s for s in sanctions
-        }
+    def _replace(self, sanctions: Iterable[Sanction], started: float) -> None:
+        """Hold ``sanctions`` (the board's, read from ``started`` on) and,
+        on top, those applied since ``started``, which the read may have missed."""
+        fresh: dict[SanctionKey, Sanction] = {(s.kind, s.user, s.room): s for s in sanctions}
+        for key, (applied, sanction) in list(self._applied.items()):
+            if applied < started - APPLIED_KEPT_SECONDS:
+                del self._applied[key]
+            elif applied >= started:
+                fresh.pop(key, None)
+                if sanction.in_force(now_ms()):
+                    fresh[key] = sanction
         for key, sanction in fresh.items():
             if sanction.kind == "ban" and key not in self._sanctions:
                 self._close_banned(sanction)
         self._sanctions = fresh
 
+    def announce(self, sanction: Sanction) -> None:
+        """Tell every worker's view (this one's at once) of a sanction the
+        board now holds."""
+        record = {
+            "kind": sanction.kind,
+            "user": sanction.user,
+            "room": sanction.room,
+            "until": sanction.until,
+            "by": sanction.by,
+        }
+        self._bus.publish(Event(line="", only_users=frozenset(), sanction=json.dumps(record)))
+
+    def _heard(self, event: Event) -> None:
+        """The broker's watcher: apply the sanctions announced on the bus."""
+        if event.sanction is None:
+            return
+        try:
+            record = json.loads(event.sanction)
+            self.apply(Sanction(**record))
+        except (ValueError, TypeError) as exc:
+            log.warning("ignored an unreadable sanction on the bus: %s", exc)
+
     def apply(self, sanction: Sanction) -> None:
-        """Hold a sanction imposed (or lifted) on this worker at once,
-        before the next refresh reads it back."""
+        """Hold a sanction imposed (or lifted) at once, before the next
+        refresh reads it back."""
         key = (sanction.kind, sanction.user, sanction.room)
+        self._applied[key] = (trio.current_time(), sanction)
         if sanction.in_force(now_ms()):
             if sanction.kind == "ban":
                 self._close_banned(sanction)

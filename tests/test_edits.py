@@ -204,6 +204,7 @@ async def test_a_private_messages_edit_and_delete_reach_its_two_users_only(
     await bob.send(type="delete", target=sent["id"], ref="d")  # not the author
     assert (await bob.expect("error"))["code"] == "forbidden"
     await alice.send(type="delete", target=sent["id"])
+    await alice.expect("deleted")
     await bob.expect("deleted")
     assert await carol.quiet(0.5) == []
     await carol.send(type="edit", target=sent["id"], client_offset="x", text="me too")
