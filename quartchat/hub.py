@@ -188,10 +188,13 @@ class Hub:
         self, conn_id: ConnId, user_id: str, request: Typing, rooms: Collection[str]
     ) -> None:
         """Relay a typing state, in a room the connection is in (``rooms``,
-        or the directory says so); the server clears it after ``typing_timeout``."""
+        or the directory says so), unless the user is muted there; the
+        server clears it after ``typing_timeout``."""
         room = request.room
         if room is not None and room != GENERAL and room not in rooms:
             await self.room_desk.member_of(room, user_id)
+        if request.active and self.sanctions.muted(user_id, room) is not None:
+            return  # nothing they type there would be sent
         await self.typing_relay.typing(conn_id, user_id, request.active, request.to, room)
 
     async def history(self, user_id: str, request: History) -> HistoryPage:

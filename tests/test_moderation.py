@@ -122,12 +122,14 @@ async def test_a_muted_user_stores_nothing_there_until_the_mute_is_lifted(
     assert (told["room"], told["until"], told["by"]) == (room["id"], until, alice.user)
 
     stored = server.count()
+    await bob.send(type="typing", active=True, room=room["id"])
     await bob.send(type="send", client_offset="b1", text="still here", room=room["id"])
     await bob.send(type="edit", target=said, client_offset="b2", text="edited")
     for offset in ("b1", "b2"):
         error = await bob.expect("error")
         assert (error["code"], error["client_offset"], error["until"]) == ("muted", offset, until)
     assert server.count() == stored
+    assert await alice.quiet(0.3, ignore=frozenset({"presence"})) == []  # no typing either
     await bob.say("b3", "general is fine")  # a mute holds in its room only
     await alice.send(type="mute", room=room["id"], user=bob.user["id"], seconds=0)
     assert (await bob.expect("mute", ignore=QUIET))["until"] == 0
