@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlite_utils
 import trio
 import trio.testing
 
+from quartchat import store as store_module
 from quartchat.errors import StoreError
 from quartchat.models import Draft, Posted, User
 from quartchat.store import READERS, SCHEMA_VERSION, AsyncStore, Store
@@ -309,3 +311,103 @@ def test_pruning_deletes_only_old_silent_users_who_are_not_kept(store: Store) ->
     assert store.user_by_token(silent_token) is None
     for kept in (talker, reader, online, young):
         assert store.get_user(kept.id) == kept
+
+
+def test_unread_counts_edits_and_deletes_read_indexes_only(store: Store) -> None:
+    """An unread count reads one index alone (kind and deleted are in it), and
+    an edit or a delete finds its rows by key: none scans the messages, so
+    their cost does not grow with the chat's history."""
+    alice, _ = store.create_user("alice")
+    bob, _ = store.create_user("bob")
+    room = "r-design"
+    (sent,) = store.insert([Draft(alice, "o1", "@bob hi", None, room=room, mentions=(bob.id,))])
+    assert isinstance(sent, Posted)
+    statements: list[str] = []
+    with store._reader() as reader:  # the pool's one reader, which unread uses
+        for db in (store._writer, reader):
+            db.conn.set_trace_callback(statements.append)
+    store.unread(bob.id, {room: 0}, {alice.id: 0})
+    edit = Draft(alice, "o2", "@bob hi!", None, room=room, mentions=(bob.id,), target=1)
+    (edited,) = store.insert([edit])
+    assert isinstance(edited, Posted)
+    assert store.delete(sent.message.id, bob) is not None
+    for db in (store._writer, reader):
+        db.conn.set_trace_callback(None)
+    queries = [
+        sql
+        for sql in statements
+        if sql.lstrip().startswith(("SELECT", "UPDATE", "DELETE")) and "messages" in sql
+    ]
+    assert sum("COUNT(*)" in sql for sql in queries) == 2, queries  # room and direct
+    assert len(queries) >= 7, queries
+    with store._reader() as db:
+        for sql in queries:
+            plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            reads = [step for step in plan if step.startswith(("SEARCH", "SCAN"))]
+            assert all(step.startswith("SEARCH") or "subquery" in step for step in reads), plan
+            if "COUNT(*)" in sql and "FROM messages" in sql:
+                assert any("COVERING INDEX" in step for step in reads), plan
+
+
+def version_4_file(path: Path, room: str) -> None:
+    """A store as schema 4 left it (the code's own steps 1 to 4), with a
+    message in ``room`` that mentions bob (``u-b``) and a private one to him."""
+    db = sqlite_utils.Database(path)
+    for step in (
+        store_module._create_v1,
+        store_module._create_v2,
+        store_module._create_v3,
+        store_module._create_v4,
+    ):
+        step(db)
+    db.execute("INSERT INTO meta (key, value) VALUES ('epoch', 'e4')")
+    db.execute(
+        "INSERT INTO users (id, nick, token_hash, created) VALUES"
+        " ('u-a', 'alice', 'h-a', 1), ('u-b', 'bob', 'h-b', 2)"
+    )
+    db.execute(
+        "INSERT INTO messages (sender, nick, recipient, recipient_nick, text, ts, client_offset,"
+        " room, mentions) VALUES ('u-a', 'alice', NULL, NULL, '@bob old', 10, 'o1', ?, ?),"
+        " ('u-a', 'alice', 'u-b', 'bob', 'old psst', 11, 'o2', NULL, NULL)",
+        [room, '["u-b"]'],
+    )
+    db.execute("INSERT INTO mentions (user_id, room, message_id) VALUES ('u-b', ?, 1)", [room])
+    db.execute("PRAGMA user_version = 4")
+    db.conn.commit()
+    db.close()
+
+
+def test_a_version_4_store_keeps_its_messages_and_takes_edits_and_deletes(
+    tmp_path: Path,
+) -> None:
+    path, room = tmp_path / "old.db", "r-design"
+    version_4_file(path, room)
+    alice, bob = User("u-a", "alice"), User("u-b", "bob")
+    store = Store(path)
+    try:
+        assert store.epoch == "e4"
+        old = store.get(1)
+        assert old is not None
+        assert (old.text, old.room, old.mentions, old.edited_ts, old.deleted) == (
+            "@bob old",
+            room,
+            ("u-b",),
+            None,
+            False,
+        )
+        assert store.unread(bob.id, {room: 0}, {alice.id: 0}) == ({room: (1, 1)}, {alice.id: 1})
+        (edit,) = store.insert([Draft(alice, "o3", "old, edited", None, room=room, target=1)])
+        assert isinstance(edit, Posted) and edit.message.id == 3
+        assert store.delete(2, alice) is not None
+        assert store.unread(bob.id, {room: 0}, {alice.id: 0}) == ({room: (1, 0)}, {alice.id: 0})
+        page, _ = store.history(bob.id, None, 10, alice.id)
+        assert [(m.id, m.deleted, m.text) for m in page] == [(2, True, "")]
+        with store._reader() as db:
+            for index in ("messages_by_room", "messages_private_pairs"):
+                columns = [row[2] for row in db.execute(f"PRAGMA index_info({index})")]
+                assert columns[-2:] == ["kind", "deleted"], (index, columns)
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    Store(path).close()  # opening it again changes nothing
