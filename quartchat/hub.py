@@ -156,7 +156,8 @@ class Hub:
             await nursery.start(self.announcer.run)
             await nursery.start(self.typing_relay.run)
             await nursery.start(self.leave_grace.run)
-            nursery.start_soon(self.identity_desk.prune_silent_users)
+            admins = self.backends.moderation.admins  # never pruned as silent
+            nursery.start_soon(self.identity_desk.prune_silent_users, admins)
             task_status.started()
 
     async def aclose(self) -> None:

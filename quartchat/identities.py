@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -54,6 +55,15 @@ class Identity:
     errors: list[FrameError] = field(default_factory=list)
     #: The JWT's ``roles`` holds ``admin``: a chat-wide admin for this session.
     admin: bool = False
+
+
+#: Who pruning must keep besides those online (the chat's admins).
+Spared = Callable[[], Awaitable[list[str]]]
+
+
+async def _nobody() -> list[str]:
+    return []
+
 
 
 class IdentityDesk:
@@ -168,16 +178,18 @@ class IdentityDesk:
         if bound.cancelled_caught:
             log.warning("gave up storing the nick of %s after %s s", user.id, NICK_SAVE_TIMEOUT)
 
-    async def prune_silent_users(self) -> None:
+    async def prune_silent_users(self, spared: Spared = _nobody) -> None:
         """Delete identities that never said anything, at start and then every
         :data:`PRUNE_INTERVAL` (or ``silent_user_ttl`` if shorter): every
-        ``hello`` without a token makes one, so they would pile up forever."""
+        ``hello`` without a token makes one, so they would pile up forever.
+        Those online are kept, and those ``spared`` names (the admins)."""
         ttl = self._settings.silent_user_ttl
         while True:
             try:
-                online = [user.id for user in await self._presence.online()]
+                kept = [user.id for user in await self._presence.online()]
+                kept += await spared()
                 pruned = await self._identities.prune_silent_users(
-                    now_ms() - int(ttl * 1000), online
+                    now_ms() - int(ttl * 1000), kept
                 )
             except StoreError:
                 log.exception("could not prune silent users; trying again later")

@@ -18,7 +18,7 @@ from test_rooms import create_room
 
 from chatclient import ChatClient
 from conftest import Clients, RunningServer, StartServer
-from quartchat.errors import BANNED
+from quartchat.errors import BANNED, UNKNOWN_TOKEN
 
 
 async def grant_admin(server: RunningServer, client: ChatClient) -> None:
@@ -217,3 +217,22 @@ async def test_a_banned_account_logs_in_and_posts_through_the_api_no_more(
     assert await again.close_code() == BANNED
     await admin.send(type="ban", user=admin.user["id"], seconds=60, ref="self")
     assert (await admin.expect("error", ignore=QUIET))["code"] == "forbidden"
+
+
+async def test_an_admin_who_never_said_a_word_is_not_pruned_as_silent(
+    start_server: StartServer, clients: Clients
+) -> None:
+    """Granted by ``quartchat admin grant``, kept by the hourly pruning of
+    identities that never sent a message (here every 0.2 s), offline too."""
+    server = await start_server(silent_user_ttl=0.2)
+    admin, _ = await clients.join(server, nick="root")
+    guest, _ = await clients.join(server, nick="guest")
+    await grant_admin(server, admin)
+    for client in (admin, guest):
+        await client.aclose()
+    await trio.sleep(1.0)
+    back, _ = await clients.join(server, token=admin.welcome["token"])
+    assert back.welcome["user"]["id"] == admin.user["id"] and back.welcome["admin"] is True
+    gone = await clients.connect(server)
+    await gone.send(type="hello", token=guest.welcome["token"])
+    assert await gone.close_code() == UNKNOWN_TOKEN
