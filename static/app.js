@@ -12,13 +12,18 @@
 //   counter, drafts            the composer's height and length counter; drafts
 //   conversations, typing      panes, tabs, badges and history markers; typing indicators
 //   rooms, reads               the rooms this user is in and the room list; read markers
+//   mutes, confirm             mutes on this user and the composer's note; the confirmation dialog
 //   days, richtext             day dividers and grouping; links and code in text
 //   linkhost                   the host a link opens, as the page shows it (punycode when it mixes scripts)
-//   messages, outbox, history  rendering messages; sending; paging older ones
+//   msgparts                   a message's buttons, text as it is now, "edited", "message deleted"
+//   messages, outbox, history  rendering messages; sending and editing; paging older ones
 //   nick, presence             nickname dialog; who is online
 //   navigation                 switching conversations (general, rooms, private), sidebar
 //   notify                     browser notifications for private messages and mentions in a hidden tab
-//   roomdialogs, roomframes    creating, finding, joining, leaving rooms, members and invites; their frames
+//   roomdialogs, msgactions    creating, finding, joining, leaving rooms, members and invites; editing, deleting
+//   moderation, roomframes     roles, kicks, mutes and bans from the members dialog; the rooms' frames
+//   changes                    log entries arriving: edits and deletes, the cursor after a welcome
+//   jwt                        the JWT hook: a login from the deployment's backend
 //   frames, connection         server frames; the socket's lifecycle
 //   mentions, composer         "@" suggestions; the message input
 // Two calls go upward and are plugged in here instead of imported:
@@ -40,6 +45,10 @@ import { renderOnline } from "./js/presence.js";
 import { setOnRoomShown, setSidebar, switchConv, wireNavigation } from "./js/navigation.js";
 import { wireNotify } from "./js/notify.js";
 import { wireRoomDialogs } from "./js/roomdialogs.js";
+import { wireConfirm } from "./js/confirm.js";
+import { wireMessageActions } from "./js/msgactions.js";
+import { wireModeration } from "./js/moderation.js";
+import { fetchJwt, jwtUrl } from "./js/jwt.js";
 import { wantMembers } from "./js/roomframes.js";
 import { wireMentions } from "./js/mentions.js";
 import { killSocket, reconnectNow, startConnecting } from "./js/connection.js";
@@ -61,6 +70,7 @@ function wire() {
   stickToBottom(); // before the list's other scroll listener, which asks it
   wireMentions(); // before the composer: Enter picks a suggestion while they show
   wireComposer();
+  wireMessageActions();
 
   dom.messages.addEventListener("scroll", () => {
     if (dom.messages.scrollTop < NEAR_TOP_PX) requestOlder(state.active);
@@ -86,6 +96,8 @@ function wire() {
   wireNavigation();
   wireNotify();
   wireRoomDialogs();
+  wireConfirm();
+  wireModeration();
   wireNickDialog(startConnecting);
 
   window.addEventListener("online", () => {
@@ -139,7 +151,12 @@ function boot() {
   renderOnline();
   switchConv("all");
 
-  if (!state.token && !state.user && !state.wantedNick) {
+  const returning = () => !!(state.token || state.user || state.wantedNick);
+  if (jwtUrl()) {
+    // Logged in to the deployment's site: no nickname to ask for (the JWT
+    // names one). A guest there is asked as anywhere else.
+    fetchJwt().catch(() => null).then((jwt) => (jwt || returning() ? startConnecting() : openNickDialog("first")));
+  } else if (!returning()) {
     openNickDialog("first");
   } else {
     startConnecting();
@@ -154,6 +171,8 @@ window.quartchat = {
     return {
       status: state.status,
       user: state.user,
+      admin: state.admin,
+      banned: state.banned,
       cursor: state.cursor,
       epoch: state.epoch,
       conversation: state.active,

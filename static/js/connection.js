@@ -1,14 +1,21 @@
-// The WebSocket's lifecycle: connecting, hello, watchdog, reconnecting with backoff.
+// The WebSocket's lifecycle: connecting (with a JWT from the page's JWT
+// hook, when it has one), hello, watchdog, reconnecting with backoff; and
+// stopping for good when banned (4009).
 
 import { BACKOFF_MAX_MS, BACKOFF_MIN_MS, DEAD_AFTER_MS, WELCOME_TIMEOUT_MS } from "./constants.js";
 import { storage } from "./storage.js";
 import { state } from "./state.js";
+import { dom } from "./dom.js";
 import { setStatus } from "./status.js";
 import { sendFrame } from "./socket.js";
 import { clearTyping } from "./typing.js";
 import { updateAllMarkers } from "./conversations.js";
 import { nickRequestDone, setWantedNick } from "./nick.js";
 import { handleFrame } from "./frames.js";
+import { forgetJwt, jwtUrl, loginJwt } from "./jwt.js";
+
+let loggingIn = false; // the JWT for the next socket is being fetched
+let helloJwt = null; // the JWT the socket being opened logs in with (null: a token)
 
 function socketUrl() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
@@ -18,6 +25,7 @@ function socketUrl() {
 /** Start, or go on after the first-visit dialog got a new nick: on a socket
  *  still waiting for its welcome, ask again with another hello. */
 export function startConnecting() {
+  if (state.banned) return;
   state.holdForNick = false;
   if (!state.started) {
     state.started = true;
@@ -36,12 +44,18 @@ function sendHello() {
   const nick = state.wantedNick || (storedUser ? storedUser.nick : null) || null;
   state.helloNick = nick;
   state.socketOpenedAt = Date.now(); // the welcome timeout counts from this hello
+  const cursor = { last_id: state.cursor ?? null, epoch: state.cursor !== null ? (state.epoch || null) : null };
+  if (helloJwt) {
+    // Logged in by the deployment: the JWT in place of a token (its `name`
+    // wins over this nick on the server).
+    sendFrame({ type: "hello", jwt: helloJwt, nick, ...cursor });
+    return;
+  }
   sendFrame({
     type: "hello",
     token: state.token || null,
     nick,
-    last_id: state.cursor ?? null,
-    epoch: state.cursor !== null ? (state.epoch || null) : null,
+    ...cursor,
     // A first visit's chosen nick: the server refuses it if taken, before
     // anyone sees this user, instead of starting with "nick-2".
     nick_exact: !state.token && !!nick && state.wantedFromDialog,
@@ -51,12 +65,35 @@ function sendHello() {
 function connect() {
   clearTimeout(state.reconnectTimer);
   state.reconnectTimer = 0;
-  if (state.ws || state.holdForNick) return;
+  if (state.ws || state.holdForNick || state.banned || loggingIn) return;
   if (!navigator.onLine) {
     setStatus("offline");
     return;
   }
   setStatus("reconnecting");
+  if (!jwtUrl()) {
+    helloJwt = null;
+    openSocket();
+    return;
+  }
+  loggingIn = true;
+  loginJwt().then((jwt) => {
+    loggingIn = false;
+    helloJwt = jwt;
+    openSocket();
+  }, (err) => {
+    loggingIn = false;
+    console.warn("quartchat: no JWT from the JWT URL; trying again", err);
+    scheduleReconnect();
+  });
+}
+
+function openSocket() {
+  if (state.ws || state.holdForNick || state.banned) return;
+  if (!navigator.onLine) {
+    setStatus("offline");
+    return;
+  }
   let ws;
   try {
     ws = new WebSocket(socketUrl());
@@ -65,6 +102,7 @@ function connect() {
     return;
   }
   state.ws = ws;
+  ws.loggedInByJwt = !!helloJwt;
   state.welcomed = false;
   state.lastFrameAt = Date.now();
   state.socketOpenedAt = Date.now();
@@ -96,7 +134,7 @@ function connect() {
   });
   ws.addEventListener("close", (event) => {
     if (state.ws !== ws) return;
-    onSocketGone(event.code, event.reason);
+    onSocketGone(event.code, event.reason, false, ws.loggedInByJwt);
   });
   ws.addEventListener("error", () => {
     /* a close event follows */
@@ -125,7 +163,7 @@ export function killSocket(code, reason) {
   onSocketGone(code, reason, true);
 }
 
-function onSocketGone(code, reason, alreadyDetached = false) {
+function onSocketGone(code, reason, alreadyDetached = false, byJwt = false) {
   if (!alreadyDetached) state.ws = null;
   const wasWelcomed = state.welcomed;
   state.welcomed = false;
@@ -154,6 +192,23 @@ function onSocketGone(code, reason, alreadyDetached = false) {
   for (const [key, map] of state.typingIn) for (const id of [...map.keys()]) clearTyping(key, id);
   updateAllMarkers();
 
+  if (code === 4009) {
+    // Banned: the server refuses this user until the ban ends. Say so, and
+    // do not knock again (a reload tries once more).
+    state.banned = true;
+    clearTimeout(state.reconnectTimer);
+    const until = typeof reason === "string" && reason.startsWith("banned until ") ? reason.slice(13) : "";
+    dom.bannedUntil.textContent = until ? ` The ban ends ${until}.` : "";
+    dom.banned.hidden = false;
+    setStatus("banned");
+    return;
+  }
+  if (code === 4003 && byJwt) {
+    // The JWT was refused (expired meanwhile, say): fetch another, with backoff.
+    forgetJwt();
+    scheduleReconnect();
+    return;
+  }
   if (code === 4003) {
     // Unknown token: start over as a new identity (keeping the nick).
     state.token = null;
@@ -163,6 +218,12 @@ function onSocketGone(code, reason, alreadyDetached = false) {
     storage.set("epoch", null);
     state.epoch = null;
     if (state.user && !state.wantedNick) setWantedNick(state.user.nick);
+    if (jwtUrl()) {
+      // Refused as a guest where logins come from the JWT hook: perhaps
+      // guests are off here. Back off, asking the hook again each time.
+      scheduleReconnect();
+      return;
+    }
     state.attempt = 0;
     scheduleReconnect(50);
     return;
@@ -191,7 +252,7 @@ function scheduleReconnect(fixedDelay) {
 }
 
 export function reconnectNow() {
-  if (!state.started) return;
+  if (!state.started || state.banned) return;
   if (state.ws) return;
   state.attempt = 0;
   connect();

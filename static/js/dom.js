@@ -23,6 +23,9 @@ export const dom = {
   input: $("#input"),
   send: $("#send"),
   composerCount: $("#composer-count"),
+  composerNote: $("#composer-note"),
+  banned: $("#banned"),
+  bannedUntil: $("#banned-until"),
   onlineStale: $("#online-stale"),
   notifyButton: $("#notify-button"),
   notifyNote: $("#notify-note"),
@@ -71,6 +74,18 @@ export const dom = {
   leaveTitle: $("#leave-title"),
   leaveHelp: $("#leave-help"),
   leaveCancel: $("#leave-cancel"),
+  membersNote: $("#members-note"),
+  // moderation
+  confirmDialog: $("#confirm-dialog"),
+  confirmForm: $("#confirm-form"),
+  confirmTitle: $("#confirm-title"),
+  confirmHelp: $("#confirm-help"),
+  confirmQuote: $("#confirm-quote"),
+  confirmChoiceField: $("#confirm-choice-field"),
+  confirmChoiceLabel: $("#confirm-choice-label"),
+  confirmChoice: $("#confirm-choice"),
+  confirmCancel: $("#confirm-cancel"),
+  confirmOk: $("#confirm-ok"),
 };
 
 // Whether the reader is at the newest message. Kept from their last scroll,

@@ -8,7 +8,7 @@ import { setStatus } from "./status.js";
 import { sendFrame } from "./socket.js";
 import { onTyping } from "./typing.js";
 import { listConv, renderBadge, renderTab, roomIdOf, updateAllMarkers } from "./conversations.js";
-import { takeCounts, takeWelcomeRooms } from "./rooms.js";
+import { renderPowers, takeCounts, takeWelcomeRooms } from "./rooms.js";
 import { onRead } from "./reads.js";
 import { addMessage, addNotice, resetMessages, updateCursor } from "./messages.js";
 import { onAck, onSendError, pump } from "./outbox.js";
@@ -19,6 +19,9 @@ import { refreshComposer } from "./counter.js";
 import { noteWelcome, notifyIfWanted } from "./notify.js";
 import { refreshRoomBar, switchConv } from "./navigation.js";
 import { onMember, onMembers, onRefError, onRooms, wantMembers } from "./roomframes.js";
+import { onBan, onMute, onRole } from "./moderation.js";
+import { firstAfterWelcome, onDeleted, onEdited } from "./changes.js";
+import { renderMuteNote } from "./mutes.js";
 
 export function handleFrame(frame) {
   switch (frame.type) {
@@ -33,6 +36,11 @@ export function handleFrame(frame) {
     case "rooms": onRooms(frame); break;
     case "members": onMembers(frame); break;
     case "read": onRead(frame); break;
+    case "edited": onEdited(frame); break;
+    case "deleted": onDeleted(frame); break;
+    case "role": onRole(frame); break;
+    case "mute": onMute(frame); break;
+    case "ban": onBan(frame); break;
     case "pong": break;
     default: break;
   }
@@ -74,7 +82,11 @@ function onWelcome(frame) {
   }
   state.online.set(user.id, user.nick);
   for (const [id, nick] of state.online) if (id !== user.id) state.known.set(id, nick);
+  // A chat-wide admin may moderate every room (before the rooms are taken).
+  state.admin = frame.admin === true;
   takeRooms(frame);
+  renderPowers();
+  renderMuteNote();
 
   const empty = state.messages.size === 0;
   if (frame.recovered) {
@@ -166,15 +178,7 @@ function takeLimits(limits) {
 function onMessage(frame) {
   if (!frame.from || frame.id === undefined) return;
   const id = Number(frame.id);
-  if (state.awaitFirstAfterWelcome) {
-    state.awaitFirstAfterWelcome = false;
-    if (state.floorAll === null || state.messages.size === 0) {
-      state.floorAll = id;
-    } else if (state.gapBelow !== null && state.gapBelow !== undefined && id > state.gapBelow + 1) {
-      state.gap = { below: state.gapBelow, above: id, pages: 0 };
-      setTimeout(historyNext, 0);
-    }
-  }
+  firstAfterWelcome(id);
   const fresh = addMessage(frame, { source: "live" });
   if (fresh) notifyIfWanted(frame);
   updateCursor(id);

@@ -11,6 +11,7 @@ import { roomConv } from "./rooms.js";
 import { markActiveSoon } from "./reads.js";
 import { relayout } from "./days.js";
 import { renderText } from "./richtext.js";
+import { addActions, refreshMessage } from "./msgparts.js";
 
 function convKeyOf(msg) {
   if (!msg.to) return roomKey(typeof msg.room === "string" ? msg.room : null);
@@ -138,13 +139,19 @@ export function addMessage(msg, { source }) {
   }
   const key = conv.key;
   const mentioned = !own && Array.isArray(msg.mentions) && !!state.user && msg.mentions.includes(state.user.id);
-  state.messages.set(id, { id, key, other: !own, mention: mentioned });
+  // As it is now (protocol 1.1): edited (its last text, edited_ts), or
+  // deleted (no text at all).
+  const deleted = msg.deleted === true;
+  const editedTs = Number.isSafeInteger(msg.edited_ts) ? msg.edited_ts : 0;
+  state.messages.set(id, { id, key, other: !own, mention: mentioned, text: deleted ? "" : msg.text, editedTs, deleted });
   if (typeof msg.from.nick === "string" && !own) state.known.set(msg.from.id, msg.from.nick);
   if (id > conv.newest) conv.newest = id;
   const node = buildMessageEl({
     id, fromId: msg.from.id, fromNick: msg.from.nick, to: msg.to, text: msg.text,
     ts: msg.ts, own, msgState: "sent", mentioned,
   });
+  addActions(node, { own, isPrivate: !!msg.to, fromNick: msg.from.nick });
+  refreshMessage(id, node);
 
   if (source === "history") {
     // The caller keeps the scroll position for the whole batch.
@@ -172,7 +179,7 @@ export function addMessage(msg, { source }) {
       conv.unread += 1;
       if (mentioned) conv.mentions += 1;
       renderBadge(conv);
-    } else if (isActive && Date.now() - state.welcomedAt > 1500) {
+    } else if (isActive && !deleted && Date.now() - state.welcomedAt > 1500) {
       announce(`${msg.from.nick}${msg.to ? " (private)" : conv.room && conv.key !== "all" ? ` in ${conv.room.name}` : ""}: ${msg.text}`);
     }
     if (isActive) markActiveSoon();
@@ -229,10 +236,11 @@ export function resetMessages() {
     conv.readId = 0;
     renderBadge(conv);
   }
-  // Unsent messages stay on screen.
+  // Unsent messages stay on screen. (An edit has no element of its own: the
+  // message it changes shows it, once that is on screen again.)
   for (const entry of state.outbox) {
     const meta = state.outboxMeta.get(entry.offset);
-    if (!meta) continue;
+    if (!meta || !meta.el) continue;
     const conv = entry.to ? listConv(entry.to, entry.toNick) : roomConv(entry.room || "general");
     conv.pane.append(meta.el);
     relayout(meta.el);

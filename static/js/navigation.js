@@ -12,6 +12,7 @@ import { ensureFilled } from "./history.js";
 import { refreshComposer } from "./counter.js";
 import { loadDraft } from "./drafts.js";
 import { renderOnline } from "./presence.js";
+import { renderMuteNote } from "./mutes.js";
 
 /** The bar above a room's messages: its name, topic and actions. */
 function renderRoomBar(conv) {
@@ -70,6 +71,7 @@ export function switchConv(key, { focus = false } = {}) {
   document.body.classList.toggle("in-private", !next.room && next.key !== "all");
   renderTyping();
   renderOnline();
+  renderMuteNote();
   updateTitle();
   ensureFilled(next.key);
   markRead(next);

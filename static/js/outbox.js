@@ -1,4 +1,7 @@
-// The outbox: messages written here, persisted until acked, sent in order with retries and rate-limit pacing.
+// The outbox: messages written here, and edits of our own messages,
+// persisted until acked, sent in order with retries and rate-limit pacing.
+// An edit (`kind: "edit"`, with its `target`) has no bubble of its own: the
+// message it changes shows it (msgparts.js) while it is on its way.
 
 import { ACK_TIMEOUT_MS, MAX_INFLIGHT, MAX_RETRIES, PACE_FOR_MS, PACE_MS } from "./constants.js";
 import { storage } from "./storage.js";
@@ -10,6 +13,9 @@ import { listConv } from "./conversations.js";
 import { roomConv } from "./rooms.js";
 import { buildMessageEl, placeById, renderOwnState, updateCursor } from "./messages.js";
 import { relayout, removeAndRelayout } from "./days.js";
+import { addActions, messageNode, refreshMessage } from "./msgparts.js";
+import { muteIn, mutedReason, setMute } from "./mutes.js";
+import { announce } from "./status.js";
 
 const sessionPrefix = randomId(8);
 let offsetCounter = 0;
@@ -23,8 +29,8 @@ const removedOffsets = new Set(); // acked or discarded here: never written back
 
 function saveOutbox() {
   // Merge with what other tabs of ours stored, so one tab does not erase another's.
-  const mine = state.outbox.map(({ offset, text, to, toNick, room, ts, state: s, reason }) =>
-    ({ offset, text, to, toNick, room, ts, state: s, reason }));
+  const mine = state.outbox.map(({ offset, kind, target, text, to, toNick, room, ts, state: s, reason }) =>
+    ({ offset, kind, target, text, to, toNick, room, ts, state: s, reason }));
   const known = new Set(mine.map((e) => e.offset));
   const stored = storage.get("outbox", []);
   const others = Array.isArray(stored)
@@ -34,6 +40,11 @@ function saveOutbox() {
 }
 
 export function showOutboxEntry(entry) {
+  if (entry.kind === "edit") {
+    state.outboxMeta.set(entry.offset, { el: null, inflight: false, sends: 0, timer: 0 });
+    refreshMessage(entry.target);
+    return null;
+  }
   const conv = entry.to ? listConv(entry.to, entry.toNick) : roomConv(entry.room || "general");
   const node = buildMessageEl({
     id: null, fromId: state.user ? state.user.id : "me",
@@ -56,6 +67,23 @@ export function queueMessage(text, to, toNick, room = null) {
     room: to ? null : (room || "general"),
     ts: Date.now(), state: "pending", reason: null,
   };
+  state.outbox.push(entry);
+  saveOutbox();
+  showOutboxEntry(entry);
+  pump();
+  return entry;
+}
+
+/** Queue an edit of our message `target` (its new text, trimmed): shown on
+ *  the message at once, sent in order with the sends, kept across reloads,
+ *  retried with the same client_offset until acked. */
+export function queueEdit(target, text) {
+  const m = state.messages.get(target);
+  const entry = {
+    offset: newOffset(), kind: "edit", target, text, to: null, toNick: null,
+    room: null, ts: Date.now(), state: "pending", reason: null,
+  };
+  if (m && m.key && m.key !== "all" && !m.key.startsWith("room:")) entry.to = m.key;
   state.outbox.push(entry);
   saveOutbox();
   showOutboxEntry(entry);
@@ -97,9 +125,14 @@ export function pump() {
 }
 
 function transmit(entry, meta) {
-  const frame = { type: "send", client_offset: entry.offset, text: entry.text, to: entry.to };
-  // A send names its room (general included); never both a room and a person.
-  if (!entry.to) frame.room = entry.room || "general";
+  let frame;
+  if (entry.kind === "edit") {
+    frame = { type: "edit", target: entry.target, text: entry.text, client_offset: entry.offset };
+  } else {
+    frame = { type: "send", client_offset: entry.offset, text: entry.text, to: entry.to };
+    // A send names its room (general included); never both a room and a person.
+    if (!entry.to) frame.room = entry.room || "general";
+  }
   const ok = sendFrame(frame);
   if (!ok) return;
   meta.inflight = true;
@@ -129,8 +162,9 @@ function failEntry(entry, reason) {
   if (meta) {
     clearTimeout(meta.timer);
     meta.inflight = false;
-    renderOwnState(meta.el, "failed", reason);
+    if (meta.el) renderOwnState(meta.el, "failed", reason);
   }
+  if (entry.kind === "edit") refreshMessage(entry.target);
 }
 
 export function retryEntry(offset) {
@@ -142,22 +176,32 @@ export function retryEntry(offset) {
   meta.sends = 0;
   meta.inflight = false;
   saveOutbox();
-  renderOwnState(meta.el, "pending");
-  dom.input.focus();
+  if (meta.el) renderOwnState(meta.el, "pending");
+  if (entry.kind === "edit") refreshMessage(entry.target);
+  else dom.input.focus();
   pump();
 }
 
-export function discardEntry(offset) {
+export function discardEntry(offset, { focus = true } = {}) {
   const meta = state.outboxMeta.get(offset);
+  const entry = state.outbox.find((e) => e.offset === offset);
   state.outbox = state.outbox.filter((e) => e.offset !== offset);
   removedOffsets.add(offset);
   saveOutbox();
   if (meta) {
     clearTimeout(meta.timer);
-    removeAndRelayout(meta.el);
+    if (meta.el) removeAndRelayout(meta.el);
     state.outboxMeta.delete(offset);
   }
-  dom.input.focus();
+  if (entry && entry.kind === "edit") {
+    // The message shows its text as the server holds it again.
+    const node = messageNode(entry.target);
+    const hadFocus = !!node && node.contains(document.activeElement);
+    refreshMessage(entry.target, node);
+    if (hadFocus && focus) node.focus();
+    return;
+  }
+  if (focus) dom.input.focus();
 }
 
 export function onAck(frame) {
@@ -173,10 +217,21 @@ export function onAck(frame) {
   state.outboxMeta.delete(offset);
   removedOffsets.add(offset);
   saveOutbox();
+  state.rateStreak = 0;
+  if (entry.kind === "edit") {
+    // Our edit is stored: the message holds its text from now on.
+    setTimeout(pump, 0);
+    const m = state.messages.get(entry.target);
+    if (m && !m.deleted) {
+      m.text = entry.text;
+      m.editedTs = ts;
+    }
+    refreshMessage(entry.target);
+    return;
+  }
   const node = meta.el;
   const pane = node.parentElement;
   const pinned = !!pane && pane.dataset.conv === state.active && isNearBottom();
-  state.rateStreak = 0;
   setTimeout(pump, 0);
   if (!Number.isSafeInteger(id) || id <= 0) {
     renderOwnState(node, "sent");
@@ -189,9 +244,10 @@ export function onAck(frame) {
   }
   const conv = pane ? state.convs.get(pane.dataset.conv) : null;
   const key = conv ? conv.key : (entry.to || "all");
-  state.messages.set(id, { id, key, other: false, mention: false });
+  state.messages.set(id, { id, key, other: false, mention: false, text: entry.text, editedTs: 0, deleted: false });
   if (conv && id > conv.newest) conv.newest = id;
   node.dataset.id = String(id);
+  addActions(node, { own: true, isPrivate: !!entry.to });
   node.dataset.ts = String(ts);
   for (const time of node.querySelectorAll(".msg-time, .msg-side-time")) {
     time.textContent = hhmm(ts);
@@ -241,6 +297,22 @@ export function onSendError(frame) {
     pump();
     return;
   }
+  if (frame.code === "muted") {
+    // Where it was going: a room's mute, or (for a private message) one
+    // that holds everywhere. The note beside the composer says it too.
+    const convKey = entry.to || (entry.room && entry.room !== "general" ? `room:${entry.room}` : "all");
+    const until = typeof frame.until === "number" ? frame.until : null;
+    if (!muteIn(convKey)) setMute(entry.to ? null : (entry.room || "general"), until);
+    const mute = muteIn(convKey);
+    failEntry(entry, mute ? mutedReason(mute.until, mute.everywhere) : frame.message || "you are muted");
+    return;
+  }
+  if (entry.kind === "edit" && frame.code === "unknown_message") {
+    // Deleted meanwhile (its `deleted` shows that): nothing left to edit.
+    discardEntry(entry.offset, { focus: false });
+    announce("The message was deleted before the edit was saved.");
+    return;
+  }
   if (frame.code === "internal") {
     if (meta.sends > MAX_RETRIES) {
       failEntry(entry, "the server could not store it");
@@ -256,7 +328,8 @@ export function onSendError(frame) {
     unknown_user: "that person is unknown to the server",
     unknown_room: "that room does not exist (or is private)",
     not_member: "you are not in that room",
-    forbidden: "you may not write there",
+    forbidden: entry.kind === "edit" ? "only its author may edit a message" : "you may not write there",
+    unknown_message: "that message is not there any more",
     bad_offset: "internal client error",
     bad_request: "the server refused it",
   };

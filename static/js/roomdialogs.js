@@ -9,11 +9,14 @@ import { toast } from "./status.js";
 import { canSend, sendFrame } from "./socket.js";
 
 let refCounter = 0;
-/** ref -> {kind: "create" | "join" | "leave" | "invite" | "members" | "rooms", room, user} */
+/** ref -> {kind, room, user, target, nick}: kind is "create", "join",
+ *  "leave", "invite", "members" or "rooms"; or (moderation) "delete",
+ *  "role", "kick", "mute" or "ban". */
 export const pending = new Map();
 
-/** Send a rooms frame with a fresh `ref`; false (and a toast) when offline. */
-export function request(frame, what) {
+/** Send a rooms or moderation frame with a fresh `ref`; false (and a toast)
+ *  when offline. `extra` is kept with it for the answer (a nick to name). */
+export function request(frame, what, extra = {}) {
   if (!canSend()) {
     toast("Not connected: try again once the connection is back.");
     return false;
@@ -21,7 +24,7 @@ export function request(frame, what) {
   refCounter += 1;
   const ref = `p${refCounter}`;
   if (!sendFrame({ ...frame, ref })) return false;
-  pending.set(ref, { kind: what, room: frame.room || null, user: frame.user || null });
+  pending.set(ref, { kind: what, room: frame.room || null, user: frame.user || null, target: frame.target || null, ...extra });
   return true;
 }
 
@@ -130,6 +133,7 @@ export function openMembers(roomId) {
   dom.membersStatus.textContent = "Loading…";
   dom.membersList.replaceChildren();
   dom.inviteNote.hidden = true;
+  membersNote(null);
   renderInvite([]);
   open(dom.membersDialog, dom.roomMembers);
   request({ type: "members", room: roomId }, "members");
@@ -190,6 +194,13 @@ function renderInvite(members) {
   dom.inviteUser.replaceChildren(...options);
   dom.inviteUser.disabled = !options[0].value;
   dom.inviteSubmit.disabled = !options[0].value;
+}
+
+/** What became of a moderation request made from the members dialog. */
+export function membersNote(text, { error = false } = {}) {
+  dom.membersNote.hidden = !text;
+  dom.membersNote.textContent = text || "";
+  dom.membersNote.classList.toggle("is-error", !!text && error);
 }
 
 export function inviteNote(text) {

@@ -13,6 +13,7 @@ import {
   closeDialog, directoryStatus, inviteNote, membersDialogRoom, renderDirectory, renderMembers,
   request, showRoomError, takePending,
 } from "./roomdialogs.js";
+import { decorateMembers, kickDone, moderationRefused } from "./moderation.js";
 
 function nickOfUser(user) {
   return user && typeof user.nick === "string" ? user.nick : "someone";
@@ -77,6 +78,7 @@ export function onMember(frame) {
   addNotice(roomKey(room.id), OTHERS[event](user, by));
   state.members.delete(room.id);
   if (ask && ask.kind === "invite") inviteNote(`${nickOfUser(user)} is now a member.`);
+  if (ask && ask.kind === "kick") kickDone(user);
   if (membersDialogRoom() === room.id || state.active === roomKey(room.id)) {
     request({ type: "members", room: room.id }, "members");
   }
@@ -109,6 +111,7 @@ export function onMembers(frame) {
     }
   }
   renderMembers(frame.room, members);
+  decorateMembers(frame.room, members);
 }
 
 const ERRORS = {
@@ -118,6 +121,7 @@ const ERRORS = {
   not_member: "You are not in that room.",
   forbidden: "You are not allowed to do that in this room.",
   unknown_user: "The server does not know that person.",
+  unknown_message: "That message is not there any more.",
   rate_limited: "Too many requests: wait a moment and try again.",
 };
 
@@ -126,6 +130,7 @@ export function onRefError(frame) {
   const ask = takePending(frame.ref);
   if (!ask) return false;
   let text = ERRORS[frame.code] || (frame.message ? `The server refused: ${frame.message}` : "The server refused that.");
+  if (moderationRefused(ask, text)) return true;
   const wait = Number(frame.retry_after);
   if (frame.code === "rate_limited" && wait > 0) {
     // New rooms and invitations share a small budget per person.

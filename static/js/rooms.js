@@ -76,6 +76,22 @@ export function renderRoomList() {
   dom.rooms.replaceChildren(...convs.map((conv) => conv.entry.li));
 }
 
+/** Whether this reader may delete others' messages in a room: as its owner
+ *  or a moderator, or as an admin (anywhere). */
+export function canModerate(room) {
+  return !!room && (state.admin || room.role === "owner" || room.role === "moderator");
+}
+
+/** Others' messages show a Delete button only in panes marked so (style.css). */
+function renderPower(conv) {
+  conv.pane.classList.toggle("can-moderate", canModerate(conv.room));
+}
+
+/** After the welcome said whether this user is an admin. */
+export function renderPowers() {
+  for (const conv of state.convs.values()) if (conv.room) renderPower(conv);
+}
+
 /** Make (or update) the view of a room this user is in. */
 export function addRoom(raw, role) {
   const prev = raw && state.rooms.get(raw.id);
@@ -86,6 +102,7 @@ export function addRoom(raw, role) {
   const key = roomKey(room.id);
   const conv = state.convs.get(key) || makeConv(key);
   conv.room = room;
+  renderPower(conv);
   if (!conv.entry) buildEntry(conv);
   updateMarker(conv);
   persistRooms();

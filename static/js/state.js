@@ -60,6 +60,14 @@ export const state = {
   typingOut: { active: false, to: null, lastSent: 0, idleTimer: 0 },
   typingIn: new Map(), // convKey -> Map(userId -> {nick, timer})
 
+  // Moderation (protocol 1.1): a chat-wide admin (the welcome's `admin`), a
+  // banned user's page (closed with 4009: it stops reconnecting), and the
+  // mutes this user is under: room id, or "*" for everywhere -> until (ms;
+  // Infinity for good).
+  admin: false,
+  banned: false,
+  mutes: new Map(),
+
   nickRequest: null, // {nick, timer} while a nick change waits for an answer
   unreadHidden: 0,
 };

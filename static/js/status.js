@@ -6,10 +6,12 @@ import { dom } from "./dom.js";
 
 export function setStatus(next) {
   if (!navigator.onLine) next = "offline";
+  else if (state.banned) next = "banned"; // nothing reconnects after a ban
   state.status = next;
   dom.status.dataset.state = next;
   let text;
   if (next === "connected") text = "Connected";
+  else if (next === "banned") text = "Banned";
   else if (next === "offline") text = "Offline";
   else if (!state.started) text = "Not connected";
   else text = state.everWelcomed ? "Reconnecting…" : "Connecting…";
