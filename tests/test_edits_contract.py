@@ -296,7 +296,7 @@ async def test_a_delete_wipes_the_message_and_its_edits_and_is_an_entry_of_its_o
     replay = await log.read_after(bob.id, 0, 10, {DESIGN})
     assert [m.id for m in replay.messages] == [sent.id, *(e.id for e in edits), kept.id, entry.id]
     assert [m.text for m in replay.messages] == ["", "", "", "kept", ""]
-    assert replay.messages[0] == now
+    assert (replay.messages[0], replay.messages[-1]) == (now, entry)
     assert all(m.kind is Kind.EDIT and m.target == sent.id for m in replay.messages[1:3])
 
 
