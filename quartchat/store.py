@@ -909,16 +909,16 @@ class ChangeRows:
         self._writer = writer
         self._wal = wal
 
-    def _live_target(self, target: int) -> Any:
-        """The row (:data:`_COLUMNS`) of ``target`` if it is a message not
-        deleted; else None."""
-        return _one(
+    def _live_target(self, target: int) -> Message | None:
+        """Message ``target`` as it is now, if it is a message not deleted."""
+        row = _one(
             self._writer.conn.execute(
                 f"SELECT {_COLUMNS} FROM messages m"
                 " WHERE m.id = ? AND m.kind = 0 AND m.deleted = 0",
                 [target],
             )
         )
+        return None if row is None else _row_to_message(row)
 
     def edit(self, d: Draft, ts: int) -> Posted | None:
         """Store draft ``d`` (``target`` set, not a retry) as an edit entry,
@@ -927,10 +927,9 @@ class ChangeRows:
         live message of ``d``'s sender. The entry takes the target's room and
         recipient, whatever the draft says."""
         conn = self._writer.conn
-        row = self._live_target(d.target)
-        if row is None or row[1] != d.sender.id:
+        old = self._live_target(d.target)
+        if old is None or old.sender.id != d.sender.id:
             return None
-        old = _row_to_message(row)
         mentions = json.dumps(list(d.mentions)) if d.mentions else None
         entry = _one(
             conn.execute(
@@ -938,8 +937,8 @@ class ChangeRows:
                 " client_offset, room, mentions, kind, target)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) RETURNING id",
                 [
-                    *(d.sender.id, d.sender.nick, *row[3:5], d.text, ts, d.client_offset),
-                    *(row[7], mentions, d.target),
+                    *(d.sender.id, d.sender.nick, *_user_columns(old.recipient), d.text, ts),
+                    *(d.client_offset, old.room, mentions, d.target),
                 ],
             )
         )
@@ -965,10 +964,9 @@ class ChangeRows:
         ts = now_ms()
         with self._writer.atomic():
             conn = self._writer.conn
-            row = self._live_target(target)
-            if row is None:
+            old = self._live_target(target)
+            if old is None:
                 return None
-            old = _row_to_message(row)
             conn.execute(
                 "UPDATE messages SET text = '', mentions = NULL, deleted = 1 WHERE id = ?",
                 [target],
@@ -985,7 +983,10 @@ class ChangeRows:
                     "INSERT INTO messages (sender, nick, recipient, recipient_nick, text, ts,"
                     " client_offset, room, kind, target, by_user, by_nick)"
                     " VALUES (?, ?, ?, ?, '', ?, ?, ?, 2, ?, ?, ?) RETURNING id",
-                    [*row[1:5], ts, f"delete#{target}", row[7], target, by.id, by.nick],
+                    [
+                        *(old.sender.id, old.sender.nick, *_user_columns(old.recipient), ts),
+                        *(f"delete#{target}", old.room, target, by.id, by.nick),
+                    ],
                 )
             )
         self._wal.after_commit()
@@ -993,6 +994,11 @@ class ChangeRows:
             entry[0], old.sender, old.recipient, "", ts, old.room,
             kind=Kind.DELETE, target=target, by=by,
         )  # fmt: skip
+
+
+def _user_columns(user: User | None) -> tuple[str | None, str | None]:
+    """A user as a row holds them: id and nick (NULL and NULL for none)."""
+    return (None, None) if user is None else (user.id, user.nick)
 
 
 def _note_mentions(
