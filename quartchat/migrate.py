@@ -8,7 +8,9 @@ Run it with the server stopped (or at least no longer writing to SQLite)::
 
 What is copied: the epoch (so cursors stay valid), every user with their
 token hash, every message with its id, time, room, mentions and
-``client_offset`` (so a retried send is still recognised), and the rooms
+``client_offset`` (so a retried send is still recognised) as it is now
+(edited, or deleted: with no text), every edit and delete entry (an edit
+of a deleted message with no text either), and the rooms
 with their members, roles and read markers. It is idempotent: users Redis
 knows, messages at or below Redis's last id and rooms Redis holds are
 skipped, members and roles are set to what SQLite says, markers only move
@@ -21,7 +23,6 @@ stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sqlite3
 import sys
@@ -33,7 +34,9 @@ import trio
 
 from .errors import StoreError
 from .models import Message, User
+from .store import _COLUMNS as MESSAGE_COLUMNS  # the store's own row reader's columns
 from .store import SCHEMA_VERSION
+from .store import _row_to_message as row_to_message
 from .usage import OneLineParser, bad_start
 
 if TYPE_CHECKING:
@@ -257,22 +260,16 @@ def user_batch(db: sqlite3.Connection, after_id: str) -> list[tuple[User, str, i
 
 
 def message_batch(db: sqlite3.Connection, after_id: int) -> list[tuple[Message, str]]:
-    """The next messages by id after ``after_id``, each with its client
-    offset, its room and its mentions."""
+    """The next entries (messages, edits, deletes) by id after ``after_id``,
+    each as the store reads it (a message as it is now) with its client
+    offset. The store's own row reader decodes them, so what its schema
+    holds reaches Redis as :class:`Message` fields."""
     rows = db.execute(
-        "SELECT id, sender, nick, recipient, recipient_nick, text, ts, client_offset, room,"
-        " mentions FROM messages WHERE id > ? ORDER BY id LIMIT ?",
+        f"SELECT {MESSAGE_COLUMNS}, m.client_offset FROM messages m WHERE m.id > ?"
+        " ORDER BY m.id LIMIT ?",
         [after_id, BATCH],
     ).fetchall()
-    batch = []
-    for msg_id, sender, nick, to, to_nick, text, ts, offset, room, mentions in rows:
-        recipient = None if to is None else User(to, to_nick)
-        mentioned = () if mentions is None else tuple(json.loads(mentions))
-        message = Message(
-            msg_id, User(sender, nick), recipient, text, ts, room if to is None else None, mentioned
-        )
-        batch.append((message, offset))
-    return batch
+    return [(row_to_message(row[:-1]), row[-1]) for row in rows]
 
 
 def redis_failure(failed: BaseException) -> str | None:

@@ -7,10 +7,11 @@ node, and ``DUMP`` of the key still shows it) until the whole node goes, so
 a text in the stream could not be wiped. Texts live in the hash ``text``
 (entry id to text) instead: a message's as it was sent, and each edit's
 under the edit's id. A message's state lives in the hash ``amend``: ``d``
-when deleted, or ``e <edited ts> <edit id>...;<mentions>`` when edited (its
-edits, oldest first, and the JSON list of the mentions of its newest text,
-"" for none). A message reads as it is now with its newest edit's text; a
-delete removes (``HDEL``) its text and every edit's, found in its state.
+when deleted (``d <edited ts>`` if it was edited first), or ``e <edited ts>
+<edit id>...;<mentions>`` when edited (its edits, oldest first, and the
+JSON list of the mentions of its newest text, "" for none). A message
+reads as it is now with its newest edit's text; a delete removes
+(``HDEL``) its text and every edit's, found in its state.
 
 Edit and delete entries sit in ``log`` with the fields of a message (the
 target's sender, recipient and room) plus ``k`` (``e`` or ``d``), ``g``
@@ -53,7 +54,7 @@ local function live_message(prefix, id)  -- its fields and .state, or nil if non
   local f = entry_fields(prefix, id)
   if not f or (f.k and f.k ~= '') then return nil end
   local state = redis.call('HGET', prefix .. 'amend', id)
-  if state == 'd' then return nil end
+  if state and string.sub(state, 1, 1) == 'd' then return nil end
   f.state = state
   return f
 end
@@ -109,7 +110,9 @@ local function wipe(prefix, id, f)  -- the message's text and its edits' gone, m
     end
   end
   set_mentions(prefix, id, f, mentions_now(f), '')
-  redis.call('HSET', prefix .. 'amend', id, 'd')
+  local mark = 'd'
+  if f.state then mark = 'd ' .. string.match(f.state, '^e (%d+)') end
+  redis.call('HSET', prefix .. 'amend', id, mark)
 end
 local function now_ms()
   local now = redis.call('TIME')
@@ -186,10 +189,15 @@ def entry_message(
     if kind is Kind.DELETE:
         by = User(fields["b"], fields["bn"])
         return Message(msg_id, sender, recipient, "", ts, room, (), kind, target, by=by)
-    if kind is Kind.EDIT:  # no text: its message was deleted since
-        return Message(msg_id, sender, recipient, text or "", ts, room, mentions, kind, target)
-    if state == "d":
-        return Message(msg_id, sender, recipient, "", ts, room, mentions, deleted=True)
+    if kind is Kind.EDIT:
+        if text is None:  # its message was deleted since: text and mentions gone
+            return Message(msg_id, sender, recipient, "", ts, room, (), kind, target)
+        return Message(msg_id, sender, recipient, text, ts, room, mentions, kind, target)
+    if state and state.startswith("d"):
+        edited_ts = int(state[2:]) if len(state) > 1 else None
+        return Message(
+            msg_id, sender, recipient, "", ts, room, (), edited_ts=edited_ts, deleted=True
+        )
     body = text if text is not None else fields.get("t", "")  # 't': written before texts moved
     if not (as_now and state):
         return Message(msg_id, sender, recipient, body, ts, room, mentions)

@@ -11,8 +11,8 @@ Keys (each under the configured prefix):
     A hash from entry id to text (a message's as it is now, and each
     edit's): a delete deletes them (``HDEL``), so no key holds a deleted text.
 ``amend``
-    A hash from message id to its state: ``d`` (deleted), or ``e <edited
-    ts> <edit id>...`` (edited, and by which entries).
+    A hash from message id to its state: deleted, or edited (when, by
+    which entries, and whom its newest text mentions): see :mod:`.redis_amend`.
 ``amends:<room>``, ``dmamends:<user>``
     Sorted sets of the ids of edit and delete entries (score = id): of a
     room's messages (general's too), and of a user's private messages.
@@ -292,14 +292,15 @@ for i = 0, (#ARGV - 1) / 17 - 1 do
     if kind == '' then
       put(5 + i * 4, m[11] .. '-0', m, ts, prefix)
       if m[15] == '1' then
-        wipe(prefix, m[11], {r = m[3], rm = m[8], mt = m[9]})
+        local state = m[14] ~= '' and edit_state(false, m[14], '', '') or false
+        wipe(prefix, m[11], {s = m[1], r = m[3], rm = m[8], mt = m[9], state = state})
       elseif m[14] ~= '' then
         redis.call('HSET', prefix .. 'amend', m[11], edit_state(false, m[14], '', m[9]))
       end
     else
       local state = redis.call('HGET', prefix .. 'amend', m[10])
       local text = false
-      if kind == 'e' and state ~= 'd' then
+      if kind == 'e' and not (state and string.sub(state, 1, 1) == 'd') then
         text = m[5]
         if state then  -- its message's edited ts and mentions now are SQLite's
           local at, mt = string.match(state, '^e (%d+)'), string.match(state, ';(.*)$')
@@ -407,7 +408,8 @@ local function sender(sid)  -- of a message stored before its index named sender
   return nil
 end
 local function deleted(id)
-  return redis.call('HGET', KEYS[2], id) == 'd'
+  local state = redis.call('HGET', KEYS[2], id)
+  return state and string.sub(state, 1, 1) == 'd'
 end
 for r = 0, rooms - 1 do
   local after = tonumber(ARGV[4 + r])
@@ -594,6 +596,8 @@ class RedisLog:
         for i, (message, _) in enumerate(messages):
             values = args[i * per_message : (i + 1) * per_message]
             values[-1] = str(message.target or "")
+            if message.kind is Kind.DELETE:
+                values[5] = ""  # no client offset: no retry to recognise
             by = message.by
             with_ids += [*values, str(message.id), str(message.ts), _KIND_CODES[message.kind]]
             with_ids.append("" if message.edited_ts is None else str(message.edited_ts))
