@@ -388,12 +388,23 @@ def _create_v5(db: sqlite_utils.Database) -> None:
     for name, definition in _V5_INDEXES.items():
         indexed = [row[2] for row in db.execute(f"PRAGMA index_info({name})").fetchall()]
         if "kind" not in indexed:
-            db.execute(f"DROP INDEX IF EXISTS {name}")
+            _drop_index(db, name)
             db.execute(f"CREATE INDEX {name} {definition}")
     db.execute(
         "CREATE INDEX IF NOT EXISTS messages_by_target ON messages (target)"
         " WHERE target IS NOT NULL"
     )
+
+
+def _drop_index(db: sqlite_utils.Database, name: str) -> None:
+    """Drop an index without zeroing its pages: an index of ids holds no
+    text, and zeroing a large one would write it all again (into the WAL)."""
+    secure = _pragma(db, "secure_delete")
+    _pragma(db, "secure_delete = OFF")
+    try:
+        db.execute(f"DROP INDEX IF EXISTS {name}")
+    finally:
+        _pragma(db, f"secure_delete = {secure}")
 
 
 def _import_tutorial(db: sqlite_utils.Database) -> None:
