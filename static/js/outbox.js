@@ -9,7 +9,7 @@ import { fullDate, hhmm, randomId } from "./util.js";
 import { state } from "./state.js";
 import { dom, isNearBottom, scrollToBottom } from "./dom.js";
 import { canSend, sendFrame } from "./socket.js";
-import { listConv } from "./conversations.js";
+import { listConv, roomIdOf, roomKey } from "./conversations.js";
 import { roomConv } from "./rooms.js";
 import { buildMessageEl, placeById, renderOwnState, updateCursor } from "./messages.js";
 import { relayout, removeAndRelayout } from "./days.js";
@@ -300,9 +300,10 @@ export function onSendError(frame) {
   if (frame.code === "muted") {
     // Where it was going: a room's mute, or (for a private message) one
     // that holds everywhere. The note beside the composer says it too.
-    const convKey = entry.to || (entry.room && entry.room !== "general" ? `room:${entry.room}` : "all");
+    const edited = entry.kind === "edit" ? state.messages.get(entry.target) : null;
+    const convKey = edited ? edited.key : (entry.to || roomKey(entry.room));
     const until = typeof frame.until === "number" ? frame.until : null;
-    if (!muteIn(convKey)) setMute(entry.to ? null : (entry.room || "general"), until);
+    if (!muteIn(convKey)) setMute(roomIdOf(convKey), until);
     const mute = muteIn(convKey);
     failEntry(entry, mute ? mutedReason(mute.until, mute.everywhere) : frame.message || "you are muted");
     return;
