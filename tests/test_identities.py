@@ -16,6 +16,7 @@ import quartchat.identities
 from conftest import Clients, StartServer
 from fakesession import running_hub
 from quartchat.backends import open_backends
+from quartchat.backends.sqlite_moderation import SqliteModeration
 from quartchat.config import Settings
 from quartchat.errors import POLICY_VIOLATION, CloseConnection
 from quartchat.hub import Hub
@@ -62,7 +63,7 @@ async def test_a_flood_of_new_identities_from_one_address_is_closed_with_1008(
     assert back.user == first.user
 
 
-async def test_silent_users_are_pruned_at_start_then_every_ttl_keeping_who_is_online(
+async def test_silent_users_are_pruned_at_start_then_every_ttl_keeping_online_and_admins(
     tmp_path: Path, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[float, int, list[str]]] = []
@@ -71,7 +72,11 @@ async def test_silent_users_are_pruned_at_start_then_every_ttl_keeping_who_is_on
         calls.append((trio.current_time(), created_before, sorted(keep)))
         return 0
 
+    async def admins(self: SqliteModeration) -> list[str]:
+        return ["u-admin"]
+
     monkeypatch.setattr(AsyncStore, "prune_silent_users", prune)
+    monkeypatch.setattr(SqliteModeration, "admins", admins)
     monkeypatch.setattr(quartchat.identities, "now_ms", lambda: 1_000_000)
     settings = Settings(db_path=tmp_path / "chat.db", silent_user_ttl=60)
     async with running_hub(settings) as hub:
@@ -80,7 +85,7 @@ async def test_silent_users_are_pruned_at_start_then_every_ttl_keeping_who_is_on
         await hub.backends.presence.connect("w.1", User("u-online", "online"))
         await trio.sleep(149)
     assert calls == [
-        (start, 1_000_000 - 60_000, []),
-        (start + 60, 1_000_000 - 60_000, ["u-online"]),
-        (start + 120, 1_000_000 - 60_000, ["u-online"]),
+        (start, 1_000_000 - 60_000, ["u-admin"]),
+        (start + 60, 1_000_000 - 60_000, ["u-admin", "u-online"]),
+        (start + 120, 1_000_000 - 60_000, ["u-admin", "u-online"]),
     ]
