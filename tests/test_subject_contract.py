@@ -122,5 +122,5 @@ def test_a_version_3_store_gains_subjects_on_start(tmp_path: Path) -> None:
     finally:
         store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == sqlite_store.SCHEMA_VERSION
     Store(path).close()  # opening it again changes nothing
