@@ -74,9 +74,10 @@ def open_members(page: Page) -> Locator:
 
 
 def manage(page: Page, nick: str) -> Locator:
-    """Open the Manage actions for ``nick`` in the members dialog; the group."""
+    """Open (if closed) the Manage actions for ``nick`` in the members dialog; the group."""
     toggle = page.get_by_role("button", name=f"Manage {nick}", exact=True)
-    toggle.click()
+    if toggle.get_attribute("aria-expanded") != "true":
+        toggle.click()
     expect(toggle).to_have_attribute("aria-expanded", "true")
     group = page.get_by_role("group", name=f"Moderate {nick}", exact=True)
     expect(group).to_be_visible()

@@ -24,6 +24,7 @@ from playwright.sync_api import Page, Request, Route, expect
 from .conftest import ChatServer, User, Users
 from .moderation_helpers import close_members, manage, open_members
 from .rooms_helpers import TIMEOUT, create_room, join_from_directory
+from .test_axe import violations
 
 pytestmark = pytest.mark.browser
 
@@ -152,6 +153,7 @@ def test_a_banned_users_page_says_so_and_stops_reconnecting(
     dialog = a.locator("#confirm-dialog")
     expect(dialog).to_be_visible()
     expect(a.locator("#confirm-title")).to_have_text("Ban bob?")
+    found = violations(a, "the ban dialog")
     a.locator("#confirm-choice").select_option(label="For good")
     a.locator("#confirm-ok").click()
     expect(dialog).to_be_hidden()
@@ -164,6 +166,10 @@ def test_a_banned_users_page_says_so_and_stops_reconnecting(
     expect(b.locator("#status")).to_have_attribute("data-state", "banned")
     expect(b.locator("#status .status-text")).to_have_text("Banned")
     expect(admin.online(bob.id())).to_have_count(0, timeout=TIMEOUT)
+    for scheme in ("light", "dark"):
+        b.emulate_media(color_scheme=scheme)
+        found += violations(b, f"banned, {scheme}")
+    assert not found, "axe-core found:\n" + "\n".join(found)
     socket_count_stays(bob, b, len(bob.sockets), 4000)
 
     # Going offline and online again, or reloading, knocks once at most.
