@@ -242,10 +242,36 @@ async def test_entries_written_before_texts_moved_read_edit_and_delete(
     assert await log.delete(3, bob) is not None
     gone = await log.get(2)
     assert gone is not None and (gone.deleted, gone.text) == (True, "")
+    async with aclosing(log.tail(0)) as tail:  # a tail that reads them only now
+        late = [c.message for c in await take(tail, 6)]
+    assert [(m.id, m.deleted, m.text) for m in late[:3]] == [
+        (1, False, "old general"),
+        (2, True, ""),
+        (3, True, ""),
+    ]
     assert await keys_holding(redis_server.url, "new text") == {}
     history, _ = await log.history(alice.id, None, 10, bob.id)
     assert [(m.id, m.deleted, m.text) for m in history] == [(3, True, "")]
     assert (await log.unread(alice.id, {}, {bob.id: 0})).direct == {bob.id: 0}
+
+
+async def test_a_tail_far_behind_or_across_a_gap_in_the_ids_reads_every_text(
+    redis_server: RedisServer, open_log: OpenLog
+) -> None:
+    """A tail asks for the texts of the ids it expects next along with its
+    read; entries past those (a big batch) or after a gap in the ids (a
+    migration from a store with one) are read too."""
+    log = await open_log()
+    alice = User("u-alice", "alice")
+    sent = [await send(log, Draft(alice, f"o{i}", f"text {i}", None)) for i in range(40)]
+    async with redis_client(redis_server.url) as redis:
+        await redis.set(f"{PREFIX}last_id", "100")  # the next id leaves a gap
+    after_gap = await send(log, Draft(alice, "gap", "after the gap", None))
+    assert after_gap.id == 101
+    async with aclosing(log.tail(0)) as tail:
+        assert [c.message for c in await take(tail, 41)] == [*sent, after_gap]
+    async with aclosing(log.tail(38)) as tail:
+        assert [c.message for c in await take(tail, 3)] == [*sent[38:], after_gap]
 
 
 async def test_retention_frees_texts_states_and_entry_indexes_with_their_entries(

@@ -176,9 +176,11 @@ def entry_message(
     as_now: bool = True,
 ) -> Message:
     """A ``log`` entry: ``text`` is its entry in ``text`` (a message's as it
-    is now when ``as_now``, else as sent; None when absent) and ``state``
-    its entry in ``amend``. Without ``as_now``, an edited message reads as
-    it was sent (a deleted one reads deleted either way: its text is gone)."""
+    is now when ``as_now``, else as sent; None when absent: deleted) and
+    ``state`` its entry in ``amend`` (None when absent; needed only for a
+    message's edits, and to tell a deleted one written before texts moved
+    out of the stream). Without ``as_now``, an edited message reads as it
+    was sent (a deleted one reads deleted either way: its text is gone)."""
     msg_id = int(stream_id.split("-")[0])
     kind = _KINDS[fields.get("k", "")]
     recipient = User(fields["r"], fields["rn"]) if fields["r"] else None
@@ -198,7 +200,9 @@ def entry_message(
         return Message(
             msg_id, sender, recipient, "", ts, room, (), edited_ts=edited_ts, deleted=True
         )
-    body = text if text is not None else fields.get("t", "")  # 't': written before texts moved
+    if text is None and "t" not in fields:  # 't': written before texts moved
+        return Message(msg_id, sender, recipient, "", ts, room, (), deleted=True)
+    body = fields["t"] if text is None else text
     if not (as_now and state):
         return Message(msg_id, sender, recipient, body, ts, room, mentions)
     head, _, mentioned = state.partition(";")

@@ -1,7 +1,8 @@
 """A lean Redis connection for the two calls made once per message.
 
 Each message costs one script call (the append) on the worker that commits
-it, and one ``XREAD`` on every worker (the log's tail). Through coredis a
+it, and one ``XREAD`` on every worker (the log's tail, with the ``HMGET`` of
+the texts in the same write: :meth:`LeanConnection.pipeline`). Through coredis a
 call took about 0.5 ms of the worker's CPU here, and a blocking read woken by
 a new entry 1.4 ms (its writer and reader tasks, request objects, locks and
 timeouts per call); over a plain socket with hiredis's C parser, 0.12-0.15
@@ -10,7 +11,8 @@ were most of what the Redis mode spent beyond the SQLite mode per message.
 Only these calls go this way: everything else stays on coredis.
 
 A connection serves one task's calls, one at a time, so it needs no queue:
-send the command, feed the answer's bytes to the parser until it is whole.
+send the command (or a few), feed the answers' bytes to the parser until
+they are whole.
 A call that fails or is cancelled part-way leaves an answer pending, so the
 connection is dropped then, and the next call opens a new one: Redis coming
 back needs nothing more. What went wrong is told in the project's terms:
@@ -143,32 +145,21 @@ class LeanConnection:
         self._loaded.add(sha)
         return reply
 
-    async def script_after_wait(
-        self,
-        wait: Sequence[str | int | float],
-        script: str,
-        keys: Sequence[str],
-        args: Sequence[str | int | float],
-        blocks_for: float,
-    ) -> object:
-        """Send ``wait`` (a blocking read, whose answer only says that
-        something came or the block ran out) and the script behind it in one
-        write: Redis runs the script once the wait is over, so the pair
-        costs one round trip. The script's answer."""
-        sha = _sha1(script)
-        run = ("EVALSHA", sha) if sha in self._loaded else ("EVAL", script)
-        request = command(*wait) + command(*run, len(keys), *keys, *args)
+    async def pipeline(
+        self, commands: Sequence[Sequence[str | int | float]], blocks_for: float = 0.0
+    ) -> list[object]:
+        """Send ``commands`` in one write and return their answers, in order:
+        one round trip. A blocking first command (``blocks_for`` as for
+        :meth:`call`) holds back the rest until it answers, so what follows
+        it reads Redis as it is once the wait is over. A refusal of any of
+        them is raised, after every answer is read."""
+        request = b"".join(command(*args) for args in commands)
         async with self._lock:
-            woken, reply = await self._send_once_more_if_stale(request, blocks_for, replies=2)
-        if isinstance(woken, hiredis.ReplyError):
-            raise refused(self._purpose, woken)
-        if isinstance(reply, hiredis.ReplyError):
-            if not str(reply).startswith("NOSCRIPT"):
+            replies = await self._send_once_more_if_stale(request, blocks_for, len(commands))
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
                 raise refused(self._purpose, reply)
-            self._loaded.discard(sha)
-            return await self.run_script(script, keys, args)
-        self._loaded.add(sha)
-        return reply
+        return replies
 
     async def call(self, *args: str | int | float, blocks_for: float = 0.0) -> object:
         """Send one command and return its answer. ``blocks_for``: seconds

@@ -9,11 +9,14 @@ message it followed and before the next. One read takes ``log`` and
 when one Stream filled the batch, the other's entries past it wait for the
 next read, so the merge never puts a change before a message it followed.
 
-Texts are not in ``log`` (see :mod:`.redis_amend`), so the read is a script
-(``_TAIL``) that takes both Streams' entries and each entry's text and state.
-A script cannot block, so a blocking ``XREAD`` of one entry goes first, in
-the same write (pipelined): it only waits for news, and the script behind
-it runs as soon as it returns. One round trip per batch, as before.
+Texts are not in ``log`` (see :mod:`.redis_amend`): a tail reads each
+entry's text from the hash ``text`` (none: deleted). Ids are dense (every
+id is one entry), so an ``HMGET`` of the ids that should come next goes in
+the same write as the blocking ``XREAD``, which holds it back until it
+answers: one round trip per batch, as before. As many ids are asked for as
+the last batch had (at least :data:`AHEAD_MIN`); an entry beyond them (a
+larger batch, or a gap in the ids), or one written before texts moved out
+(whose state says whether it was deleted), costs one call more.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ TAIL_BATCH = 1_000
 #: Membership changes the ``changes`` Stream keeps (approximately): far more
 #: than a tail can fall behind by while it runs.
 CHANGES_KEPT = 10_000
+#: Fewest ids whose texts a tail's read asks for in advance (see the module doc).
+AHEAD_MIN = 8
 #: Seconds between a tail's attempts while Redis is away: doubling up to the max.
 RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
@@ -48,21 +53,6 @@ RETRY_MAX = 2.0
 _NOTE_CHANGE = """
 local at = redis.call('GET', KEYS[1]) or '0'
 return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], at .. '-*', 'j', ARGV[1])
-"""
-
-# Reads what a tail is owed, once its XREAD said something came. KEYS: log,
-# changes, text, amend. ARGV: the log position and the changes position
-# (stream ids, exclusive), the batch size. Returns {{{stream id, flat
-# fields, text, state}...}, {{stream id, flat fields}...}} (a text or state
-# absent: nil).
-_TAIL = """
-local entries = {}
-for _, e in ipairs(redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[3])) do
-  local id = string.match(e[1], '^(%d+)')
-  entries[#entries + 1] = {e[1], e[2], redis.call('HGET', KEYS[3], id),
-                           redis.call('HGET', KEYS[4], id)}
-end
-return {entries, redis.call('XRANGE', KEYS[2], '(' .. ARGV[2], '+', 'COUNT', ARGV[3])}
 """
 
 #: Decodes a ``log`` entry (stream id, flat fields, text, state) into a
@@ -83,7 +73,7 @@ class RedisTail:
         self._guard = guard
         self._decode = decode
         self._last_id, self._log, self._changes = key("last_id"), key("log"), key("changes")
-        self._keys = [self._log, self._changes, key("text"), key("amend")]
+        self._text, self._amend = key("text"), key("amend")
         self._note_script = LuaScript(redis, _NOTE_CHANGE)
         #: The reads tails are waiting in; :meth:`stop` cancels them.
         self._waiting: set[trio.CancelScope] = set()
@@ -107,12 +97,13 @@ class RedisTail:
         # directory that connections starting after read).
         changed_at = f"{after_id}-0"
         delay = RETRY_FIRST
+        ahead = AHEAD_MIN
         while not self._guard.closing:
-            found: list[Any] = [[], []]
+            found: tuple[list[list[Any]], list[Any]] = ([], [])
             with trio.CancelScope() as waiting:
                 self._waiting.add(waiting)
                 try:
-                    found = await self._read(f"{position}-0", changed_at)
+                    found = await self._read(position, changed_at, ahead)
                 except Unavailable:
                     await trio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX)
@@ -122,6 +113,7 @@ class RedisTail:
             delay = RETRY_FIRST
             messages = [self._decode(*entry) for entry in found[0]]
             noted = [(_place(sid), _change(flat)) for sid, flat in found[1]]
+            ahead = min(max(len(messages), AHEAD_MIN), TAIL_BATCH)
             if not messages and not noted:
                 continue
             if len(messages) == TAIL_BATCH:  # more messages wait: changes past them too
@@ -136,19 +128,54 @@ class RedisTail:
                 changed_at = "{}-{}".format(*noted[-1][0])
             yield merged(messages, noted)
 
-    async def _read(self, position: str, changed_at: str) -> list[Any]:
-        """The entries of ``log`` after ``position`` with their texts and of
-        ``changes`` after ``changed_at``, waiting up to :data:`TAIL_BLOCK_MS`
-        for one (see the module doc)."""
-        wait: list[str | int] = ["XREAD", "COUNT", 1, "BLOCK", TAIL_BLOCK_MS, "STREAMS"]
-        found = await self._following.script_after_wait(
-            [*wait, self._log, self._changes, position, changed_at],
-            _TAIL,
-            self._keys,
-            [position, changed_at, TAIL_BATCH],
+    async def _read(
+        self, position: int, changed_at: str, ahead: int
+    ) -> tuple[list[list[Any]], list[Any]]:
+        """The entries of ``log`` after ``position``, each with its text and
+        its state (read only for an entry written before texts moved out),
+        and of ``changes`` after ``changed_at``, waiting up to
+        :data:`TAIL_BLOCK_MS` for one (see the module doc)."""
+        guessed = range(position + 1, position + ahead + 1)
+        wait: list[str | int] = ["XREAD", "COUNT", TAIL_BATCH, "BLOCK", TAIL_BLOCK_MS, "STREAMS"]
+        replies = await self._following.pipeline(
+            [
+                [*wait, self._log, self._changes, f"{position}-0", changed_at],
+                ["HMGET", self._text, *guessed],
+            ],
             blocks_for=TAIL_BLOCK_MS / 1000,
         )
-        return cast(list[Any], found)
+        found = _streams(replies[0])
+        texts = cast(list[str | None], replies[1])
+        read: list[list[Any]] = []  # [stream id, flat fields, text, state]
+        unread: list[int] = []  # past the ids guessed, or in a gap: no text read yet
+        old: list[int] = []  # written before texts moved (a field 't'; or a value "t")
+        for sid, flat in found.get(self._log, []):
+            at = int(sid.partition("-")[0]) - position - 1
+            guessed_right = 0 <= at < ahead
+            if not guessed_right:
+                unread.append(len(read))
+            if "t" in flat:
+                old.append(len(read))
+            read.append([sid, flat, texts[at] if guessed_right else None, None])
+        if unread or old:  # (id 0, never an entry's: an HMGET needs a field)
+            more = await self._following.pipeline(
+                [
+                    ["HMGET", self._text, *(read[i][0].partition("-")[0] for i in unread), 0],
+                    ["HMGET", self._amend, *(read[i][0].partition("-")[0] for i in old), 0],
+                ]
+            )
+            for i, text in zip(unread, cast(list[Any], more[0])[:-1], strict=True):
+                read[i][2] = text
+            for i, state in zip(old, cast(list[Any], more[1])[:-1], strict=True):
+                read[i][3] = state
+        return read, found.get(self._changes, [])
+
+
+def _streams(reply: object) -> dict[str, list[Any]]:
+    """An ``XREAD`` answer by stream (None, a block that ran out: none)."""
+    if reply is None:
+        return {}
+    return {key: entries for key, entries in cast(list[tuple[str, list[Any]]], reply)}
 
 
 def merged(
