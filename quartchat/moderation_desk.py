@@ -125,10 +125,10 @@ class ModerationDesk:
                 raise RoomRefused(FORBIDDEN, "only its author deletes a private message")
             if not admin and await self._role(message.room, user.id) not in MODERATORS:
                 raise RoomRefused(FORBIDDEN, "only its author or a moderator deletes a message")
-        if await self._log.delete(target, user) is None:
-            raise FrameError("unknown_message", "no such message")
-        if message.sender.id != user.id:
+        if message.sender.id != user.id:  # recorded before the tail brings the answer
             await self._audit(user, "delete", message.sender.id, message.room, message=target)
+        if await self._log.delete(target, user) is None:  # another delete came first
+            raise FrameError("unknown_message", "no such message")
 
     async def _may_see(self, user_id: str, message: Message) -> bool:
         if message.room is None:
