@@ -128,7 +128,8 @@ function boot() {
   }
   const saved = storage.get("outbox", []);
   state.outbox = Array.isArray(saved)
-    ? saved.filter((e) => e && typeof e.offset === "string" && OFFSET_RE.test(e.offset) && typeof e.text === "string")
+    ? saved.filter((e) => e && typeof e.offset === "string" && OFFSET_RE.test(e.offset) && typeof e.text === "string"
+        && (e.kind !== "edit" || Number.isSafeInteger(e.target)))
         .map((e) => ({
           ...e, state: e.state === "failed" ? "failed" : "pending",
           room: e.to ? null : (typeof e.room === "string" && e.room ? e.room : "general"),

@@ -52,9 +52,21 @@ function scheduleRefresh(delay) {
   }, delay);
 }
 
+const FETCH_TIMEOUT_MS = 15_000; // a backend that does not answer is tried again
+
 async function load() {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), FETCH_TIMEOUT_MS);
+  try {
+    return await ask(abort.signal);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function ask(signal) {
   const response = await fetch(jwtUrl(), {
-    credentials: "include", cache: "no-store", redirect: "manual",
+    credentials: "include", cache: "no-store", redirect: "manual", signal,
     headers: { Accept: "application/json" },
   });
   if (response.type === "opaqueredirect" || NOT_LOGGED_IN.has(response.status)) return null;

@@ -155,6 +155,12 @@ export function renderMembers(roomId, members) {
     bits.push(m.online ? "online" : "offline");
     li.classList.toggle("is-online", !!m.online);
     li.append(nick, el("span", "muted dialog-item-meta", bits.join(", ")));
+    if (isMe(m.id)) {
+      // What an operator names with `quartchat admin grant <id>`.
+      const id = el("span", "member-id muted", "Your user id: ");
+      id.append(el("code", null, m.id));
+      li.append(id);
+    }
     return li;
   });
   dom.membersList.replaceChildren(...items);
