@@ -21,6 +21,7 @@ import pytest
 import trio
 
 from quartchat.backends.base import Committed, EditRefused, LogEntry
+from quartchat.backends.redis_amend import TEXT_BUCKET
 from quartchat.backends.redis_client import redis_client
 from quartchat.backends.redis_log import RedisLog
 from quartchat.migrate import copy_to_redis
@@ -279,7 +280,7 @@ async def test_retention_frees_texts_states_and_entry_indexes_with_their_entries
 ) -> None:
     log = await open_log(max_messages=50)
     alice, bob = User("u-alice", "alice"), User("u-bob", "bob")
-    for i in range(200):
+    for i in range(600):
         to = bob if i % 4 == 0 else None
         sent = await send(log, Draft(alice, f"o{i}", f"m{i}", to, room=None if to else DESIGN))
         if i % 3 == 0:
@@ -289,7 +290,12 @@ async def test_retention_frees_texts_states_and_entry_indexes_with_their_entries
     async with redis_client(redis_server.url) as redis:
         kept = {int(str(e.identifier).split("-")[0]) for e in await redis.xrange(f"{PREFIX}log")}
         assert 50 <= len(kept) < 200
-        texts = {int(str(k)) for k in await redis.hkeys(f"{PREFIX}text")}
+        texts = set()
+        async for key in redis.scan_iter(match=f"{PREFIX}text:*"):
+            first = int(str(key).rsplit(":", 1)[1]) * TEXT_BUCKET
+            assert first + TEXT_BUCKET > min(kept)  # a List of trimmed texts alone is gone
+            held = await redis.lrange(key, 0, -1)
+            texts |= {first + i for i, text in enumerate(held) if text}
         states = {int(str(k)) for k in await redis.hkeys(f"{PREFIX}amend")}
         indexed: set[int] = set()
         for key in (f"amends:{DESIGN}", "dmamends:u-alice", "dmamends:u-bob"):

@@ -4,14 +4,14 @@ where a delete can wipe them (see :mod:`.redis_log` for every key).
 A message's text does not live in its ``log`` entry: a stream keeps an
 entry's bytes after ``XDEL`` (the entry is only flagged inside its listpack
 node, and ``DUMP`` of the key still shows it) until the whole node goes, so
-a text in the stream could not be wiped. Texts live in the hash ``text``
-(entry id to text) instead: a message's as it was sent, and each edit's
-under the edit's id. A message's state lives in the hash ``amend``: ``d``
+a text in the stream could not be wiped. Texts live in Lists ``text:<n>``
+instead (see :data:`TEXT_LIB`): a message's as it was sent, and each
+edit's under the edit's id. A message's state lives in the hash ``amend``: ``d``
 when deleted (``d <edited ts>`` if it was edited first), or ``e <edited ts>
 <edit id>...;<mentions>`` when edited (its edits, oldest first, and the
 JSON list of the mentions of its newest text, "" for none). A message
-reads as it is now with its newest edit's text; a delete removes
-(``HDEL``) its text and every edit's, found in its state.
+reads as it is now with its newest edit's text; a delete empties its
+text's element and every edit's, found in its state.
 
 Edit and delete entries sit in ``log`` with the fields of a message (the
 target's sender, recipient and room) plus ``k`` (``e`` or ``d``), ``g``
@@ -39,9 +39,9 @@ from ..models import Kind, Message, User
 from .base import Committed
 from .redis_client import CallGuard, LuaScript
 
-#: Lua shared by the scripts that write or check edits and deletes. Keys are
-#: made from ``prefix`` (undeclared keys: fine on one Redis, not on a Redis
-#: Cluster, as the mention sets already are).
+#: Lua shared by the scripts that write or check edits and deletes (after
+#: :data:`TEXT_LIB`). Keys are made from ``prefix`` (undeclared keys: fine on
+#: one Redis, not on a Redis Cluster, as the mention sets already are).
 AMEND_LIB = """
 local function entry_fields(prefix, id)  -- the log entry of ``id`` as a table, or nil
   local found = redis.call('XRANGE', prefix .. 'log', id .. '-0', id .. '-0')
@@ -86,7 +86,7 @@ local function put_change(prefix, id, e)  -- an edit or delete entry, its text a
   redis.call('XADD', prefix .. 'log', id .. '-0', 's', e.s, 'n', e.n, 'r', e.r, 'rn', e.rn,
              'ts', e.ts, 'o', e.o, 'c', e.c, 'rm', e.rm, 'mt', e.mt, 'k', e.k, 'g', e.g,
              'b', e.b, 'bn', e.bn)
-  if e.text then redis.call('HSET', prefix .. 'text', id, e.text) end
+  if e.text then set_text(prefix, id, e.text) end
   if e.r == '' then
     redis.call('ZADD', prefix .. 'amends:' .. room_of_entry(e), id, id)
   else
@@ -102,11 +102,10 @@ local function edit_state(state, ts, id, mt)  -- a message's state once edit ``i
   return 'e ' .. ts .. ids .. ';' .. mt
 end
 local function wipe(prefix, id, f)  -- the message's text and its edits' gone, marked deleted
-  local texts = prefix .. 'text'
-  redis.call('HDEL', texts, id)
+  clear_text(prefix, id)
   if f.state then
     for edit in string.gmatch(string.match(f.state, '^e %d+([%d ]*);') or '', '%d+') do
-      redis.call('HDEL', texts, edit)
+      clear_text(prefix, edit)
     end
   end
   set_mentions(prefix, id, f, mentions_now(f), '')
@@ -120,16 +119,49 @@ local function now_ms()
 end
 """
 
-#: Lua for the reads of messages as they are now: the text of a message
-#: (its newest edit's when edited; nil when deleted), given its state.
-TEXT_NOW_LIB = """
-local function text_now(texts, id, state)
+#: Entry ids per ``text:<n>`` List (see :data:`TEXT_LIB`).
+TEXT_BUCKET = 256
+
+#: Lua for the texts: the text of entry ``id`` is element ``id % 256`` of the
+#: List ``text:<id // 256>`` ("" for none: deleted, never stored, or kept in
+#: its stream entry's ``t``). A List of small elements is a listpack (a few
+#: bytes per element, where a hash's field costs ~50), and ``LSET`` to ""
+#: takes the text out of it (the listpack is rewritten without its bytes).
+#: ``text_now`` reads a message as it is now: its newest edit's text.
+TEXT_LIB = """
+local function text_slot(prefix, id)
+  local n = tonumber(id)
+  return prefix .. 'text:' .. math.floor(n / 256), n % 256
+end
+local function set_text(prefix, id, text)
+  local key, at = text_slot(prefix, id)
+  local len = redis.call('LLEN', key)
+  if len > at then
+    redis.call('LSET', key, at, text)
+    return
+  end
+  local pushed = {}
+  for _ = len + 1, at do pushed[#pushed + 1] = '' end  -- a gap in the ids
+  pushed[#pushed + 1] = text
+  redis.call('RPUSH', key, unpack(pushed))
+end
+local function clear_text(prefix, id)
+  local key, at = text_slot(prefix, id)
+  if redis.call('LLEN', key) > at then redis.call('LSET', key, at, '') end
+end
+local function get_text(prefix, id)  -- false when none
+  local key, at = text_slot(prefix, id)
+  local text = redis.call('LINDEX', key, at)
+  if not text or text == '' then return false end
+  return text
+end
+local function text_now(prefix, id, state)
   if state then
     local ids = string.match(state, '^e %d+([%d ]*);')
     local newest = ids and string.match(ids, '(%d+)%s*$')
-    if newest then return redis.call('HGET', texts, newest) end
+    if newest then return get_text(prefix, newest) end
   end
-  return redis.call('HGET', texts, id)
+  return get_text(prefix, id)
 end
 """
 
@@ -137,7 +169,8 @@ end
 # and nick, origin. Returns false (no live message), or {id, ts, target's
 # flat fields} of the delete entry.
 _DELETE = (
-    AMEND_LIB
+    TEXT_LIB
+    + AMEND_LIB
     + """
 local prefix, target = ARGV[1], ARGV[2]
 local f = live_message(prefix, target)
@@ -151,16 +184,16 @@ return {id, ts, {'s', f.s, 'n', f.n, 'r', f.r, 'rn', f.rn, 'rm', f.rm or ''}}
 """
 )
 
-# One entry as pages read it. KEYS: log, text, amend; ARGV: the id.
+# One entry as pages read it. KEYS: log, amend; ARGV: the id, the prefix.
 # Returns false, or {stream id, flat fields, text now or false, state or false}.
 _GET = (
-    TEXT_NOW_LIB
+    TEXT_LIB
     + """
 local id, sid = ARGV[1], ARGV[1] .. '-0'
 local found = redis.call('XRANGE', KEYS[1], sid, sid)
 if #found == 0 then return false end
-local state = redis.call('HGET', KEYS[3], id)
-return {sid, found[1][2], text_now(KEYS[2], id, state), state}
+local state = redis.call('HGET', KEYS[2], id)
+return {sid, found[1][2], text_now(ARGV[2], id, state), state}
 """
 )
 
@@ -242,9 +275,9 @@ class RedisAmends:
     async def get(self, message_id: int) -> Message | None:
         if message_id < 1:
             return None
-        keys = [self._prefix + name for name in ("log", "text", "amend")]
+        keys = [self._prefix + "log", self._prefix + "amend"]
         with self._call("read a message"):
-            found: Any = await self._get_script(keys=keys, args=[message_id])
+            found: Any = await self._get_script(keys=keys, args=[message_id, self._prefix])
         if not found:
             return None
         sid, flat, text, state = found

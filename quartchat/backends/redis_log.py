@@ -7,9 +7,10 @@ Keys (each under the configured prefix):
     :mod:`.redis_amend`); an entry's stream id is ``<id>-0``, so stream
     order is id order and tails read it with ``XREAD``. No text is in it
     (entries written before texts moved out have theirs in field ``t``).
-``text``
-    A hash from entry id to text (a message's as it is now, and each
-    edit's): a delete deletes them (``HDEL``), so no key holds a deleted text.
+``text:<n>``
+    Lists of texts: entry ``id``'s is element ``id % 256`` of ``text:<id //
+    256>`` (a message's as sent, and each edit's): a delete empties them, so
+    no key holds a deleted text (see :mod:`.redis_amend`).
 ``amend``
     A hash from message id to its state: deleted, or edited (when, by
     which entries, and whom its newest text mentions): see :mod:`.redis_amend`.
@@ -93,7 +94,7 @@ from .base import (
 )
 from .redis_amend import (
     AMEND_LIB,
-    TEXT_NOW_LIB,
+    TEXT_LIB,
     RedisAmends,
     committed_entry,
     entry_message,
@@ -104,9 +105,9 @@ from .redis_lean import LeanConnection
 from .redis_limits import KEY_PREFIX, TAKE_LIB
 from .redis_tail import RedisTail
 
-# Shared by the scripts that write messages: XADD one message (its client
-# offset too, field 'c', so trimming can drop its dedup entry; its text not:
-# that goes to the hash ``text``, see :mod:`.redis_amend`) to the log, its
+# Shared by the scripts that write messages (after TEXT_LIB): XADD one
+# message (its client offset too, field 'c', so trimming can drop its dedup
+# entry; its text not: that goes to ``text:<n>``, see redis_amend) to the log, its
 # id to its indexes, and its dedup entry. KEYS[k..k+3] are the message's
 # dedup:<sender>, then dm:<sender>, dm:<recipient>, dm:<a>:<b> for a private
 # one, or its room's Stream (three times) for one in a room. ``m`` is the
@@ -117,7 +118,7 @@ local function put(k, sid, m, ts, prefix)
   local id = string.match(sid, '^(%d+)')
   redis.call('XADD', KEYS[2], sid, 's', m[1], 'n', m[2], 'r', m[3], 'rn', m[4],
              'ts', ts, 'o', m[7], 'c', m[6], 'rm', m[8], 'mt', m[9])
-  redis.call('HSET', prefix .. 'text', id, m[5])
+  set_text(prefix, id, m[5])
   if m[3] == '' then
     redis.call('XADD', KEYS[k + 1], sid, 's', m[1])
     if m[9] ~= '' then
@@ -164,14 +165,15 @@ end
 local function trim(keep, prefix)
   local excess = redis.call('XLEN', KEYS[2]) - keep
   if keep == 0 or excess < 100 then return end
-  local gone
+  local gone, first_gone
   local rooms = {[KEYS[3]] = true}
   for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', math.min(excess, 1000))) do
     local f = {}
     for j = 1, #e[2], 2 do f[e[2][j]] = e[2][j + 1] end
     gone = string.match(e[1], '^(%d+)')
+    first_gone = first_gone or tonumber(gone)
     if f.c and f.c ~= '' then redis.call('HDEL', prefix .. 'dedup:' .. f.s, f.c) end
-    redis.call('HDEL', prefix .. 'text', gone)
+    clear_text(prefix, gone)
     if f.k and f.k ~= '' then  -- an edit or a delete (see redis_amend)
       if f.r ~= '' then
         redis.call('ZREM', prefix .. 'dmamends:' .. f.s, gone)
@@ -199,6 +201,9 @@ local function trim(keep, prefix)
     end
   end
   local first = (tonumber(gone) + 1) .. '-0'
+  for bucket = math.floor(first_gone / 256), math.floor((tonumber(gone) + 1) / 256) - 1 do
+    redis.call('DEL', prefix .. 'text:' .. bucket)  -- every id of it trimmed
+  end
   redis.call('XTRIM', KEYS[2], 'MINID', first)
   for key in pairs(rooms) do redis.call('XTRIM', key, 'MINID', first) end
   redis.call('SET', KEYS[4], gone)
@@ -218,12 +223,12 @@ end
 # had no token, {0, 3, {}} for a refused edit (nothing stored); a new edit's
 # fields are its ts and its target's recipient and room.
 _APPEND = (
-    _PUT
+    TEXT_LIB
+    + _PUT
     + _ROOM_KEY
     + _TRIM
     + TAKE_LIB
     + AMEND_LIB
-    + TEXT_NOW_LIB
     + """
 local ts = now_ms()
 local n, prefix = tonumber(ARGV[3]), ARGV[2]
@@ -246,7 +251,7 @@ for i = 0, n - 1 do
     local fields = {}
     if #found > 0 then fields = found[1][2] end
     local state = redis.call('HGET', prefix .. 'amend', old)
-    out[#out + 1] = {old, 1, fields, text_now(prefix .. 'text', old, state), state}
+    out[#out + 1] = {old, 1, fields, text_now(prefix, old, state), state}
   elseif m[10] ~= '' then
     local f = live_message(prefix, m[10])
     if not f or f.s ~= m[1] then
@@ -279,7 +284,8 @@ return out
 # ('1' or ''), deleter's id and nick. A deleted message, or an edit of one,
 # keeps no text. Returns how many were added.
 _IMPORT = (
-    _PUT
+    TEXT_LIB
+    + _PUT
     + AMEND_LIB
     + """
 local prefix = ARGV[1]
@@ -322,14 +328,14 @@ return added
 
 # The newest ``limit`` (+1, to tell whether more exist) entry ids above
 # ARGV[1] and at or below ARGV[2] ('+' for no bound) in the indexes, merged,
-# and those entries as they read now. KEYS: log, floor, last_id, text, amend,
-# then ARGV[4] room Streams, then sorted sets (dm:<viewer>, amends:<room>,
-# dmamends:<viewer>, or one dm:<a>:<b>). Each index gives at most limit + 1
-# ids, so a page never reads other rooms' traffic. Returns {last_id, floor,
-# more, id1, fields1, text1, state1, id2, ...}, newest first (a text or
-# state absent: nil).
+# and those entries as they read now. KEYS: log, floor, last_id, amend, then
+# ARGV[4] room Streams, then sorted sets (dm:<viewer>, amends:<room>,
+# dmamends:<viewer>, or one dm:<a>:<b>); ARGV[5]: the prefix (for the
+# texts). Each index gives at most limit + 1 ids, so a page never reads
+# other rooms' traffic. Returns {last_id, floor, more, id1, fields1, text1,
+# state1, id2, ...}, newest first (a text or state absent: nil).
 _PAGE = (
-    TEXT_NOW_LIB
+    TEXT_LIB
     + """
 local log = KEYS[1]
 local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -343,13 +349,13 @@ if hi == '+' or tonumber(hi) >= lo then
   local top = hi
   if hi ~= '+' then top = hi .. '-0' end
   local streams = tonumber(ARGV[4])
-  for s = 6, 5 + streams do
+  for s = 5, 4 + streams do
     for _, entry in ipairs(redis.call('XREVRANGE', KEYS[s], top, lo .. '-0', 'COUNT', limit + 1)) do
       ids[#ids + 1] = tonumber(string.match(entry[1], '^(%d+)'))
     end
   end
   local zhi = hi == '+' and '+inf' or hi
-  for s = 6 + streams, #KEYS do
+  for s = 5 + streams, #KEYS do
     for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', KEYS[s], zhi, lo, 'LIMIT', 0, limit + 1)) do
       ids[#ids + 1] = tonumber(id)
     end
@@ -361,10 +367,10 @@ if #ids > limit then more = 1 end
 local out = {last, floor, more}
 local function emit(sid, fields)
   local id = string.match(sid, '^(%d+)')
-  local state = redis.call('HGET', KEYS[5], id)
+  local state = redis.call('HGET', KEYS[4], id)
   out[#out + 1] = sid
   out[#out + 1] = fields
-  out[#out + 1] = text_now(KEYS[4], id, state)
+  out[#out + 1] = text_now(ARGV[5], id, state)
   out[#out + 1] = state
 end
 local n = math.min(#ids, limit)
@@ -712,6 +718,7 @@ class RedisPages:
 
     def __init__(self, redis: coredis.Redis[str], keys: LogKeys, guard: CallGuard) -> None:
         self._key = keys.key
+        self._prefix = keys.prefix
         self._room_key = keys.room
         self._amends_key = keys.amends
         self._call = guard.call
@@ -725,12 +732,12 @@ class RedisPages:
         sets) with ids in (above, at_most], oldest first, as they read now;
         the last id, the trim floor, and whether more matched."""
         streams, sets = indexes
-        keys = [self._key(name) for name in ("log", "floor", "last_id", "text", "amend")]
+        keys = [self._key(name) for name in ("log", "floor", "last_id", "amend")]
         keys += [*streams, *sets]
         top = "+" if at_most is None else str(at_most)
         with self._call("read messages"):
             reply: list[Any] = await self._page_script(
-                keys=keys, args=[above, top, limit, len(streams)]
+                keys=keys, args=[above, top, limit, len(streams), self._prefix]
             )
         last, floor, more = int(reply[0]), int(reply[1]), bool(int(reply[2]))
         found = zip(reply[3::4], reply[4::4], reply[5::4], reply[6::4], strict=True)

@@ -10,10 +10,10 @@ when one Stream filled the batch, the other's entries past it wait for the
 next read, so the merge never puts a change before a message it followed.
 
 Texts are not in ``log`` (see :mod:`.redis_amend`): a tail reads each
-entry's text from the hash ``text`` (none: deleted). Ids are dense (every
-id is one entry), so an ``HMGET`` of the ids that should come next goes in
-the same write as the blocking ``XREAD``, which holds it back until it
-answers: one round trip per batch, as before. As many ids are asked for as
+entry's text from the Lists ``text:<n>`` (none: deleted). Ids are dense
+(every id is one entry), so an ``LRANGE`` of the texts of the ids that
+should come next goes in the same write as the blocking ``XREAD``, which
+holds it back until it answers: one round trip per batch, as before. As many ids are asked for as
 the last batch had (at least :data:`AHEAD_MIN`); an entry beyond them (a
 larger batch, or a gap in the ids), or one written before texts moved out
 (whose state says whether it was deleted), costs one call more.
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, cast
 
 import coredis
@@ -32,6 +32,7 @@ import trio
 from ..errors import Unavailable
 from ..models import Room, RoomKind, User
 from .base import Committed, LogEntry, MemberChange
+from .redis_amend import TEXT_BUCKET
 from .redis_client import CallGuard, LuaScript
 from .redis_lean import LeanConnection
 
@@ -73,7 +74,7 @@ class RedisTail:
         self._guard = guard
         self._decode = decode
         self._last_id, self._log, self._changes = key("last_id"), key("log"), key("changes")
-        self._text, self._amend = key("text"), key("amend")
+        self._texts, self._amend = key("text:"), key("amend")
         self._note_script = LuaScript(redis, _NOTE_CHANGE)
         #: The reads tails are waiting in; :meth:`stop` cancels them.
         self._waiting: set[trio.CancelScope] = set()
@@ -137,38 +138,69 @@ class RedisTail:
         :data:`TAIL_BLOCK_MS` for one (see the module doc)."""
         guessed = range(position + 1, position + ahead + 1)
         wait: list[str | int] = ["XREAD", "COUNT", TAIL_BATCH, "BLOCK", TAIL_BLOCK_MS, "STREAMS"]
+        slots = _slots(guessed)
         replies = await self._following.pipeline(
             [
                 [*wait, self._log, self._changes, f"{position}-0", changed_at],
-                ["HMGET", self._text, *guessed],
+                *self._text_reads(slots),
             ],
             blocks_for=TAIL_BLOCK_MS / 1000,
         )
         found = _streams(replies[0])
-        texts = cast(list[str | None], replies[1])
+        texts = _texts(guessed, slots, replies[1:])
         read: list[list[Any]] = []  # [stream id, flat fields, text, state]
         unread: list[int] = []  # past the ids guessed, or in a gap: no text read yet
         old: list[int] = []  # written before texts moved (a field 't'; or a value "t")
         for sid, flat in found.get(self._log, []):
-            at = int(sid.partition("-")[0]) - position - 1
-            guessed_right = 0 <= at < ahead
-            if not guessed_right:
-                unread.append(len(read))
+            msg_id = int(sid.partition("-")[0])
+            if msg_id not in guessed:
+                unread.append(msg_id)
             if "t" in flat:
-                old.append(len(read))
-            read.append([sid, flat, texts[at] if guessed_right else None, None])
+                old.append(msg_id)
+            read.append([sid, flat, msg_id])
+        states: dict[int, str | None] = {}
         if unread or old:  # (id 0, never an entry's: an HMGET needs a field)
+            more_slots = _slots(unread)
             more = await self._following.pipeline(
-                [
-                    ["HMGET", self._text, *(read[i][0].partition("-")[0] for i in unread), 0],
-                    ["HMGET", self._amend, *(read[i][0].partition("-")[0] for i in old), 0],
-                ]
+                [*self._text_reads(more_slots), ["HMGET", self._amend, *old, 0]]
             )
-            for i, text in zip(unread, cast(list[Any], more[0])[:-1], strict=True):
-                read[i][2] = text
-            for i, state in zip(old, cast(list[Any], more[1])[:-1], strict=True):
-                read[i][3] = state
+            texts.update(_texts(unread, more_slots, more[:-1]))
+            states = dict(zip(old, cast(list[str | None], more[-1]), strict=False))
+        for entry in read:
+            msg_id = entry.pop()
+            entry += [texts[msg_id], states.get(msg_id)]
         return read, found.get(self._changes, [])
+
+    def _text_reads(self, slots: list[list[int]]) -> list[list[str | int]]:
+        """An ``LRANGE`` per bucket of ``slots`` (see :func:`_slots`)."""
+        return [["LRANGE", f"{self._texts}{bucket}", lo, hi] for bucket, lo, hi in slots]
+
+
+def _slots(ids: Iterable[int]) -> list[list[int]]:
+    """Where the texts of ``ids`` (ascending) are: per ``text:<n>`` List, its
+    number and the first and last element to read (see :mod:`.redis_amend`)."""
+    slots: list[list[int]] = []
+    for msg_id in ids:
+        bucket, at = divmod(msg_id, TEXT_BUCKET)
+        if slots and slots[-1][0] == bucket:
+            slots[-1][2] = at
+        else:
+            slots.append([bucket, at, at])
+    return slots
+
+
+def _texts(
+    ids: Iterable[int], slots: list[list[int]], replies: Sequence[object]
+) -> dict[int, str | None]:
+    """The text of each of ``ids`` from the ``LRANGE`` answers for ``slots``
+    (None: none, an element that is "" or not there yet)."""
+    texts: dict[int, str | None] = dict.fromkeys(ids)
+    for (bucket, lo, _), reply in zip(slots, replies, strict=True):
+        first = bucket * TEXT_BUCKET + lo
+        for i, text in enumerate(cast(list[str], reply)):
+            if text:
+                texts[first + i] = text
+    return texts
 
 
 def _streams(reply: object) -> dict[str, list[Any]]:
