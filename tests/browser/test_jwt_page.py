@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Page, Request, Route, expect
 
 from .conftest import ChatServer, User, Users
-from .moderation_helpers import close_members, manage, open_members
+from .moderation_helpers import by_id, close_members, delete, manage, open_members, sent
 from .rooms_helpers import TIMEOUT, create_room, join_from_directory
 from .test_axe import violations
 
@@ -145,6 +145,11 @@ def test_a_banned_users_page_says_so_and_stops_reconnecting(
     bob = guest(users, "bob")
     b = bob.page
     assert b.evaluate("window.quartchat.state.admin") is False
+    # An admin moderates general too: bob's message there can go.
+    spam = sent(bob, "spam in general")
+    expect(admin.msg("spam in general")).to_have_count(1, timeout=TIMEOUT)
+    delete(by_id(a, spam))
+    expect(by_id(b, spam).locator(".msg-text")).to_have_text("message deleted", timeout=TIMEOUT)
     create_room(admin, "lobby")
     join_from_directory(bob, "lobby")
 
