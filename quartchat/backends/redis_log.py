@@ -365,13 +365,9 @@ table.sort(ids, function(x, y) return x > y end)
 local more = 0
 if #ids > limit then more = 1 end
 local out = {last, floor, more}
+local page = {}  -- {stream id, fields} of each entry of the page, newest first
 local function emit(sid, fields)
-  local id = string.match(sid, '^(%d+)')
-  local state = redis.call('HGET', KEYS[4], id)
-  out[#out + 1] = sid
-  out[#out + 1] = fields
-  out[#out + 1] = text_now(ARGV[5], id, state)
-  out[#out + 1] = state
+  page[#page + 1] = {sid, fields}
 end
 local n = math.min(#ids, limit)
 if n > 0 and ids[1] - ids[n] < 2 * n then
@@ -388,6 +384,44 @@ else
     local found = redis.call('XRANGE', log, sid, sid)
     if #found > 0 then emit(sid, found[1][2]) end
   end
+end
+if #page == 0 then return out end
+-- Their states in one HMGET and their texts in one LRANGE per text List
+-- (an LINDEX each where the List's range would be mostly others' texts).
+local page_ids = {}
+for i, entry in ipairs(page) do page_ids[i] = string.match(entry[1], '^(%d+)') end
+local states = redis.call('HMGET', KEYS[4], unpack(page_ids))
+local lists = {}
+for _, id in ipairs(page_ids) do
+  local key, at = text_slot(ARGV[5], id)
+  local range = lists[key]
+  if range then
+    range.lo, range.hi, range.n = math.min(range.lo, at), math.max(range.hi, at), range.n + 1
+  else
+    lists[key] = {lo = at, hi = at, n = 1}
+  end
+end
+local texts = {}
+for key, range in pairs(lists) do
+  local base = tonumber(string.match(key, '(%d+)$')) * 256
+  if range.hi - range.lo + 1 <= 4 * range.n then
+    for k, text in ipairs(redis.call('LRANGE', key, range.lo, range.hi)) do
+      texts[base + range.lo + k - 1] = text
+    end
+  end
+end
+for i, entry in ipairs(page) do
+  local id, state = page_ids[i], states[i]
+  local text = texts[tonumber(id)]
+  if state or text == nil then
+    text = text_now(ARGV[5], id, state)  -- edited (its newest edit's), or not read above
+  elseif text == '' then
+    text = false
+  end
+  out[#out + 1] = entry[1]
+  out[#out + 1] = entry[2]
+  out[#out + 1] = text
+  out[#out + 1] = state
 end
 return out
 """
