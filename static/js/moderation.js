@@ -30,6 +30,10 @@ const BANS = [
 ];
 const RANK = { member: 0, moderator: 1, owner: 2 };
 
+// Whose actions are open, so that a redrawn list (a new `members` answer, a
+// role changed) keeps them open.
+let openFor = null; // {room, user}
+
 function nickOf(user) {
   return user && typeof user.nick === "string" ? user.nick : "someone";
 }
@@ -70,12 +74,14 @@ export function decorateMembers(roomId, members) {
     const toggle = el("button", "ghost-button small-button member-manage", "Manage");
     toggle.type = "button";
     toggle.dataset.manage = panelId;
-    toggle.setAttribute("aria-expanded", "false");
+    toggle.dataset.user = member.id;
     toggle.setAttribute("aria-controls", panelId);
     toggle.append(el("span", "visually-hidden", ` ${member.nick}`));
     const panel = el("div", "member-actions");
     panel.id = panelId;
-    panel.hidden = true;
+    const open = !!openFor && openFor.room === roomId && openFor.user === member.id;
+    toggle.setAttribute("aria-expanded", String(open));
+    panel.hidden = !open;
     panel.setAttribute("role", "group");
     panel.setAttribute("aria-label", `Moderate ${member.nick}`);
     const data = { user: member.id, nick: member.nick };
@@ -91,6 +97,9 @@ export function decorateMembers(roomId, members) {
     }
     if (powers.ban) panel.append(actionButton("Ban from chat…", { ...data, mod: "ban" }));
     li.append(toggle, panel);
+    // Focus was on something the redraw replaced: back to these actions.
+    const lost = !document.activeElement || document.activeElement === document.body;
+    if (open && lost && dom.membersDialog.open) toggle.focus();
   });
 }
 
@@ -114,6 +123,7 @@ function onMembersClick(event) {
     const open = toggle.getAttribute("aria-expanded") !== "true";
     toggle.setAttribute("aria-expanded", String(open));
     if (panel) panel.hidden = !open;
+    openFor = open ? { room: membersDialogRoom(), user: toggle.dataset.user } : null;
     return;
   }
   const button = event.target.closest("button[data-mod]");
@@ -139,6 +149,9 @@ function onMembersClick(event) {
 
 export function wireModeration() {
   dom.membersList.addEventListener("click", onMembersClick);
+  dom.membersDialog.addEventListener("close", () => {
+    openFor = null;
+  });
 }
 
 // ---------------------------------------------------------------- frames

@@ -56,6 +56,9 @@ def test_a_moderator_removes_someone_and_their_page_leaves_the_room(
     manage(a, "bob").get_by_role("button", name="Make moderator").click()
     expect(a.locator("#members-note")).to_have_text("bob is now a moderator.", timeout=TIMEOUT)
     expect(a.locator("#members-list li").filter(has_text="bob")).to_contain_text("moderator")
+    # Redrawn with his new role, his actions still open, focus still on them.
+    expect(manage(a, "bob").get_by_role("button", name="Make member")).to_be_visible()
+    expect(a.get_by_role("button", name="Manage bob", exact=True)).to_be_focused()
     close_members(a)
     expect(bob.notices("alice made you a moderator")).to_have_count(1, timeout=TIMEOUT)
     assert [r["role"] for r in b.evaluate("window.quartchat.state.rooms") if r["id"] == design] == [
