@@ -24,6 +24,7 @@ from quartchat.backends.base import Committed, EditRefused, LogEntry
 from quartchat.backends.redis_amend import TEXT_BUCKET
 from quartchat.backends.redis_client import redis_client
 from quartchat.backends.redis_log import RedisLog
+from quartchat.backends.redis_old_texts import MOVE_BATCH
 from quartchat.migrate import copy_to_redis
 from quartchat.models import GENERAL, Draft, Kind, Message, Posted, User
 from quartchat.store import Store
@@ -254,6 +255,62 @@ async def test_entries_written_before_texts_moved_read_edit_and_delete(
     history, _ = await log.history(alice.id, None, 10, bob.id)
     assert [(m.id, m.deleted, m.text) for m in history] == [(3, True, "")]
     assert (await log.unread(alice.id, {}, {bob.id: 0})).direct == {bob.id: 0}
+
+
+async def test_old_texts_leave_the_log_stream_once_so_deleting_one_wipes_it(
+    redis_server: RedisServer, open_log: OpenLog
+) -> None:
+    """A log written before texts moved out gets them moved when a worker
+    starts, while it serves: then deleting an old message leaves no key
+    holding its text, and every message reads as it did."""
+    count = 3 * MOVE_BATCH + 50  # several of the move's steps
+    first_marker, second_marker = secrets.token_hex(16), secrets.token_hex(16)
+    texts = {i: f"old {i} " + "x" * (i % 40) for i in range(1, count + 1)}
+    early, late = count - 5, 5  # deleted before the move reaches it (likely), and after
+    texts[early] = f"{first_marker} deleted early"
+    texts[late] = f"{second_marker} deleted late"
+    async with redis_client(redis_server.url) as redis:
+        for i, text in texts.items():
+            fields = {"s": "u-a", "n": "alice", "r": "", "rn": "", "t": text, "ts": str(i),
+                      "o": "", "c": f"o{i}", "rm": GENERAL, "mt": ""}  # fmt: skip
+            await redis.xadd(f"{PREFIX}log", fields, identifier=f"{i}-0")
+            await redis.xadd(f"{PREFIX}pub", {"s": "u-a"}, identifier=f"{i}-0")
+        await redis.set(f"{PREFIX}last_id", str(count))
+    assert set(await keys_holding(redis_server.url, first_marker, second_marker)) == {
+        f"{PREFIX}log"
+    }
+
+    one, two = await open_log(), await open_log()  # each starts moving
+    alice = User("u-a", "alice")
+    assert await one.delete(early, alice) is not None
+    new = await send(two, Draft(alice, "new", "a new message", None))
+    with trio.fail_after(PATIENCE):
+        while await moving(redis_server.url):  # noqa: ASYNC110 (another process's state)
+            await trio.sleep(0.01)
+    assert await two.delete(late, alice) is not None
+    assert await keys_holding(redis_server.url, first_marker, second_marker) == {}
+
+    replay = await one.read_after(alice.id, 0, count + 10)
+    expected = [(i, texts[i]) for i in texts if i not in (early, late)]
+    assert [(m.id, m.text) for m in replay.messages if not m.deleted and m.id <= count] == expected
+    assert [(m.id, m.kind) for m in replay.messages[-3:]] == [
+        (new.id - 1, Kind.DELETE),
+        (new.id, Kind.MESSAGE),
+        (new.id + 1, Kind.DELETE),
+    ]
+    async with aclosing(two.tail(count - 2)) as tail:
+        followed = [c.message for c in await take(tail, 5)]
+    assert [(m.id, m.text) for m in followed[:2]] == expected[-2:]
+    assert followed[3] == new
+
+
+async def moving(url: str) -> bool:
+    """Whether old texts are still in the log Stream (or being moved)."""
+    async with redis_client(url) as redis:
+        if await redis.exists([f"{PREFIX}moving"]):
+            return True
+        first = await redis.xrange(f"{PREFIX}log", count=1)
+        return bool(first) and "t" in first[0].field_values
 
 
 async def test_a_tail_far_behind_or_across_a_gap_in_the_ids_reads_every_text(

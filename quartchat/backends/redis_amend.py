@@ -23,8 +23,9 @@ what they read before. An edit moves its message's ``mention`` set entries
 to the users its new text mentions; a delete takes them out.
 
 Entries written before this (a message with its text in field ``t``) read
-as before; deleting one wipes nothing of its ``t`` (the stream cannot), so
-its bytes stay until retention trims its node: see :func:`old_texts`.
+as before; deleting one wipes nothing of its ``t`` (the stream cannot): its
+bytes stay until the log's one-time move of old texts has run (see
+:mod:`.redis_old_texts`), or retention trimmed its node.
 """
 
 from __future__ import annotations

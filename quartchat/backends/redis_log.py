@@ -14,6 +14,10 @@ Keys (each under the configured prefix):
 ``amend``
     A hash from message id to its state: deleted, or edited (when, by
     which entries, and whom its newest text mentions): see :mod:`.redis_amend`.
+``log:moving``, ``moving``
+    Only while texts of entries written before they left ``log`` are moved
+    out (once, see :mod:`.redis_old_texts`): the copy of ``log`` without
+    them, and how far it has come.
 ``amends:<room>``, ``dmamends:<user>``
     Sorted sets of the ids of edit and delete entries (score = id): of a
     room's messages (general's too), and of a user's private messages.
@@ -103,6 +107,7 @@ from .redis_amend import (
 from .redis_client import CallGuard, LuaScript, redis_client, redis_errors
 from .redis_lean import LeanConnection
 from .redis_limits import KEY_PREFIX, TAKE_LIB
+from .redis_old_texts import move_old_texts
 from .redis_tail import RedisTail
 
 # Shared by the scripts that write messages (after TEXT_LIB): XADD one
@@ -562,7 +567,9 @@ class RedisLog:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Hold the connection pool open (it lives in this task) until closed;
-        take or create the epoch first, so it is known once started."""
+        take or create the epoch first, so it is known once started. Moves
+        the texts of entries written before they left the log Stream, once
+        (see :mod:`.redis_old_texts`)."""
         try:
             async with self._redis:
                 with redis_errors("read the epoch"):
@@ -571,7 +578,10 @@ class RedisLog:
                     )
                     self.epoch = str(await self._redis.get(self._key("epoch")))
                 task_status.started()
-                await self._stop.wait()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(move_old_texts, self._redis, self._prefix)
+                    await self._stop.wait()
+                    nursery.cancel_scope.cancel()
         finally:
             self._stopped.set()
 
