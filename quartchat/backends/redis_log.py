@@ -452,18 +452,25 @@ local function sender(sid)  -- of a message stored before its index named sender
   for j = 1, #f, 2 do if f[j] == 's' then return f[j + 1] end end
   return nil
 end
-local function deleted(id)
-  local state = redis.call('HGET', KEYS[2], id)
+local function states_of(ids)  -- their entries in amend (one HMGET), in order
+  if #ids == 0 then return {} end
+  return redis.call('HMGET', KEYS[2], unpack(ids))
+end
+local function deleted(state)
   return state and string.sub(state, 1, 1) == 'd'
 end
 for r = 0, rooms - 1 do
   local after = tonumber(ARGV[4 + r])
   local unread = 0
   local index = KEYS[3 + 2 * r]
-  for _, e in ipairs(redis.call('XRANGE', index, (after + 1) .. '-0', '+', 'COUNT', scan)) do
+  local entries = redis.call('XRANGE', index, (after + 1) .. '-0', '+', 'COUNT', scan)
+  local ids = {}
+  for i, e in ipairs(entries) do ids[i] = string.match(e[1], '^(%d+)') end
+  local states = states_of(ids)
+  for i, e in ipairs(entries) do
     local from = nil
     if e[2][1] == 's' then from = e[2][2] else from = sender(e[1]) end
-    if from ~= viewer and not deleted(string.match(e[1], '^(%d+)')) then unread = unread + 1 end
+    if from ~= viewer and not deleted(states[i]) then unread = unread + 1 end
     if unread >= cap then break end
   end
   local mentions = redis.call('ZCOUNT', KEYS[4 + 2 * r], '(' .. after, '+inf')
@@ -476,8 +483,9 @@ for d = 0, (#ARGV - first + 1) / 2 - 1 do
   if other ~= viewer then
     local ids = redis.call('ZRANGEBYSCORE', KEYS[3 + 2 * rooms + d], '(' .. after, '+inf',
                            'LIMIT', 0, scan)
-    for _, id in ipairs(ids) do
-      if sender(id .. '-0') == other and not deleted(id) then unread = unread + 1 end
+    local states = states_of(ids)
+    for i, id in ipairs(ids) do
+      if sender(id .. '-0') == other and not deleted(states[i]) then unread = unread + 1 end
       if unread >= cap then break end
     end
   end
