@@ -65,7 +65,6 @@ async def _nobody() -> list[str]:
     return []
 
 
-
 class IdentityDesk:
     def __init__(
         self,
@@ -188,9 +187,7 @@ class IdentityDesk:
             try:
                 kept = [user.id for user in await self._presence.online()]
                 kept += await spared()
-                pruned = await self._identities.prune_silent_users(
-                    now_ms() - int(ttl * 1000), kept
-                )
+                pruned = await self._identities.prune_silent_users(now_ms() - int(ttl * 1000), kept)
             except StoreError:
                 log.exception("could not prune silent users; trying again later")
             else:

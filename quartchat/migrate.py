@@ -34,9 +34,11 @@ import trio
 
 from .errors import StoreError
 from .models import Message, User
-from .store import _COLUMNS as MESSAGE_COLUMNS  # the store's own row reader's columns
-from .store import SCHEMA_VERSION
-from .store import _row_to_message as row_to_message
+from .store import (
+    MESSAGE_COLUMNS,  # the store's own row reader's columns
+    SCHEMA_VERSION,
+    row_to_message,
+)
 from .usage import OneLineParser, bad_start
 
 if TYPE_CHECKING:

@@ -82,7 +82,7 @@ PROBE_FREE_BYTES = WAL_CHECKPOINT_BYTES
 #: broken constraint): they fail that message, never the batch it came in.
 _REFUSED_ROW = (sqlite3.IntegrityError, sqlite3.DataError, ValueError, OverflowError)
 
-_COLUMNS = (
+MESSAGE_COLUMNS = (
     "m.id, m.sender, m.nick, m.recipient, m.recipient_nick, m.text, m.ts, m.room, m.mentions,"
     " m.kind, m.target, m.edited_ts, m.deleted, m.by_user, m.by_nick"
 )
@@ -100,18 +100,18 @@ _MESSAGES_ONLY = " AND m.kind = 0"
 #: ``limit + 1`` rows of each arm and never another room's traffic.
 _RANGE = "m.id > :after AND m.id < :before"
 _IN_ROOM = "SELECT {columns} FROM messages m WHERE m.room = :room{i} AND " + _RANGE
-_TO_VIEWER = f"SELECT {_COLUMNS} FROM messages m WHERE m.recipient = :viewer AND {_RANGE}"
+_TO_VIEWER = f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.recipient = :viewer AND {_RANGE}"
 # A message to oneself is the arm above's; this arm has the ones to others.
 _FROM_VIEWER = (
-    f"SELECT {_COLUMNS} FROM messages m WHERE m.sender = :viewer AND m.recipient IS NOT NULL"
+    f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.sender = :viewer AND m.recipient IS NOT NULL"
     f" AND m.recipient <> :viewer AND {_RANGE}"
 )
 _FROM_OTHER = (
-    f"SELECT {_COLUMNS} FROM messages m WHERE m.recipient = :viewer AND m.sender = :other"
+    f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.recipient = :viewer AND m.sender = :other"
     f" AND {_RANGE}"
 )
 _TO_OTHER = (
-    f"SELECT {_COLUMNS} FROM messages m WHERE m.recipient = :other AND m.sender = :viewer"
+    f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.recipient = :other AND m.sender = :viewer"
     f" AND {_RANGE}"
 )
 #: Arms per statement: SQLite allows 500 SELECTs in one compound. A user in
@@ -436,8 +436,8 @@ def _one(cursor: sqlite3.Cursor) -> Any:
     return rows[0] if rows else None
 
 
-def _row_to_message(row: Sequence[Any]) -> Message:
-    """A row of :data:`_COLUMNS` as a message (or an edit or delete entry)."""
+def row_to_message(row: Sequence[Any]) -> Message:
+    """A row of :data:`MESSAGE_COLUMNS` as a message (or an edit or delete entry)."""
     msg_id, sender, nick, recipient, recipient_nick, text, ts, room, mentions = row[:9]
     kind, target, edited_ts, deleted, by_user, by_nick = row[9:]
     return Message(
@@ -787,12 +787,13 @@ class MessageRows:
         conn = self._writer.conn
         old = _one(
             conn.execute(
-                f"SELECT {_COLUMNS} FROM messages m WHERE m.sender = ? AND m.client_offset = ?",
+                f"SELECT {MESSAGE_COLUMNS} FROM messages m"
+                " WHERE m.sender = ? AND m.client_offset = ?",
                 [d.sender.id, d.client_offset],
             )
         )
         if old is not None:
-            return Posted(_row_to_message(old), duplicate=True)
+            return Posted(row_to_message(old), duplicate=True)
         if d.target > 0:
             return self.changes.edit(d, ts)
         to_id = None if d.recipient is None else d.recipient.id
@@ -817,11 +818,11 @@ class MessageRows:
         with self._reader() as db:
             row = _one(
                 db.execute(
-                    f"SELECT {_COLUMNS} FROM messages m WHERE m.id = ? AND m.kind = 0",
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ? AND m.kind = 0",
                     [message_id],
                 )
             )
-        return None if row is None else _row_to_message(row)
+        return None if row is None else row_to_message(row)
 
     def last_id(self) -> int:
         with self._reader() as db:
@@ -866,7 +867,7 @@ class MessageRows:
             arms = [_FROM_OTHER] if with_user == viewer else [_FROM_OTHER, _TO_OTHER]
             params: dict[str, Any] = {"viewer": viewer, "other": with_user}
         elif room is not None:
-            arms, params = [_IN_ROOM.format(columns=_COLUMNS, i=0)], {"room0": room}
+            arms, params = [_IN_ROOM.format(columns=MESSAGE_COLUMNS, i=0)], {"room0": room}
         else:
             arms, params = _visible(viewer, (GENERAL,))
         params.update(after=0, before=before_id if before_id is not None else _NO_BOUND)
@@ -904,10 +905,10 @@ class MessageRows:
         what a log's tail re-reads when it fell behind."""
         with self._reader() as db:
             rows = db.execute(
-                f"SELECT {_COLUMNS} FROM messages m WHERE m.id > ? ORDER BY m.id LIMIT ?",
+                f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id > ? ORDER BY m.id LIMIT ?",
                 [after_id, limit],
             ).fetchall()
-        return [_row_to_message(r) for r in rows]
+        return [row_to_message(r) for r in rows]
 
 
 class ChangeRows:
@@ -924,12 +925,12 @@ class ChangeRows:
         """Message ``target`` as it is now, if it is a message not deleted."""
         row = _one(
             self._writer.conn.execute(
-                f"SELECT {_COLUMNS} FROM messages m"
+                f"SELECT {MESSAGE_COLUMNS} FROM messages m"
                 " WHERE m.id = ? AND m.kind = 0 AND m.deleted = 0",
                 [target],
             )
         )
-        return None if row is None else _row_to_message(row)
+        return None if row is None else row_to_message(row)
 
     def edit(self, d: Draft, ts: int) -> Posted | None:
         """Store draft ``d`` (``target`` set, not a retry) as an edit entry,
@@ -1056,7 +1057,7 @@ def _visible(viewer: str, rooms: Collection[str]) -> tuple[list[str], dict[str, 
     """The arms (and their parameters) of what ``viewer`` sees: each room of
     ``rooms`` (once each, in a fixed order), then their private messages."""
     ordered = sorted(set(rooms))
-    arms = [_IN_ROOM.format(columns=_COLUMNS, i=i) for i in range(len(ordered))]
+    arms = [_IN_ROOM.format(columns=MESSAGE_COLUMNS, i=i) for i in range(len(ordered))]
     params: dict[str, Any] = {f"room{i}": room for i, room in enumerate(ordered)}
     params["viewer"] = viewer
     return [*arms, _TO_VIEWER, _FROM_VIEWER], params
@@ -1076,7 +1077,7 @@ def _newest(
         ).fetchall()
     if len(arms) > MAX_ARMS:
         rows = sorted(rows, key=lambda row: int(row[0]), reverse=True)[: limit + 1]
-    return [_row_to_message(r) for r in reversed(rows[:limit])], len(rows) > limit
+    return [row_to_message(r) for r in reversed(rows[:limit])], len(rows) > limit
 
 
 _MENTIONS_IN_ROOM = "SELECT 1 FROM mentions WHERE user_id = ? AND room = ? AND message_id > ?"
