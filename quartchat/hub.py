@@ -142,7 +142,7 @@ class Hub:
             self.leave_grace,
             self.typing_relay,
             self.reading,
-            self.moderation_desk,
+            self.sanctions,
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

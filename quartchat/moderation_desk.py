@@ -21,7 +21,6 @@ from .backends.base import EventBus, Identities, MemberChange, MessageLog, RoomD
 from .backends.moderation import AuditAction, AuditEntry, ModerationBoard, Sanction
 from .broker import Event
 from .errors import FORBIDDEN, NOT_MEMBER, UNKNOWN_ROOM, FrameError, RoomRefused
-from .identities import Identity
 from .models import GENERAL, Message, Role, Room, User
 from .protocol import ServerFrame
 from .protocol_moderation import (
@@ -66,25 +65,6 @@ class ModerationDesk:
         self._board = board
         self._view = view
         self._bus = bus
-        #: Connections whose JWT named their user an admin (the session's own
-        #: standing, which a later token without the role takes away).
-        self._admin_conns: set[str] = set()
-
-    # ----- admins --------------------------------------------------------------
-
-    async def admit(self, conn_id: str, identity: Identity) -> bool:
-        """Let a session in unless its user is banned (4009); whether it is
-        an admin's (its JWT says so, or ``quartchat admin grant`` did)."""
-        await self._view.check_hello(identity.stored.id)
-        if identity.admin:
-            self._admin_conns.add(conn_id)
-        return self.is_admin(conn_id, identity.stored.id)
-
-    def closed(self, conn_id: str) -> None:
-        self._admin_conns.discard(conn_id)
-
-    def is_admin(self, conn_id: str, user_id: str) -> bool:
-        return conn_id in self._admin_conns or self._view.is_admin(user_id)
 
     # ----- frames --------------------------------------------------------------
 
@@ -100,7 +80,7 @@ class ModerationDesk:
             raise
 
     async def _handle(self, conn_id: str, user: User, frame: ModerationFrame) -> ServerFrame | None:
-        admin = self.is_admin(conn_id, user.id)
+        admin = self._view.is_admin(conn_id, user.id)
         match frame:
             case Delete():
                 await self._delete(conn_id, user, admin, frame.target)

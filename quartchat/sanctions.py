@@ -12,7 +12,9 @@ announcement was lost (the bus is a hint) holds within that time.
 A ban found new at a refresh (or applied here) closes every connection of
 the user on this worker with 4009, through the broker: every worker does the
 same, so the user is gone from the whole chat within a refresh, and the
-``hello`` check (:meth:`SanctionsView.check_hello`) keeps them out.
+``hello`` check (:meth:`SanctionsView.admit`) keeps them out. The view
+also says who is an admin: those ``quartchat admin grant`` named, and the
+connections whose JWT did.
 """
 
 from __future__ import annotations
@@ -67,7 +69,11 @@ class SanctionsView:
         #: Sanctions applied as announced, with when: a refresh that began
         #: before one may have read the board without it.
         self._applied: dict[SanctionKey, tuple[float, Sanction]] = {}
+        #: Users made admins with ``quartchat admin grant``.
         self._admins: frozenset[str] = frozenset()
+        #: Connections whose JWT named their user an admin: the session's own
+        #: standing, which a later token without the role does not have.
+        self._admin_conns: set[str] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load the view, then refresh it until cancelled; a refresh that
@@ -161,15 +167,23 @@ class SanctionsView:
         ban = self._sanctions.get(("ban", user_id, None))
         return ban if ban is not None and ban.in_force(now_ms()) else None
 
-    def is_admin(self, user_id: str) -> bool:
-        """Made an admin with ``quartchat admin grant`` (a JWT's role is the session's own)."""
-        return user_id in self._admins
+    def is_admin(self, conn_id: str, user_id: str) -> bool:
+        """Whether the connection is an admin's: its JWT said so, or
+        ``quartchat admin grant`` named its user."""
+        return conn_id in self._admin_conns or user_id in self._admins
 
-    async def check_hello(self, user_id: str) -> None:
-        """4009 for a banned user: the board itself is asked, so a ban
-        imposed a moment ago on another worker keeps them out too."""
+    async def admit(self, conn_id: str, user_id: str, jwt_admin: bool) -> bool:
+        """Let a session in unless its user is banned (4009: the board itself
+        is asked, so a ban imposed a moment ago on another worker keeps them
+        out too); whether it is an admin's (see :meth:`is_admin`)."""
         ban = await self._board.ban_of(user_id, now_ms())
         if ban is None:
             ban = self.banned(user_id)
         if ban is not None:
             raise CloseConnection(BANNED, banned_reason(ban))
+        if jwt_admin:
+            self._admin_conns.add(conn_id)
+        return self.is_admin(conn_id, user_id)
+
+    def closed(self, conn_id: str) -> None:
+        self._admin_conns.discard(conn_id)

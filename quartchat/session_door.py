@@ -23,7 +23,6 @@ from .identities import Identity, IdentityDesk, nick_taken
 from .leave_grace import LeaveGrace
 from .metrics import Metrics
 from .models import GENERAL, User
-from .moderation_desk import ModerationDesk
 from .protocol import (
     MAX_NICK,
     MAX_TEXT,
@@ -35,6 +34,7 @@ from .protocol import (
     encode,
 )
 from .reading import Reading
+from .sanctions import SanctionsView
 from .typing_relay import TypingRelay
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,10 @@ class SessionDoor:
         leave_grace: LeaveGrace,
         typing_relay: TypingRelay,
         reading: Reading,
-        moderation: ModerationDesk,
+        sanctions: SanctionsView,
     ) -> None:
         self._log = log
-        self._moderation = moderation
+        self._sanctions = sanctions
         self._presence = presence
         self._rooms = rooms
         self._metrics = metrics
@@ -108,10 +108,11 @@ class SessionDoor:
         try:
             # After subscribing: a ban read after this check closes the
             # subscription's connection, so none slips between the two.
-            admin = await self._moderation.admit(conn_id, identity)
+            stored = identity.stored
+            admin = await self._sanctions.admit(conn_id, stored.id, identity.admin)
             user = await self._attach(conn_id, identity, exact=hello.nick_exact)
         except BaseException:
-            self._moderation.closed(conn_id)
+            self._sanctions.closed(conn_id)
             self._announcer.abandon(conn_id)
             subscription.close()
             raise
@@ -192,7 +193,7 @@ class SessionDoor:
         the leave once the grace is over. Shielded and bounded, as it runs
         while the handler is being cancelled; never raises."""
         subscription.close()
-        self._moderation.closed(conn_id)
+        self._sanctions.closed(conn_id)
         self._typing_relay.stop_connection(conn_id, user.id)
         await self._count_out(conn_id, user)
 
