@@ -22,17 +22,13 @@ another reader of the file can use the same queries.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import trio
 
-from ..errors import StoreError
 from ..store import AsyncStore, now_ms
 from .moderation import AuditAction, AuditEntry, AuditRecord, Sanction, SanctionKind
-
-T = TypeVar("T")
+from .sqlite_calls import StoreCalls
 
 #: The tables, each made only when missing (see the module doc).
 TABLES = (
@@ -63,9 +59,9 @@ class SqliteModeration:
 
     def __init__(self, store: AsyncStore) -> None:
         self.store = store
-        self._closing = False
-        self._calls = 0
-        self._idle = trio.Event()
+        self._calls = StoreCalls(store, "the moderation board")
+        self._write = self._calls.write
+        self._read = self._calls.read
 
     @classmethod
     async def open(cls, store: AsyncStore) -> SqliteModeration:
@@ -84,29 +80,7 @@ class SqliteModeration:
     async def aclose(self) -> None:
         """Refuse new calls, wait for those running (the store is the log's
         to close, after this)."""
-        self._closing = True
-        if self._calls:
-            await self._idle.wait()
-
-    @contextmanager
-    def _call(self) -> Iterator[None]:
-        if self._closing:
-            raise StoreError("the moderation board is closed")
-        self._calls += 1
-        try:
-            yield
-        finally:
-            self._calls -= 1
-            if self._closing and not self._calls:
-                self._idle.set()
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._call():
-            return await self.store.write(fn)
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._call():
-            return await self.store.read(fn)
+        await self._calls.aclose()
 
     async def impose(self, sanction: Sanction) -> None:
         check_sanction(sanction)

@@ -17,18 +17,15 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
 
-from ..errors import FORBIDDEN, NOT_MEMBER, ROOM_TAKEN, UNKNOWN_ROOM, RoomRefused, StoreError
+from ..errors import FORBIDDEN, NOT_MEMBER, ROOM_TAKEN, UNKNOWN_ROOM, RoomRefused
 from ..models import GENERAL, ListedRoom, Membership, Role, Room, RoomKind, RoomMember
 from ..store import AsyncStore, now_ms
 from .base import check_read_id, clean_room_name, clean_topic, room_name_keys
-
-T = TypeVar("T")
+from .sqlite_calls import StoreCalls
 
 _ROOM = "r.id, r.name, r.kind, r.topic"
 #: Members by role (owner, moderator, member), then user id: the order
@@ -41,9 +38,9 @@ class SqliteRooms:
 
     def __init__(self, store: AsyncStore) -> None:
         self.store = store
-        self._closing = False
-        self._calls = 0
-        self._idle = trio.Event()
+        self._calls = StoreCalls(store, "the room directory")
+        self._write = self._calls.write
+        self._read = self._calls.read
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Nothing in the background: the migration made ``general``."""
@@ -53,29 +50,7 @@ class SqliteRooms:
     async def aclose(self) -> None:
         """Refuse new calls, wait for those running (the store is the log's
         to close, after this)."""
-        self._closing = True
-        if self._calls:
-            await self._idle.wait()
-
-    @contextmanager
-    def _call(self) -> Iterator[None]:
-        if self._closing:
-            raise StoreError("the room directory is closed")
-        self._calls += 1
-        try:
-            yield
-        finally:
-            self._calls -= 1
-            if self._closing and not self._calls:
-                self._idle.set()
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._call():
-            return await self.store.write(fn)
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._call():
-            return await self.store.read(fn)
+        await self._calls.aclose()
 
     async def create(self, creator: str, name: str, kind: RoomKind, topic: str = "") -> Room:
         room = Room("r" + secrets.token_hex(8), clean_room_name(name), kind, clean_topic(topic))
