@@ -15,6 +15,9 @@ Keys (after the prefix):
   ``audit:last_id`` (``INCR``), so they increase in the order recorded. It
   keeps about the newest :data:`AUDIT_MAX` records (``MAXLEN ~``): an audit
   is read by people, and memory is Redis's whole store.
+- ``audit:copied``: the highest id of another board's audit copied in with
+  :meth:`RedisModeration.import_audit` (``quartchat migrate``), so copying
+  again adds nothing and an interrupted copy resumes.
 
 Imposing is one script too, so two workers replacing the same mute at once
 leave one member in the set, the one its key holds.
@@ -23,7 +26,7 @@ leave one member in the set, the one its key holds.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import coredis
@@ -72,6 +75,33 @@ redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id .. '-0',
 return id
 """
 
+#: KEYS audit last_id copied; ARGV max, then per record (in its source's id
+#: order) source_id actor action user room detail ts. Each record above
+#: ``copied`` goes under the next id, or its source id when that is higher
+#: (an audit copied into an empty one keeps its ids); how many were added.
+_IMPORT_AUDIT = """
+local copied = tonumber(redis.call('GET', KEYS[3]) or '0')
+local last_source = nil
+local added = 0
+for i = 2, #ARGV, 7 do
+  local source = ARGV[i]
+  if tonumber(source) > copied then
+    local id = redis.call('INCR', KEYS[2])
+    if tonumber(source) > id then
+      redis.call('SET', KEYS[2], source)
+      id = source
+    end
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id .. '-0', 'a', ARGV[i + 1],
+      'x', ARGV[i + 2], 'u', ARGV[i + 3], 'r', ARGV[i + 4], 'd', ARGV[i + 5], 't', ARGV[i + 6])
+    copied = tonumber(source)
+    last_source = source
+    added = added + 1
+  end
+end
+if last_source then redis.call('SET', KEYS[3], last_source) end
+return added
+"""
+
 
 class RedisModeration:
     """:class:`~quartchat.backends.moderation.ModerationBoard` on Redis (see the module doc)."""
@@ -82,6 +112,7 @@ class RedisModeration:
         self._impose = LuaScript(redis, _IMPOSE)
         self._in_force = LuaScript(redis, _IN_FORCE)
         self._record = LuaScript(redis, _RECORD)
+        self._import_audit = LuaScript(redis, _IMPORT_AUDIT)
         self._guard = CallGuard(redis, "the moderation board")
 
     def _key(self, *parts: str) -> str:
@@ -155,6 +186,32 @@ class RedisModeration:
             for entry in entries
             if (fields := entry.field_values) is not None
         ]
+
+    async def audit_copied(self) -> int:
+        """The highest id of another board's audit copied in with
+        :meth:`import_audit` (0: none yet): where a copy resumes."""
+        with self._guard.call("read how far the audit was copied"):
+            value = await self._redis.get(self._key("audit", "copied"))
+        return int(value or 0)
+
+    async def import_audit(self, records: Sequence[AuditRecord]) -> int:
+        """Append another board's records (``quartchat migrate``), given in
+        its id order, after this audit's: each takes the next id, or its own
+        when that is higher, so their order is kept (and, copied into an
+        empty audit, their ids). Those at or below :meth:`audit_copied` are
+        skipped, in the same script call that adds the rest, so copying
+        again adds nothing. How many were added."""
+        if not records:
+            return 0
+        keys = [self._key("audit"), self._key("audit", "last_id"), self._key("audit", "copied")]
+        args = [str(AUDIT_MAX)]
+        for record in records:
+            entry = record.entry
+            args += [str(record.id), entry.actor, entry.action, entry.user or "", entry.room or ""]
+            args += [entry.detail, str(entry.ts)]
+        with self._guard.call("copy audit records"):
+            added: Any = await self._import_audit(keys=keys, args=args)
+        return int(added)
 
 
 #: The largest id part a Stream entry may have (an unsigned 64-bit integer).
