@@ -10,14 +10,19 @@ What is copied: the epoch (so cursors stay valid), every user with their
 token hash, every message with its id, time, room, mentions and
 ``client_offset`` (so a retried send is still recognised) as it is now
 (edited, or deleted: with no text), every edit and delete entry (an edit
-of a deleted message with no text either), and the rooms
-with their members, roles and read markers. It is idempotent: users Redis
-knows, messages at or below Redis's last id and rooms Redis holds are
-skipped, members and roles are set to what SQLite says, markers only move
-up; so running it again adds nothing, and an interrupted run resumes. It
-refuses a Redis that already holds a different chat. Progress goes to
-stderr, a summary line to stdout; anything that stops it is one line on
-stderr and exit status 2.
+of a deleted message with no text either), the rooms with their members,
+roles and read markers, and moderation's state: the sanctions in force
+(mutes and bans, each with its end; ended ones are left), the admins
+granted with ``quartchat admin grant``, and the audit in its order
+(renumbered after the records Redis has, if it has any; Redis keeps about
+its newest 100,000, as it does its own). It is idempotent: users
+Redis knows, messages at or below Redis's last id, rooms Redis holds and
+audit records copied before are skipped; members, roles and the sanctions
+SQLite holds are set to what it says (nothing Redis holds is lifted),
+markers only move up; so running it again adds nothing, and an interrupted
+run resumes. It refuses a Redis that already holds a different chat.
+Progress goes to stderr, a summary line to stdout; anything that stops it
+is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -28,21 +33,24 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import trio
 
+from .backends.moderation import AuditAction, AuditEntry, AuditRecord, Sanction, SanctionKind
 from .errors import StoreError
 from .models import Message, User
 from .store import (
     MESSAGE_COLUMNS,  # the store's own row reader's columns
     SCHEMA_VERSION,
+    now_ms,
     row_to_message,
 )
 from .usage import OneLineParser, bad_start
 
 if TYPE_CHECKING:
     from .backends.redis_log import RedisLog
+    from .backends.redis_moderation import RedisModeration
     from .backends.redis_rooms import RedisRooms
 
 PROG = "quartchat migrate"
@@ -110,6 +118,7 @@ async def copy_to_redis(db_path: Path, url: str, prefix: str) -> str:
     try:
         from .backends.redis_client import check_reachable, redis_client
         from .backends.redis_log import RedisLog
+        from .backends.redis_moderation import RedisModeration
         from .backends.redis_rooms import RedisRooms
     except ModuleNotFoundError as exc:  # coredis is an extra
         raise MigrationError(
@@ -127,9 +136,14 @@ async def copy_to_redis(db_path: Path, url: str, prefix: str) -> str:
                 await nursery.start(log.run)
                 rooms = RedisRooms(client, prefix)
                 await nursery.start(rooms.run)
+                board = RedisModeration(client, prefix)
+                await nursery.start(board.run)
                 try:
-                    return await copy(db, log) + "; " + await copy_rooms(db, rooms)
+                    parts = [await copy(db, log), await copy_rooms(db, rooms)]
+                    parts.append(await copy_moderation(db, board))
+                    return "; ".join(parts)
                 finally:
+                    await board.aclose()
                     await rooms.aclose()
                     await log.aclose()
                     nursery.cancel_scope.cancel()  # the directory's run waits for ever
@@ -244,6 +258,86 @@ async def copy_rooms(db: sqlite3.Connection, rooms: RedisRooms) -> str:
         f"{added:,} rooms added ({seen - added:,} already there),"
         f" {members:,} memberships and {markers:,} read markers set"
     )
+
+
+async def copy_moderation(db: sqlite3.Connection, board: RedisModeration) -> str:
+    """Copy the sanctions in force, the admins, then the audit after what
+    an earlier run copied. A store whose board never opened has none of
+    moderation's tables: nothing to copy."""
+    from .backends.sqlite_moderation import admins
+
+    read = trio.to_thread.run_sync
+    tables = await read(moderation_tables, db)
+    now = now_ms()
+    held = await read(sanctions_held, db) if "sanctions" in tables else []
+    in_force = [sanction for sanction in held if sanction.in_force(now)]
+    already = set(await board.in_force(now))
+    fresh = [sanction for sanction in in_force if sanction not in already]
+    for sanction in fresh:
+        await board.impose(sanction)
+    print(
+        f"sanctions: {len(in_force):,} in force ({len(fresh):,} set),"
+        f" {len(held) - len(in_force):,} ended (not copied)",
+        file=sys.stderr,
+    )
+
+    granted = await read(admins, db) if "admins" in tables else []
+    new_admins = 0
+    for user_id in granted:
+        new_admins += await board.set_admin(user_id, True)
+    print(f"admins: {len(granted):,} ({new_admins:,} added)", file=sys.stderr)
+
+    total: object = 0
+    added = 0
+    if "audit" in tables:
+        (total,) = await read(_one, db, "SELECT COUNT(*) FROM audit")
+        position = await board.audit_copied()
+        while records := await read(audit_batch, db, position):
+            added += await board.import_audit(records)
+            position = records[-1].id
+            print(f"audit: up to id {position:,} ({added:,} added)", file=sys.stderr)
+    newest = await board.audit(None, 1)
+    return (
+        f"{len(fresh):,} sanctions set ({len(in_force) - len(fresh):,} already there,"
+        f" {len(held) - len(in_force):,} ended not copied),"
+        f" {new_admins:,} admins added ({len(granted) - new_admins:,} already there),"
+        f" {added:,} audit records added (of {total:,});"
+        f" Redis audit up to id {newest[0].id if newest else 0:,}"
+    )
+
+
+def moderation_tables(db: sqlite3.Connection) -> set[str]:
+    """Which of moderation's tables the store has (a chat made before
+    moderation, and never started since, has none)."""
+    rows = db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'"
+        " AND name IN ('sanctions', 'admins', 'audit')"
+    ).fetchall()
+    return {name for (name,) in rows}
+
+
+def sanctions_held(db: sqlite3.Connection) -> list[Sanction]:
+    """Every stored sanction, ended or not (few: each a person's decision)."""
+    rows = db.execute(
+        "SELECT kind, user_id, room, until, imposed_by FROM sanctions ORDER BY kind, user_id, room"
+    ).fetchall()
+    return [
+        Sanction(cast(SanctionKind, kind), user_id, room or None, until, by)
+        for kind, user_id, room, until, by in rows
+    ]
+
+
+def audit_batch(db: sqlite3.Connection, after_id: int) -> list[AuditRecord]:
+    """The next audit records by id after ``after_id``, oldest first."""
+    rows = db.execute(
+        "SELECT id, actor, action, user_id, room, detail, ts FROM audit WHERE id > ?"
+        " ORDER BY id LIMIT ?",
+        [after_id, BATCH],
+    ).fetchall()
+    return [
+        AuditRecord(record_id, AuditEntry(actor, cast(AuditAction, action), user, room, detail, ts))
+        for record_id, actor, action, user, room, detail, ts in rows
+    ]
 
 
 def _one(db: sqlite3.Connection, query: str) -> tuple[object, ...]:
