@@ -18,6 +18,7 @@ from test_rooms import create_room
 
 from chatclient import ChatClient
 from conftest import Clients, RunningServer, StartServer
+from quartchat.backends.moderation import Sanction
 from quartchat.errors import BANNED, UNKNOWN_TOKEN
 
 
@@ -240,3 +241,18 @@ async def test_an_admin_who_never_said_a_word_is_not_pruned_as_silent(
     gone = await clients.connect(server)
     await gone.send(type="hello", token=guest.welcome["token"])
     assert await gone.close_code() == UNKNOWN_TOKEN
+
+
+async def test_a_ban_the_bus_never_announced_still_closes_within_a_second(
+    server: RunningServer, clients: Clients
+) -> None:
+    """Written to the board alone (as if its announcement were lost): every
+    worker's periodic read of the sanctions in force finds it."""
+    bob, _ = await clients.join(server, nick="bob")
+    tabs = [bob] + [(await clients.join(server, token=bob.welcome["token"]))[0] for _ in range(2)]
+    started = trio.current_time()
+    ban = Sanction("ban", bob.user["id"], None, None, "an-admin")
+    await server.hub.backends.moderation.impose(ban)
+    for tab in tabs:
+        assert await tab.close_code(within=2) == BANNED
+    assert trio.current_time() - started < 1.0
