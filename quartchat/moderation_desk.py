@@ -142,19 +142,20 @@ class ModerationDesk:
         await self._log.note_change(change)
 
     async def _mute(self, user: User, admin: bool, frame: Mute) -> ServerFrame:
-        target = await self._user(frame.user)
-        if target.id == user.id:
-            raise RoomRefused(FORBIDDEN, "not on yourself")
         if frame.room is None:
             if not admin:
                 raise RoomRefused(FORBIDDEN, "only an admin mutes across the chat")
-        else:
+            target = await self._user(frame.user)
+        else:  # the room first: a private one a stranger names is unknown_room
             room, role = await self._room(frame.room, user.id, admin)
+            target = await self._user(frame.user)
             target_role = await self._directory.role_of(room.id, target.id)
             if target_role is not None:
                 await self._outranks(room, user, admin, role, target, target_role)
             elif not admin and role not in MODERATORS:
                 raise RoomRefused(FORBIDDEN, "only the room's moderators mute there")
+        if target.id == user.id:
+            raise RoomRefused(FORBIDDEN, "not on yourself")
         until = now_ms() + frame.seconds * 1000
         sanction = Sanction("mute", target.id, frame.room, until, user.id)
         await self._board.impose(sanction)

@@ -256,3 +256,28 @@ async def test_a_ban_the_bus_never_announced_still_closes_within_a_second(
     for tab in tabs:
         assert await tab.close_code(within=2) == BANNED
     assert trio.current_time() - started < 1.0
+
+
+async def test_moderation_frames_about_a_private_room_tell_a_stranger_nothing(
+    server: RunningServer, clients: Clients
+) -> None:
+    alice, _ = await clients.join(server, nick="alice")
+    bob, _ = await clients.join(server, nick="bob")
+    room = await create_room(alice, "secret", "private")
+    said = await say_there(alice, room, "a1", "hush")
+    bob_id = bob.user["id"]
+    for frame in (
+        {"type": "role", "room": room["id"], "user": alice.user["id"], "role": "member"},
+        {"type": "kick", "room": room["id"], "user": alice.user["id"]},
+        {"type": "mute", "room": room["id"], "user": alice.user["id"], "seconds": 60},
+        {"type": "mute", "room": room["id"], "user": bob_id, "seconds": 60},
+    ):
+        await bob.send(**frame, ref="x")
+        error = await bob.expect("error", ignore=QUIET)
+        assert (error["code"], error["ref"]) == ("unknown_room", "x"), frame
+    await bob.send(type="delete", target=said, ref="d")
+    assert (await bob.expect("error", ignore=QUIET))["code"] == "unknown_message"
+    await bob.send(type="edit", target=said, client_offset="e", text="mine now")
+    assert (await bob.expect("error", ignore=QUIET))["code"] == "unknown_room"
+    assert await audit(server) == []
+    assert await alice.quiet(0.3, ignore=QUIET) == []
