@@ -30,8 +30,11 @@ from .backends.base import EventBus
 from .backends.moderation import ModerationBoard, Sanction
 from .broker import CloseOrder, Event, LocalBroker
 from .errors import BANNED, CloseConnection, StoreError
+from .log_limits import limit
 
 log = logging.getLogger(__name__)
+# A store that is away fails every refresh, twice a second: one line a second.
+limit(log)
 
 #: How often each worker reads the sanctions in force: the longest a ban
 #: imposed elsewhere takes to close a connection here when its announcement
@@ -77,7 +80,7 @@ class SanctionsView:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load the view, then refresh it until cancelled; a refresh that
-        fails keeps the view as it was (and says so once a minute at most)."""
+        fails keeps the view as it was (and says so, a line a second at most)."""
         await self.refresh()
         task_status.started()
         while True:
