@@ -23,7 +23,7 @@
 //   roomdialogs, msgactions    creating, finding, joining, leaving rooms, members and invites; editing, deleting
 //   moderation, roomframes     roles, kicks, mutes and bans from the members dialog; the rooms' frames
 //   changes                    log entries arriving: edits and deletes, the cursor after a welcome
-//   jwt                        the JWT hook: a login from the deployment's backend
+//   jwt, signin                the JWT hook: a login from the deployment's backend; a chat for signed-in users only
 //   frames, connection         server frames; the socket's lifecycle
 //   mentions, composer         "@" suggestions; the message input
 // Two calls go upward and are plugged in here instead of imported:
@@ -49,6 +49,7 @@ import { wireConfirm } from "./js/confirm.js";
 import { wireMessageActions } from "./js/msgactions.js";
 import { wireModeration } from "./js/moderation.js";
 import { fetchJwt, jwtUrl } from "./js/jwt.js";
+import { needSignIn, signInWasNeeded } from "./js/signin.js";
 import { wantMembers } from "./js/roomframes.js";
 import { wireMentions } from "./js/mentions.js";
 import { killSocket, reconnectNow, startConnecting } from "./js/connection.js";
@@ -153,15 +154,22 @@ function boot() {
   switchConv("all");
 
   const returning = () => !!(state.token || state.user || state.wantedNick);
-  if (jwtUrl()) {
-    // Logged in to the deployment's site: no nickname to ask for (the JWT
-    // names one). A guest there is asked as anywhere else.
-    fetchJwt().catch(() => null).then((jwt) => (jwt || returning() ? startConnecting() : openNickDialog("first")));
-  } else if (!returning()) {
-    openNickDialog("first");
-  } else {
-    startConnecting();
-  }
+  const begin = (jwt) => {
+    if (!jwt && signInWasNeeded()) {
+      // The chat refused this visitor for want of a login last time: say so
+      // at once (no nickname to ask for), and try once.
+      needSignIn();
+      startConnecting();
+    } else if (jwt || returning()) {
+      startConnecting();
+    } else {
+      openNickDialog("first");
+    }
+  };
+  // Logged in to the deployment's site: no nickname to ask for (the JWT
+  // names one). A guest there is asked as anywhere else.
+  if (jwtUrl()) fetchJwt().catch(() => null).then(begin);
+  else begin(null);
 }
 
 boot();
@@ -174,6 +182,7 @@ window.quartchat = {
       user: state.user,
       admin: state.admin,
       banned: state.banned,
+      signInNeeded: state.signInNeeded,
       cursor: state.cursor,
       epoch: state.epoch,
       conversation: state.active,

@@ -1,6 +1,7 @@
 // The WebSocket's lifecycle: connecting (with a JWT from the page's JWT
 // hook, when it has one), hello, watchdog, reconnecting with backoff; and
-// stopping for good when banned (4009).
+// stopping for good when banned (4009), or until there is a login where the
+// chat takes only logins (4003 to a hello without a JWT: signin.js).
 
 import { BACKOFF_MAX_MS, BACKOFF_MIN_MS, DEAD_AFTER_MS, WELCOME_TIMEOUT_MS } from "./constants.js";
 import { storage } from "./storage.js";
@@ -13,6 +14,7 @@ import { updateAllMarkers } from "./conversations.js";
 import { nickRequestDone, setWantedNick } from "./nick.js";
 import { handleFrame } from "./frames.js";
 import { forgetJwt, jwtUrl, loginJwt } from "./jwt.js";
+import { LOGINS_ONLY_REASON, needSignIn, signInDone } from "./signin.js";
 
 let loggingIn = false; // the JWT for the next socket is being fetched
 let helloJwt = null; // the JWT the socket being opened logs in with (null: a token)
@@ -45,6 +47,7 @@ function sendHello() {
   state.helloNick = nick;
   state.socketOpenedAt = Date.now(); // the welcome timeout counts from this hello
   const cursor = { last_id: state.cursor ?? null, epoch: state.cursor !== null ? (state.epoch || null) : null };
+  if (state.ws) state.ws.helloHadToken = !helloJwt && !!state.token;
   if (helloJwt) {
     // Logged in by the deployment: the JWT in place of a token (its `name`
     // wins over this nick on the server).
@@ -134,7 +137,7 @@ function openSocket() {
   });
   ws.addEventListener("close", (event) => {
     if (state.ws !== ws) return;
-    onSocketGone(event.code, event.reason, false, ws.loggedInByJwt);
+    onSocketGone(event.code, event.reason, false, ws.loggedInByJwt, !!ws.helloHadToken);
   });
   ws.addEventListener("error", () => {
     /* a close event follows */
@@ -163,7 +166,7 @@ export function killSocket(code, reason) {
   onSocketGone(code, reason, true);
 }
 
-function onSocketGone(code, reason, alreadyDetached = false, byJwt = false) {
+function onSocketGone(code, reason, alreadyDetached = false, byJwt = false, byToken = false) {
   if (!alreadyDetached) state.ws = null;
   const wasWelcomed = state.welcomed;
   state.welcomed = false;
@@ -203,6 +206,15 @@ function onSocketGone(code, reason, alreadyDetached = false, byJwt = false) {
     setStatus("banned");
     return;
   }
+  if (code === 4003 && !byJwt && (reason === LOGINS_ONLY_REASON || !byToken)) {
+    // No JWT, and this chat takes only logins (a hello with neither a JWT
+    // nor a token gets 4003 for nothing else). Say so, and stop knocking
+    // until a reload, the tab shown again, or back online. The token, if
+    // any, is not unknown: it is kept for a chat that lets guests in again.
+    clearTimeout(state.reconnectTimer);
+    needSignIn();
+    return;
+  }
   if (code === 4003 && byJwt) {
     // The JWT was refused (expired meanwhile, say): fetch another, with backoff.
     forgetJwt();
@@ -210,7 +222,9 @@ function onSocketGone(code, reason, alreadyDetached = false, byJwt = false) {
     return;
   }
   if (code === 4003) {
-    // Unknown token: start over as a new identity (keeping the nick).
+    // Unknown token: start over as a new identity (keeping the nick). The
+    // server lets guests in, then.
+    if (state.signInNeeded) signInDone();
     state.token = null;
     state.cursor = null;
     storage.set("token", null);
@@ -219,8 +233,8 @@ function onSocketGone(code, reason, alreadyDetached = false, byJwt = false) {
     state.epoch = null;
     if (state.user && !state.wantedNick) setWantedNick(state.user.nick);
     if (jwtUrl()) {
-      // Refused as a guest where logins come from the JWT hook: perhaps
-      // guests are off here. Back off, asking the hook again each time.
+      // Refused as a guest where logins come from the JWT hook: back off,
+      // asking the hook again each time.
       scheduleReconnect();
       return;
     }
@@ -237,6 +251,12 @@ function onSocketGone(code, reason, alreadyDetached = false, byJwt = false) {
 
 function scheduleReconnect(fixedDelay) {
   clearTimeout(state.reconnectTimer);
+  if (state.signInNeeded) {
+    // A retry without a login failed (the JWT URL, the socket): no loop;
+    // the next reload, tab shown or coming online tries once more.
+    setStatus("signin");
+    return;
+  }
   if (!navigator.onLine) {
     setStatus("offline");
     return;

@@ -26,6 +26,7 @@ export const dom = {
   composerNote: $("#composer-note"),
   banned: $("#banned"),
   bannedUntil: $("#banned-until"),
+  signIn: $("#signin-needed"),
   onlineStale: $("#online-stale"),
   notifyButton: $("#notify-button"),
   notifyNote: $("#notify-note"),

@@ -22,6 +22,7 @@ import { onMember, onMembers, onRefError, onRooms, wantMembers } from "./roomfra
 import { onBan, onMute, onRole } from "./moderation.js";
 import { firstAfterWelcome, onDeleted, onEdited } from "./changes.js";
 import { renderMuteNote } from "./mutes.js";
+import { signInDone } from "./signin.js";
 
 export function handleFrame(frame) {
   switch (frame.type) {
@@ -102,6 +103,7 @@ function onWelcome(frame) {
     if (!frame.last_id) state.floorAll = empty ? 0 : state.floorAll;
   }
 
+  if (state.signInNeeded) signInDone(); // let in: signed in meanwhile, or guests are back
   state.welcomed = true;
   state.everWelcomed = true;
   state.welcomedAt = Date.now();

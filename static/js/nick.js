@@ -144,6 +144,12 @@ export function onNickRefused(frame) {
   openNickDialog("first", { error: nickErrorText(frame, asked), value: asked || "" });
 }
 
+/** Refused for want of a login (signin.js): a first-visit dialog waiting
+ *  for the server closes, as no nickname lets this visitor in. */
+export function closeFirstVisitDialog() {
+  if (nickDialogMode === "first") closeNickDialog();
+}
+
 /** Welcomed: a first-visit dialog waiting for the server closes. */
 export function nickAccepted() {
   if (nickDialogMode !== "first" || !dom.nickDialog.open) return;

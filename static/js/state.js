@@ -66,6 +66,9 @@ export const state = {
   // Infinity for good).
   admin: false,
   banned: false,
+  // A chat for signed-in users only refused this visitor (signin.js): no
+  // reconnecting until a reload, the tab shown again, or back online.
+  signInNeeded: false,
   mutes: new Map(),
 
   nickRequest: null, // {nick, timer} while a nick change waits for an answer

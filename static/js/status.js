@@ -7,12 +7,14 @@ import { dom } from "./dom.js";
 export function setStatus(next) {
   if (!navigator.onLine) next = "offline";
   else if (state.banned) next = "banned"; // nothing reconnects after a ban
+  else if (state.signInNeeded && next !== "connected") next = "signin"; // nor without a login
   state.status = next;
   dom.status.dataset.state = next;
   let text;
   if (next === "connected") text = "Connected";
   else if (next === "banned") text = "Banned";
   else if (next === "offline") text = "Offline";
+  else if (next === "signin") text = "Not signed in";
   else if (!state.started) text = "Not connected";
   else text = state.everWelcomed ? "Reconnecting…" : "Connecting…";
   if (dom.statusText.textContent !== text) dom.statusText.textContent = text;
