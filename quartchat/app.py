@@ -321,12 +321,20 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     @app.get("/")
     async def index() -> Response:
         """The page; with a JWT URL set, it names that URL in a meta tag (the
-        page's JWT hook), where the page's script reads it."""
-        if settings.jwt_url is None:
+        page's JWT hook), and with guests off it says so (a visitor not
+        signed in is told at once, not asked a nickname), where the page's
+        script reads them."""
+        metas = []
+        if settings.jwt_url is not None:
+            url = html.escape(settings.jwt_url)
+            metas.append(f'<meta name="quartchat-jwt-url" content="{url}">')
+        if not settings.guests:
+            metas.append('<meta name="quartchat-guests" content="0">')
+        if not metas:
             return await send_from_directory(settings.static_dir, "index.html")
         page = await trio.Path(settings.static_dir / "index.html").read_text(encoding="utf-8")
-        meta = f'<meta name="quartchat-jwt-url" content="{html.escape(settings.jwt_url)}">'
-        page = page.replace("</head>", f"  {meta}\n</head>", 1)
+        tags = "".join(f"  {meta}\n" for meta in metas)
+        page = page.replace("</head>", f"{tags}</head>", 1)
         return Response(page, content_type="text/html; charset=utf-8")
 
     @app.get("/healthz")

@@ -156,8 +156,9 @@ function boot() {
   const returning = () => !!(state.token || state.user || state.wantedNick);
   const begin = (jwt) => {
     if (!jwt && signInWasNeeded()) {
-      // The chat refused this visitor for want of a login last time: say so
-      // at once (no nickname to ask for), and try once.
+      // The chat admits no guests (its page says so), or refused this
+      // visitor for want of a login last time: say so at once (no nickname
+      // to ask for), and try once.
       needSignIn();
       startConnecting();
     } else if (jwt || returning()) {

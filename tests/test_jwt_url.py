@@ -101,3 +101,16 @@ async def test_without_the_setting_the_page_is_the_file(start_server: StartServe
     assert status == 200
     assert body == (STATIC / "index.html").read_bytes()
     assert "quartchat-jwt-url" not in head_metas(body)
+
+
+@pytest.mark.embedded_only
+async def test_with_guests_off_the_page_says_so_in_its_head(start_server: StartServer) -> None:
+    """So a visitor not signed in is told at once, not asked a nickname first."""
+    server = await start_server(jwt_secret=SECRET, guests=False)
+    _, _, body = await request(server, "/")
+    metas = head_metas(body)
+    assert metas["quartchat-guests"] == "0" and "quartchat-jwt-url" not in metas
+    line = b'  <meta name="quartchat-guests" content="0">\n'
+    assert body.replace(line, b"") == (STATIC / "index.html").read_bytes()
+    _, _, page = await request(await start_server(jwt_secret=SECRET), "/")
+    assert "quartchat-guests" not in head_metas(page)

@@ -29,7 +29,10 @@ export function signInDone() {
   dom.signIn.hidden = true;
 }
 
-/** An earlier visit was refused for want of a login. */
+/** The server says it admits no guests (<meta name="quartchat-guests"
+ * content="0">), or an earlier visit was refused for want of a login. */
 export function signInWasNeeded() {
+  const meta = document.querySelector('meta[name="quartchat-guests"]');
+  if (meta && meta.getAttribute("content") === "0") return true;
   return storage.get("signin_needed") === true;
 }
