@@ -85,17 +85,23 @@ export function decorateMembers(roomId, members) {
     panel.setAttribute("role", "group");
     panel.setAttribute("aria-label", `Moderate ${member.nick}`);
     const data = { user: member.id, nick: member.nick };
+    // A row per kind of action (role and removal, mutes, the ban), so that
+    // a row's buttons wrap together rather than one left alone on a line.
+    const place = el("div", "member-actions-row");
     if (powers.role) {
-      panel.append(member.role === "moderator"
+      place.append(member.role === "moderator"
         ? actionButton("Make member", { ...data, mod: "role", role: "member" })
         : actionButton("Make moderator", { ...data, mod: "role", role: "moderator" }));
     }
-    if (powers.kick) panel.append(actionButton("Remove from room", { ...data, mod: "kick" }));
+    if (powers.kick) place.append(actionButton("Remove from room", { ...data, mod: "kick" }));
+    const mutes = el("div", "member-actions-row");
     if (powers.mute) {
-      for (const { seconds, label } of MUTES) panel.append(actionButton(label, { ...data, mod: "mute", seconds: String(seconds) }));
-      panel.append(actionButton("Unmute", { ...data, mod: "mute", seconds: "0" }));
+      for (const { seconds, label } of MUTES) mutes.append(actionButton(label, { ...data, mod: "mute", seconds: String(seconds) }));
+      mutes.append(actionButton("Unmute", { ...data, mod: "mute", seconds: "0" }));
     }
-    if (powers.ban) panel.append(actionButton("Ban from chat…", { ...data, mod: "ban" }));
+    const ban = el("div", "member-actions-row");
+    if (powers.ban) ban.append(actionButton("Ban from chat…", { ...data, mod: "ban" }));
+    panel.append(...[place, mutes, ban].filter((row) => row.childElementCount > 0));
     li.append(toggle, panel);
     // Focus was on something the redraw replaced: back to these actions.
     const lost = !document.activeElement || document.activeElement === document.body;
