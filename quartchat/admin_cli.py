@@ -188,6 +188,8 @@ async def _open_redis(url: str, prefix: str) -> AsyncIterator[tuple[Identities, 
         from .backends.redis_log import LogKeys, RedisLog
         from .backends.redis_moderation import RedisModeration
     except ModuleNotFoundError as exc:  # coredis is an extra
+        if (exc.name or "").partition(".")[0] == __package__:
+            raise  # a module of quartchat's own: a broken install, not the extra
         raise AdminError(
             f"QUARTCHAT_REDIS_URL needs the redis extra ({exc.name} is missing):"
             " pip install 'quartchat[redis]'"

@@ -12,11 +12,13 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
 from conftest import StartServer
+from quartchat import admin_cli
 from quartchat.backends.moderation import AuditEntry
 from quartchat.backends.redis_client import redis_client
 from quartchat.backends.redis_log import RedisLog
@@ -46,6 +48,29 @@ def admin(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
 async def admin_async(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """:func:`admin` off the event loop (a server of this test may be serving on it)."""
     return await trio.to_thread.run_sync(lambda: admin(*arguments, env=env))
+
+
+def said(called: subprocess.CompletedProcess[str]) -> str:
+    """All a run of the command said, for a failed assertion's message: a
+    status alone cannot tell a refusal from a crash or an unreachable Redis."""
+    return (
+        f"{' '.join(called.args[len(COMMAND) :])!r}: status {called.returncode}\n"
+        f"stdout: {called.stdout!r}\nstderr: {called.stderr!r}"
+    )
+
+
+async def succeeded(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """:func:`admin_async`, which must exit with status 0."""
+    called = await admin_async(*arguments, env=env)
+    assert called.returncode == 0, said(called)
+    return called
+
+
+async def audit_records(*arguments: str, env: dict[str, str]) -> list[dict[str, Any]]:
+    """``audit --json ARGUMENTS``: the records it printed."""
+    called = await succeeded("audit", *arguments, "--json", env=env)
+    records: list[dict[str, Any]] = json.loads(called.stdout)
+    return records
 
 
 @dataclass
@@ -79,20 +104,19 @@ async def chat(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
 
 
 async def test_grant_list_revoke_and_the_audit_says_both(chat: Chat) -> None:
-    granted = await admin_async("grant", chat.alice, env=chat.env)
-    assert granted.returncode == 0, granted.stderr
-    assert granted.stdout == f"{chat.alice} (alice) is now an admin\n"
+    granted = await succeeded("grant", chat.alice, env=chat.env)
+    assert granted.stdout == f"{chat.alice} (alice) is now an admin\n", said(granted)
 
-    listed = await admin_async("list", env=chat.env)
-    assert (listed.returncode, listed.stdout) == (0, f"{chat.alice}  alice\n"), listed.stderr
+    listed = await succeeded("list", env=chat.env)
+    assert listed.stdout == f"{chat.alice}  alice\n", said(listed)
 
-    revoked = await admin_async("revoke", chat.alice, env=chat.env)
-    assert revoked.returncode == 0, revoked.stderr
-    assert revoked.stdout == f"{chat.alice} (alice) is no longer an admin\n"
-    assert (await admin_async("list", env=chat.env)).stdout == ""
+    revoked = await succeeded("revoke", chat.alice, env=chat.env)
+    assert revoked.stdout == f"{chat.alice} (alice) is no longer an admin\n", said(revoked)
+    listed = await succeeded("list", env=chat.env)
+    assert listed.stdout == "", said(listed)
 
-    table = await admin_async("audit", env=chat.env)
-    assert table.returncode == 0, table.stderr
+    table = await succeeded("audit", env=chat.env)
+    assert len(table.stdout.splitlines()) == 3, said(table)
     header, newest, oldest = table.stdout.splitlines()
     assert header.split() == ["id", "when", "actor", "action", "user", "room", "detail"]
     assert newest.split()[2:6] == ["cli", "revoke_admin", chat.alice, "-"]
@@ -100,8 +124,7 @@ async def test_grant_list_revoke_and_the_audit_says_both(chat: Chat) -> None:
     assert int(newest.split()[0]) > int(oldest.split()[0])
     assert newest.split()[1].endswith("Z")  # UTC, ISO 8601
 
-    as_json = await admin_async("audit", "--json", env=chat.env)
-    records = json.loads(as_json.stdout)
+    records = await audit_records(env=chat.env)
     assert [(r["actor"], r["action"], r["user"], r["room"]) for r in records] == [
         ("cli", "revoke_admin", chat.alice, None),
         ("cli", "grant_admin", chat.alice, None),
@@ -110,47 +133,45 @@ async def test_grant_list_revoke_and_the_audit_says_both(chat: Chat) -> None:
 
 
 async def test_granting_twice_or_revoking_a_non_admin_records_nothing(chat: Chat) -> None:
-    assert (await admin_async("grant", chat.bob, env=chat.env)).returncode == 0
-    again = await admin_async("grant", chat.bob, env=chat.env)
-    assert (again.returncode, again.stdout) == (0, f"{chat.bob} (bob) is an admin already\n")
-    not_admin = await admin_async("revoke", chat.alice, env=chat.env)
-    assert not_admin.returncode == 0
-    assert "is not an admin" in not_admin.stdout
+    await succeeded("grant", chat.bob, env=chat.env)
+    again = await succeeded("grant", chat.bob, env=chat.env)
+    assert again.stdout == f"{chat.bob} (bob) is an admin already\n", said(again)
+    not_admin = await succeeded("revoke", chat.alice, env=chat.env)
+    assert "is not an admin" in not_admin.stdout, said(not_admin)
 
-    records = json.loads((await admin_async("audit", "--json", env=chat.env)).stdout)
-    assert [r["action"] for r in records] == ["grant_admin"]
+    records = await audit_records(env=chat.env)
+    assert [r["action"] for r in records] == ["grant_admin"], records
 
 
 async def test_an_unknown_user_id_is_refused_with_status_1(chat: Chat) -> None:
     for command in ("grant", "revoke"):
         refused = await admin_async(command, "u0000000000000000", env=chat.env)
-        assert refused.returncode == 1
-        assert refused.stdout == ""
-        assert "no user with id 'u0000000000000000'" in refused.stderr
-        assert len(refused.stderr.splitlines()) == 1
+        assert (refused.returncode, refused.stdout) == (1, ""), said(refused)
+        assert "no user with id 'u0000000000000000'" in refused.stderr, said(refused)
+        assert len(refused.stderr.splitlines()) == 1, said(refused)
 
-    assert (await admin_async("list", env=chat.env)).stdout == ""
-    assert json.loads((await admin_async("audit", "--json", env=chat.env)).stdout) == []
+    listed = await succeeded("list", env=chat.env)
+    assert listed.stdout == "", said(listed)
+    assert await audit_records(env=chat.env) == []
 
 
 async def test_the_audit_in_pages(chat: Chat) -> None:
     for user in (chat.alice, chat.bob):
-        assert (await admin_async("grant", user, env=chat.env)).returncode == 0
-        assert (await admin_async("revoke", user, env=chat.env)).returncode == 0
+        await succeeded("grant", user, env=chat.env)
+        await succeeded("revoke", user, env=chat.env)
 
-    first = await admin_async("audit", "--limit", "3", "--json", env=chat.env)
+    first = await succeeded("audit", "--limit", "3", "--json", env=chat.env)
     page = json.loads(first.stdout)
     assert [(r["action"], r["user"]) for r in page] == [
         ("revoke_admin", chat.bob),
         ("grant_admin", chat.bob),
         ("revoke_admin", chat.alice),
-    ]
-    assert f"--before {page[-1]['id']}" in first.stderr  # how to ask for the next page
+    ], said(first)
+    # how to ask for the next page
+    assert f"--before {page[-1]['id']}" in first.stderr, said(first)
 
-    rest = await admin_async("audit", "--before", str(page[-1]["id"]), "--json", env=chat.env)
-    assert [(r["action"], r["user"]) for r in json.loads(rest.stdout)] == [
-        ("grant_admin", chat.alice)
-    ]
+    rest = await audit_records("--before", str(page[-1]["id"]), env=chat.env)
+    assert [(r["action"], r["user"]) for r in rest] == [("grant_admin", chat.alice)], rest
 
 
 async def test_the_audit_shows_what_the_server_recorded(tmp_path: Path) -> None:
@@ -166,13 +187,12 @@ async def test_the_audit_shows_what_the_server_recorded(tmp_path: Path) -> None:
     await board.aclose()
     await store.aclose()
 
-    shown = await admin_async("audit", env={"QUARTCHAT_DB": str(tmp_path / "chat.db")})
+    shown = await succeeded("audit", env={"QUARTCHAT_DB": str(tmp_path / "chat.db")})
 
-    assert shown.returncode == 0, shown.stderr
     assert shown.stdout.splitlines()[1:] == [
         '2   2026-01-01T00:01:00Z  ubob   delete  -     -        {"message":1235}',
         '1   2026-01-01T00:00:00Z  ubob   mute    ueve  rdesign  {"seconds":600}',
-    ]
+    ], said(shown)
 
 
 async def test_it_works_beside_a_running_server(start_server: StartServer) -> None:
@@ -187,9 +207,8 @@ async def test_it_works_beside_a_running_server(start_server: StartServer) -> No
         env |= {"QUARTCHAT_REDIS_URL": settings.redis_url}
         env |= {"QUARTCHAT_REDIS_PREFIX": settings.redis_prefix}
 
-    granted = await admin_async("grant", carol.id, env=env)
+    await succeeded("grant", carol.id, env=env)
 
-    assert granted.returncode == 0, granted.stderr
     for worker in server.workers:
         assert await worker.hub.backends.moderation.admins() == [carol.id]
     (record,) = await hub.backends.moderation.audit(None, 10)
@@ -204,17 +223,44 @@ async def test_a_redis_without_that_chat_is_refused_with_status_2(
 
     refused = await admin_async("list", env=env)
 
-    assert refused.returncode == 2
-    assert "no chat in Redis" in refused.stderr and "'typo:'" in refused.stderr
+    assert refused.returncode == 2, said(refused)
+    assert "no chat in Redis" in refused.stderr and "'typo:'" in refused.stderr, said(refused)
     async with redis_client(redis_server.url) as client:
         assert await client.keys("typo:*") == set()
         assert await RedisModeration(client, "typo:").admins() == []
 
 
+def test_a_missing_redis_extra_is_named_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without coredis (the ``redis`` extra) the command says what to install."""
+    monkeypatch.setitem(sys.modules, "coredis", None)  # importing it fails
+    monkeypatch.delitem(sys.modules, "quartchat.backends.redis_client")  # so it imports it
+    monkeypatch.setenv("QUARTCHAT_REDIS_URL", "redis://127.0.0.1:1/0")
+
+    assert admin_cli.main(["list"]) == 2
+    said = capsys.readouterr().err
+    assert "needs the redis extra (coredis is missing)" in said
+    assert "pip install 'quartchat[redis]'" in said
+
+
+def test_a_missing_module_of_quartchat_is_not_blamed_on_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A module of quartchat's own that cannot be imported is a broken install
+    (or a work tree caught mid-edit), not a missing extra: its traceback shows."""
+    monkeypatch.setitem(sys.modules, "quartchat.backends.redis_moderation", None)
+    monkeypatch.setenv("QUARTCHAT_REDIS_URL", "redis://127.0.0.1:1/0")
+
+    with pytest.raises(ModuleNotFoundError) as missing:
+        admin_cli.main(["list"])
+    assert missing.value.name == "quartchat.backends.redis_moderation"
+
+
 def test_a_missing_database_is_refused_with_status_2(tmp_path: Path) -> None:
     missing = tmp_path / "nothing.db"
     refused = admin("list", env={"QUARTCHAT_DB": str(missing)})
-    assert refused.returncode == 2
+    assert refused.returncode == 2, said(refused)
     assert refused.stderr == (
         f"quartchat admin: QUARTCHAT_DB={missing}: no such file (set QUARTCHAT_DB to the"
         " chat's database, as the server has it)\n"
@@ -223,7 +269,7 @@ def test_a_missing_database_is_refused_with_status_2(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("arguments", "said"),
+    ("arguments", "expected"),
     [
         ([], "the following arguments are required: COMMAND"),
         (["grant"], "the following arguments are required: USER_ID"),
@@ -232,9 +278,9 @@ def test_a_missing_database_is_refused_with_status_2(tmp_path: Path) -> None:
     ],
 )
 def test_a_bad_call_is_one_line_and_status_2(
-    tmp_path: Path, arguments: list[str], said: str
+    tmp_path: Path, arguments: list[str], expected: str
 ) -> None:
     called = admin(*arguments, env={"QUARTCHAT_DB": str(tmp_path / "chat.db")})
-    assert called.returncode == 2
-    assert said in called.stderr
-    assert len(called.stderr.splitlines()) == 1
+    assert called.returncode == 2, said(called)
+    assert expected in called.stderr, said(called)
+    assert len(called.stderr.splitlines()) == 1, said(called)
