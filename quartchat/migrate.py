@@ -121,6 +121,8 @@ async def copy_to_redis(db_path: Path, url: str, prefix: str) -> str:
         from .backends.redis_moderation import RedisModeration
         from .backends.redis_rooms import RedisRooms
     except ModuleNotFoundError as exc:  # coredis is an extra
+        if (exc.name or "").partition(".")[0] == __package__:
+            raise  # a module of quartchat's own: a broken install, not the extra
         raise MigrationError(
             f"needs the redis extra ({exc.name} is missing): pip install 'quartchat[redis]'"
         ) from exc
