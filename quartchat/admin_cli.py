@@ -32,7 +32,7 @@ import trio
 from .backends.base import Identities
 from .backends.moderation import AuditAction, AuditEntry, AuditRecord, ModerationBoard
 from .config import Settings
-from .errors import ConfigError, QuartchatError
+from .errors import ConfigError, QuartchatError, exception_leaves
 from .store import now_ms
 from .usage import OneLineParser, bad_start
 
@@ -129,13 +129,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 def _failure(failed: BaseException, redis: bool) -> str | None:
     """What stopped the command, found in ``failed`` or the exception
     groups around it (the Redis clients' task groups wrap what they raise)."""
-    leaves = [failed]
-    while any(isinstance(leaf, BaseExceptionGroup) for leaf in leaves):
-        leaves = [
-            inner
-            for leaf in leaves
-            for inner in (leaf.exceptions if isinstance(leaf, BaseExceptionGroup) else [leaf])
-        ]
+    leaves = exception_leaves(failed)
     for leaf in leaves:
         if isinstance(leaf, AdminError):
             raise leaf  # a setting that names no chat: status 2, as a bad start

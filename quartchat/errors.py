@@ -16,6 +16,19 @@ class ConfigError(QuartchatError):
     """A setting from the environment is unusable; the message names it."""
 
 
+def exception_leaves(failed: BaseException) -> list[BaseException]:
+    """``failed``, or what the exception groups around it hold, flattened
+    (a nursery's, or a Redis client's task group's, wrap what was raised)."""
+    leaves = [failed]
+    while any(isinstance(leaf, BaseExceptionGroup) for leaf in leaves):
+        leaves = [
+            inner
+            for leaf in leaves
+            for inner in (leaf.exceptions if isinstance(leaf, BaseExceptionGroup) else [leaf])
+        ]
+    return leaves
+
+
 class StoreError(QuartchatError):
     """The store could not do what was asked (disk full, corrupt file...)."""
 

@@ -48,6 +48,9 @@ from .protocol import (
 from .protocol_moderation import MODERATION_FRAMES
 from .protocol_rooms import ROOM_FRAMES
 
+#: The frames whose refusals echo their ``ref`` (protocol 1.1's own).
+FRAMES_WITH_REF = ROOM_FRAMES + MODERATION_FRAMES
+
 log = logging.getLogger(__name__)
 # A store that is away fails every frame of every socket: one line per kind a second.
 limit(log)
@@ -225,7 +228,7 @@ class Inbound:
     def _refuse(self, frame: object, exc: FrameError | StoreError) -> None:
         """Answer ``frame``, which failed with ``exc``, with an error frame."""
         offset = frame.client_offset if isinstance(frame, Send) else None
-        ref = frame.ref if isinstance(frame, ROOM_FRAMES + MODERATION_FRAMES) else None
+        ref = frame.ref if isinstance(frame, FRAMES_WITH_REF) else None
         if isinstance(exc, FrameError):
             if exc.code in CLIENT_FAULTS:
                 self._policy.strike()

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, cast
 import trio
 
 from .backends.moderation import AuditAction, AuditEntry, AuditRecord, Sanction, SanctionKind
-from .errors import StoreError
+from .errors import StoreError, exception_leaves
 from .models import Message, User
 from .store import (
     MESSAGE_COLUMNS,  # the store's own row reader's columns
@@ -375,13 +375,7 @@ def redis_failure(failed: BaseException) -> str | None:
     found in ``failed`` or the exception groups around it; else None."""
     import coredis.exceptions
 
-    leaves = [failed]
-    while any(isinstance(leaf, BaseExceptionGroup) for leaf in leaves):
-        leaves = [
-            inner
-            for leaf in leaves
-            for inner in (leaf.exceptions if isinstance(leaf, BaseExceptionGroup) else [leaf])
-        ]
+    leaves = exception_leaves(failed)
     for leaf in leaves:
         if isinstance(leaf, StoreError):
             return str(leaf)

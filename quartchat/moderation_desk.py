@@ -70,16 +70,9 @@ class ModerationDesk:
 
     async def handle(self, conn_id: str, user: User, frame: ModerationFrame) -> ServerFrame | None:
         """Serve ``frame`` of ``user``'s connection ``conn_id``: the answer to
-        that connection, or None when the log's tail brings it. Refusals are
-        :class:`FrameError` carrying the frame's ``ref``."""
-        try:
-            return await self._handle(conn_id, user, frame)
-        except FrameError as exc:
-            if exc.ref is None:
-                exc.ref = frame.ref
-            raise
-
-    async def _handle(self, conn_id: str, user: User, frame: ModerationFrame) -> ServerFrame | None:
+        send that connection now, or None when the log's tail brings it.
+        Refusals are :class:`FrameError` (the connection's reader names the
+        frame's ``ref`` on them, as on every refusal of a 1.1 frame)."""
         admin = self._view.is_admin(conn_id, user.id)
         match frame:
             case Delete():

@@ -75,17 +75,10 @@ class RoomDesk:
         self._settings = settings
 
     async def handle(self, conn_id: str, user: User, frame: RoomFrame) -> ServerFrame | None:
-        """Serve ``frame`` of ``user``'s connection ``conn_id``; the answer to
+        """Serve ``frame`` of ``user``'s connection ``conn_id``: the answer to
         send that connection now, or None when the log's tail brings it.
-        Refusals are :class:`FrameError` carrying the frame's ``ref``."""
-        try:
-            return await self._handle(conn_id, user, frame)
-        except FrameError as exc:
-            if exc.ref is None:
-                exc.ref = frame.ref
-            raise
-
-    async def _handle(self, conn_id: str, user: User, frame: RoomFrame) -> ServerFrame | None:
+        Refusals are :class:`FrameError` (the connection's reader names the
+        frame's ``ref`` on them, as on every refusal of a 1.1 frame)."""
         match frame:
             case RoomCreate():
                 await self._spend(user.id)
