@@ -20,6 +20,19 @@ async def edit(client: ChatClient, target: int, offset: str, text: str) -> dict[
     return await client.expect("ack")
 
 
+async def in_room(clients: list[ChatClient], room: dict[str, Any]) -> None:
+    for client in clients:
+        await client.send(type="room_join", room=room["id"])
+        await client.expect("history", ignore=QUIET)
+
+
+async def say_there(client: ChatClient, room: dict[str, Any], offset: str, text: str) -> int:
+    """Send to ``room``; the id acked (notices and others' messages skipped)."""
+    await client.send(type="send", client_offset=offset, text=text, room=room["id"])
+    ack = await client.expect("ack", ignore=QUIET | {"message", "role", "mute"})
+    return int(ack["id"])
+
+
 async def rejoin(
     clients: Clients, server: RunningServer, token: str, last_id: int
 ) -> tuple[ChatClient, list[dict[str, Any]]]:
@@ -166,16 +179,13 @@ async def test_moderators_delete_in_their_room_members_do_not(
     bob, _ = await clients.join(server, nick="bob")
     carol, _ = await clients.join(server, nick="carol")
     room = await create_room(alice, "design")
-    for guest in (bob, carol):
-        await guest.send(type="room_join", room=room["id"])
-        await guest.expect("history", ignore=QUIET)
-    await bob.send(type="send", client_offset="b1", text="spam spam", room=room["id"])
-    said = await bob.expect("ack", ignore=QUIET)
-    await carol.send(type="delete", target=said["id"], ref="c")
+    await in_room([bob, carol], room)
+    said = await say_there(bob, room, "b1", "spam spam")
+    await carol.send(type="delete", target=said, ref="c")
     error = await carol.expect("error", ignore=QUIET | {"message"})
     assert (error["code"], error["ref"]) == ("forbidden", "c")
 
-    await alice.send(type="delete", target=said["id"], ref="a")  # the owner
+    await alice.send(type="delete", target=said, ref="a")  # the owner
     for client in (alice, bob, carol):
         deleted = await client.expect("deleted", ignore=QUIET | {"message"})
         assert deleted["by"] == alice.user and deleted["room"] == room["id"]
@@ -187,7 +197,7 @@ async def test_moderators_delete_in_their_room_members_do_not(
         bob.user["id"],
         room["id"],
     )
-    assert str(said["id"]) in entry.detail
+    assert str(said) in entry.detail
 
 
 async def test_a_private_messages_edit_and_delete_reach_its_two_users_only(

@@ -8,11 +8,10 @@ action is in the audit."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import trio
 from test_api import KEY, message, post
-from test_edits import QUIET
+from test_edits import QUIET, in_room, say_there
 from test_jwt import SECRET, claims, hs256, login
 from test_rooms import create_room
 
@@ -27,19 +26,6 @@ async def grant_admin(server: RunningServer, client: ChatClient) -> None:
     await server.hub.backends.moderation.set_admin(client.user["id"], True)
     for worker in server.workers:
         await worker.hub.sanctions.refresh()
-
-
-async def in_room(clients: list[ChatClient], room: dict[str, Any]) -> None:
-    for client in clients:
-        await client.send(type="room_join", room=room["id"])
-        await client.expect("history", ignore=QUIET)
-
-
-async def say_there(client: ChatClient, room: dict[str, Any], offset: str, text: str) -> int:
-    """Send to ``room``; the id acked (notices and others' messages skipped)."""
-    await client.send(type="send", client_offset=offset, text=text, room=room["id"])
-    ack = await client.expect("ack", ignore=QUIET | {"message", "role", "mute"})
-    return int(ack["id"])
 
 
 async def audit(server: RunningServer) -> list[tuple[str, str, str | None, str | None]]:
